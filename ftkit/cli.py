@@ -1,0 +1,36 @@
+"""What every stage script shares: logging set-up and the one-line error contract.
+
+A script's `main()` raises `UserError` for anything the user can fix (bad flag, bad file, missing
+model); `run()` prints it as one line and exits 2, never with a traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("ftkit")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # Nothing is fetched from the Hub unless a user names a Hub model on a machine that can reach it.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run(main) -> None:
+    """Call `main()` and turn its outcome into an exit code."""
+    try:
+        code = main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,229 @@
+"""The one prompt renderer of the toolkit.
+
+Training, evaluation, the GGUF check and the Ollama Modelfile all go through this module, so the
+model sees at inference exactly the text it was trained on.
+
+Llama-2 chat format (Meta's reference `chat_completion`, which llama.cpp reproduces), per turn:
+
+    <s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {answer} </s>
+
+The system block appears only in the first turn and only when there is a system prompt. Token ids
+are built the way Meta builds them: for each completed turn
+`[BOS] + encode(f"[INST] {user} [/INST] {answer} ") + [EOS]`, for the open turn
+`[BOS] + encode(f"[INST] {user} [/INST]")`, where `encode` applies sentencepiece's dummy prefix (the
+first piece is "▁["). BOS/EOS are ids, never text, so BOS is never duplicated.
+
+A base model that ships its own chat template (Qwen, Llama-3, ...) is rendered with that template.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+B_INST, E_INST = "[INST]", "[/INST]"
+B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
+BOS_TEXT, EOS_TEXT = "<s>", "</s>"
+
+# The Llama-2 chat template as shipped with Meta's checkpoints. The tiny model carries it, and a
+# tokenizer whose template contains these markers is rendered by this module rather than by Jinja.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
+    "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+class PromptError(ValueError):
+    """A record that cannot be rendered (bad roles, empty content, ...)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    user: str
+    answer: str | None = None  # None: the open turn the model is asked to answer
+
+
+@dataclass(frozen=True)
+class Conversation:
+    turns: tuple[Turn, ...]
+    system: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.turns[-1].answer is None
+
+    def to_messages(self) -> list[dict]:
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        for turn in self.turns:
+            messages.append({"role": "user", "content": turn.user})
+            if turn.answer is not None:
+                messages.append({"role": "assistant", "content": turn.answer})
+        return messages
+
+    def without_last_answer(self) -> Conversation:
+        last = self.turns[-1]
+        return Conversation(self.turns[:-1] + (Turn(last.user),), self.system)
+
+
+@dataclass(frozen=True)
+class RenderedIds:
+    """Token ids of one conversation: the loss covers `answer_ids` (final answer + EOS) only."""
+
+    prompt_ids: list[int]
+    answer_ids: list[int] = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prompt_ids + self.answer_ids
+
+
+def _clean(text, what: str) -> str:
+    if not isinstance(text, str):
+        raise PromptError(f"{what} must be a string, got {type(text).__name__}")
+    text = text.strip()
+    if not text:
+        raise PromptError(f"{what} is empty")
+    return text
+
+
+def from_alpaca(record: dict) -> Conversation:
+    """instruction/input/output (+ optional system and history [[user, answer], ...]) -> Conversation.
+
+    `input` is joined to `instruction` with a newline; a record without `output` gives an open turn.
+    """
+    user = _clean(record.get("instruction"), "instruction")
+    extra = record.get("input")
+    if extra is not None and not isinstance(extra, str):
+        raise PromptError(f"input must be a string, got {type(extra).__name__}")
+    if extra and extra.strip():
+        user = f"{user}\n{extra.strip()}"
+    turns = [Turn(_clean(u, "history user"), _clean(a, "history answer")) for u, a in record.get("history") or []]
+    output = record.get("output")
+    turns.append(Turn(user, None if output is None else _clean(output, "output")))
+    system = record.get("system")
+    return Conversation(tuple(turns), _clean(system, "system") if system and str(system).strip() else None)
+
+
+def from_messages(messages: list[dict]) -> Conversation:
+    """OpenAI-style messages (optional leading system, then user/assistant alternating) -> Conversation."""
+    if not messages:
+        raise PromptError("messages is empty")
+    system = None
+    if messages[0].get("role") == "system":
+        system = _clean(messages[0].get("content"), "system content")
+        messages = messages[1:]
+    turns: list[Turn] = []
+    for i, message in enumerate(messages):
+        expected = "user" if i % 2 == 0 else "assistant"
+        role = message.get("role")
+        if role != expected:
+            raise PromptError(f"message {i}: role {role!r} where {expected!r} was expected")
+        content = _clean(message.get("content"), f"message {i} content")
+        if expected == "user":
+            turns.append(Turn(content))
+        else:
+            turns[-1] = Turn(turns[-1].user, content)
+    if not turns:
+        raise PromptError("no user message")
+    return Conversation(tuple(turns), system)
+
+
+def _inst_bodies(conv: Conversation) -> list[str]:
+    """The text between [INST] and [/INST] of each turn (system block folded into the first)."""
+    bodies = [turn.user.strip() for turn in conv.turns]
+    if conv.system:
+        bodies[0] = f"{B_SYS}{conv.system.strip()}{E_SYS}{bodies[0]}"
+    return bodies
+
+
+def _turn_texts(conv: Conversation) -> list[str]:
+    """Each turn without BOS/EOS, exactly as Meta encodes it."""
+    texts = []
+    for body, turn in zip(_inst_bodies(conv), conv.turns, strict=True):
+        if turn.answer is None:
+            texts.append(f"{B_INST} {body} {E_INST}")
+        else:
+            texts.append(f"{B_INST} {body} {E_INST} {turn.answer.strip()} ")
+    return texts
+
+
+def render_llama2_text(conv: Conversation) -> str:
+    """The conversation as Llama-2 chat text, with <s>/</s> written out (for display and data files)."""
+    parts = []
+    for text, turn in zip(_turn_texts(conv), conv.turns, strict=True):
+        parts.append(BOS_TEXT + text + (EOS_TEXT if turn.answer is not None else ""))
+    return "".join(parts)
+
+
+def uses_llama2_format(tokenizer) -> bool:
+    """True when the tokenizer has no chat template of its own, or carries the Llama-2 one."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default")
+    return not template or (B_INST in template and "<<SYS>>" in template)
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _split_answer(full: list[int], prompt: list[int], what: str) -> list[int]:
+    if full[: len(prompt)] != prompt:
+        raise PromptError(f"{what}: the prompt does not tokenize as a prefix of prompt + answer")
+    return full[len(prompt):]
+
+
+def _render_llama2_ids(conv: Conversation, tokenizer) -> RenderedIds:
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if bos is None or eos is None:
+        raise PromptError("the tokenizer has no BOS/EOS token, which the Llama-2 format needs")
+    texts = _turn_texts(conv)
+    ids: list[int] = []
+    for text in texts[:-1]:
+        ids += [bos] + _encode(tokenizer, text) + [eos]
+    if conv.is_open:
+        return RenderedIds(ids + [bos] + _encode(tokenizer, texts[-1]))
+    prompt_text = _turn_texts(conv.without_last_answer())[-1]
+    prompt = [bos] + _encode(tokenizer, prompt_text)
+    full = [bos] + _encode(tokenizer, texts[-1])
+    return RenderedIds(ids + prompt, _split_answer(full, prompt, "final turn") + [eos])
+
+
+def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:
+    def encode_chat(messages, generation_prompt):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+        return _encode(tokenizer, text)  # the template writes its special tokens as text
+
+    prompt = encode_chat(conv.without_last_answer().to_messages(), True)
+    if conv.is_open:
+        return RenderedIds(prompt)
+    full = encode_chat(conv.to_messages(), False)
+    answer = _split_answer(full, prompt, "chat template")
+    eos = tokenizer.eos_token_id
+    if eos is not None and eos not in answer:
+        answer.append(eos)
+    return RenderedIds(prompt, answer)
+
+
+def render_ids(conv: Conversation, tokenizer) -> RenderedIds:
+    """Token ids of a conversation for this tokenizer: prompt ids and (if answered) answer ids + EOS."""
+    if uses_llama2_format(tokenizer):
+        return _render_llama2_ids(conv, tokenizer)
+    return _render_template_ids(conv, tokenizer)
+
+
+def render_text(conv: Conversation, tokenizer=None) -> str:
+    """The conversation as text: the Llama-2 format, or the tokenizer's own chat template."""
+    if tokenizer is None or uses_llama2_format(tokenizer):
+        return render_llama2_text(conv)
+    return tokenizer.apply_chat_template(conv.to_messages(), tokenize=False,
+                                         add_generation_prompt=conv.is_open)

@@ -1,0 +1,74 @@
+"""The foundation itself: pins, the llama.cpp checkout, idempotent set-up, and the Makefile's contract."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pinned(name: str) -> str:
+    text = (ROOT / "requirements.txt").read_text()
+    return re.search(rf"^{re.escape(name)}==(\S+)", text, re.M).group(1)
+
+
+def git(*args, cwd=ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+
+    for name in ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
+                 "sentencepiece", "llama-cpp-python", "rouge-score", "sacrebleu", "jieba"):
+        assert version(name).split("+")[0] == pinned(name), name
+
+
+def test_llama_cpp_checkout_is_at_the_commit_llama_cpp_python_vendors():
+    gitlink = git("ls-files", "-s", "llama.cpp").split()
+    assert gitlink[0] == "160000", "llama.cpp must be a submodule (gitlink)"
+    commit = gitlink[1]
+    assert (ROOT / "docker" / "llama_cpp_commit").read_text().strip() == commit
+    assert git("rev-parse", "HEAD", cwd=ROOT / "llama.cpp") == commit
+    assert git("status", "--porcelain", cwd=ROOT / "llama.cpp") == ""
+    assert (ROOT / "llama.cpp" / "convert_hf_to_gguf.py").exists()
+
+
+def test_fetch_script_populates_an_empty_folder(tmp_path):
+    dest = tmp_path / "llama.cpp"
+    dest.mkdir()  # what a fresh clone has: an empty submodule folder
+    result = subprocess.run(["bash", "docker/fetch_llama_cpp.sh", str(dest)], cwd=ROOT, capture_output=True,
+                            text=True, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr
+    assert git("rev-parse", "HEAD", cwd=dest) == (ROOT / "docker" / "llama_cpp_commit").read_text().strip()
+    assert "includeif" not in (dest / ".git" / "config").read_text().lower()  # the sdist CI's credentials are gone
+    again = subprocess.run(["bash", "docker/fetch_llama_cpp.sh", str(dest)], cwd=ROOT, capture_output=True, text=True)
+    assert "already populated" in again.stdout
+
+
+def test_setup_is_idempotent():
+    venv = Path(sys.prefix)
+    result = subprocess.run(["bash", "docker/install_python_deps.sh", str(venv)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_make_help_lists_every_target():
+    out = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    makefile = (ROOT / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
+    for target in phony:
+        assert re.search(rf"^\s+{re.escape(target)}\s", out, re.M), f"`make help` misses {target}"
+
+
+def test_make_variables_are_overridable():
+    out = subprocess.run(["make", "-n", "-B", "tiny-model", "TINY_MODEL=/tmp/elsewhere", "PYTHON=mypython"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "mypython scripts/build_tiny_model.py --output-dir /tmp/elsewhere" in out
+
+
+def test_every_script_has_help():
+    for script in sorted((ROOT / "scripts").glob("*.py")):
+        result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout, script.name
