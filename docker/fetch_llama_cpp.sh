@@ -32,7 +32,7 @@ mkdir -p "$CACHE_DIR"
 SDIST="$CACHE_DIR/llama_cpp_python-$VERSION.tar.gz"
 if [ ! -f "$SDIST" ]; then
   echo "llama.cpp: downloading the llama-cpp-python $VERSION source distribution (it vendors llama.cpp $PINNED)"
-  "$PYTHON" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
+  "$PYTHON" -m pip download --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
     -d "$CACHE_DIR" "llama-cpp-python==$VERSION" >/dev/null
 fi
 

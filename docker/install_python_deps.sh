@@ -6,7 +6,8 @@
 #   VENV_DIR  where the venv lives (default .venv); "-" installs into the current interpreter
 #   cpu|cuda  torch/llama.cpp flavour (default cpu). cuda builds llama-cpp-python with GGML_CUDA.
 #
-# Idempotent: a stamp holding the hash of requirements.txt and this script makes a second run a no-op.
+# requirements.txt names what we use; constraints.txt pins every transitive package to the tested set.
+# Idempotent: a stamp holding the hash of both files and this script makes a second run a no-op.
 set -euo pipefail
 
 VENV=${1:-.venv}
@@ -14,6 +15,7 @@ FLAVOUR=${2:-cpu}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 REQ="$ROOT/requirements.txt"
+CONSTRAINTS="$ROOT/constraints.txt"
 PYTHON=${PYTHON:-python3}
 
 if [ "$VENV" = "-" ]; then
@@ -26,7 +28,7 @@ else
 fi
 mkdir -p "$STAMP_DIR"
 STAMP="$STAMP_DIR/.requirements-$FLAVOUR.sha256"
-WANT=$(cat "$REQ" "$0" | sha256sum | cut -d' ' -f1)
+WANT=$(cat "$REQ" "$CONSTRAINTS" "$0" | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "setup: $VENV is up to date with requirements.txt ($FLAVOUR)"
   exit 0
@@ -48,6 +50,6 @@ if [ "$FLAVOUR" = cuda ]; then
 fi
 
 echo "setup: installing requirements.txt ($FLAVOUR; llama-cpp-python compiles llama.cpp, a few minutes the first time)"
-"$PY" -m pip install "${PIP_ARGS[@]}" -r "$REQ"
+"$PY" -m pip install "${PIP_ARGS[@]}" -r "$REQ" -c "$CONSTRAINTS"
 echo "$WANT" > "$STAMP"
 echo "setup: done"

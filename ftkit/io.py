@@ -29,6 +29,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ""):
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
