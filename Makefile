@@ -20,8 +20,21 @@ BASE_MODEL  ?= $(TINY_MODEL)
 SEED        ?= 42
 SAMPLE_DIR  ?= data/sample
 NUM_SAMPLES ?= 240
+# your own data: RAW_DATA="a.json b.csv"; without it, the sample data
+RAW_DATA    ?= $(SAMPLE_DIR)/sample_data.json
+INPUT_FORMAT ?= auto
+FORMAT_TYPE ?= auto
+# e.g. COLUMNS=instruction=question,output=answer
+COLUMNS     ?=
+ENCODING    ?= auto
+DATA_DIR    ?= data/finetune
+DATA_NAME   ?= train
+VAL_RATIO   ?= 0.1
+TEST_RATIO  ?= 0.1
+MAX_LENGTH  ?= 1024
+BENCH_RECORDS ?= 1000000
 
-.PHONY: help setup llama.cpp tiny-model sample demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data bench-data demo test test-fast lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -47,8 +60,21 @@ $(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.
 
 sample: $(SAMPLE_DIR)/sample_data.json ## create sample Chinese Q&A data (alpaca JSON)
 
-demo: setup tiny-model sample ## set up, build the tiny model and sample data, render a prompt with it
-	$(PYTHON) scripts/render_prompt.py --model $(TINY_MODEL) --data $(SAMPLE_DIR)/sample_data.json --index 0
+# the tokenizer that measures token lengths is the base model's; the tiny one is built on demand
+TOKENIZER_DEP := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),$(TINY_MODEL)/config.json)
+
+$(DATA_DIR)/$(DATA_NAME)_train.jsonl: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py $(TOKENIZER_DEP) | $(PYTHON)
+	$(PYTHON) scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
+	  $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
+	  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL)
+
+data: $(DATA_DIR)/$(DATA_NAME)_train.jsonl ## validate, dedup and split RAW_DATA into train/validation/test JSONL
+
+bench-data: | $(PYTHON) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
+	$(PYTHON) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
+
+demo: setup tiny-model sample data ## set up, then the pipeline on the tiny model and sample data (so far: data)
+	$(PYTHON) scripts/render_prompt.py --model $(TINY_MODEL) --data $(DATA_DIR)/$(DATA_NAME)_train.jsonl --index 0
 
 test: setup ## set up, then run the whole test suite (slow end-to-end tests included)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -61,6 +87,11 @@ lint: ## ruff over the package, scripts and tests
 
 $(PYTHON):
 	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
+
+lock: ## re-pin constraints.txt to what .venv holds now (after changing requirements.txt)
+	@{ sed -n '1,2p' constraints.txt; $(PYTHON) -m pip freeze --all --exclude-editable \
+	  | grep -v -i -E '^(torch|pip|setuptools|wheel)==' | sort -f; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins"
 
 clean: ## remove generated data, models and caches (keeps .venv and llama.cpp/)
 	rm -rf $(SAMPLE_DIR) data/finetune models/tiny-llama models/finetuned models/gguf reports/*.md reports/*.json

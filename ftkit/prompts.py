@@ -18,6 +18,7 @@ A base model that ships its own chat template (Qwen, Llama-3, ...) is rendered w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 B_INST, E_INST = "[INST]", "[/INST]"
 B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
@@ -43,17 +44,20 @@ LLAMA2_CHAT_TEMPLATE = (
 
 
 class PromptError(ValueError):
-    """A record that cannot be rendered (bad roles, empty content, ...)."""
+    """A record that cannot be rendered. `reason` is a stable code (missing_field, not_string,
+    empty_field, empty_answer, bad_role_order) that the data stage counts rejections by."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
-@dataclass(frozen=True)
-class Turn:
+class Turn(NamedTuple):  # named tuples: cheap to build for a million records
     user: str
     answer: str | None = None  # None: the open turn the model is asked to answer
 
 
-@dataclass(frozen=True)
-class Conversation:
+class Conversation(NamedTuple):
     turns: tuple[Turn, ...]
     system: str | None = None
 
@@ -86,12 +90,14 @@ class RenderedIds:
         return self.prompt_ids + self.answer_ids
 
 
-def _clean(text, what: str) -> str:
+def _clean(text, what: str, empty_reason: str = "empty_field") -> str:
+    if text is None:
+        raise PromptError("missing_field", f"{what} is missing")
     if not isinstance(text, str):
-        raise PromptError(f"{what} must be a string, got {type(text).__name__}")
+        raise PromptError("not_string", f"{what} must be a string, got {type(text).__name__}")
     text = text.strip()
     if not text:
-        raise PromptError(f"{what} is empty")
+        raise PromptError(empty_reason, f"{what} is empty")
     return text
 
 
@@ -103,20 +109,25 @@ def from_alpaca(record: dict) -> Conversation:
     user = _clean(record.get("instruction"), "instruction")
     extra = record.get("input")
     if extra is not None and not isinstance(extra, str):
-        raise PromptError(f"input must be a string, got {type(extra).__name__}")
+        raise PromptError("not_string", f"input must be a string, got {type(extra).__name__}")
     if extra and extra.strip():
         user = f"{user}\n{extra.strip()}"
-    turns = [Turn(_clean(u, "history user"), _clean(a, "history answer")) for u, a in record.get("history") or []]
+    history = record.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(pair, list | tuple) and len(pair) == 2 for pair in history):
+        raise PromptError("bad_history", "history must be a list of [question, answer] pairs")
+    turns = [Turn(_clean(u, "history question"), _clean(a, "history answer", "empty_answer")) for u, a in history]
     output = record.get("output")
-    turns.append(Turn(user, None if output is None else _clean(output, "output")))
+    turns.append(Turn(user, None if output is None else _clean(output, "output", "empty_answer")))
     system = record.get("system")
     return Conversation(tuple(turns), _clean(system, "system") if system and str(system).strip() else None)
 
 
 def from_messages(messages: list[dict]) -> Conversation:
     """OpenAI-style messages (optional leading system, then user/assistant alternating) -> Conversation."""
-    if not messages:
-        raise PromptError("messages is empty")
+    if not isinstance(messages, list) or not messages:
+        raise PromptError("bad_role_order", "messages must be a non-empty list")
+    if not all(isinstance(m, dict) for m in messages):
+        raise PromptError("bad_role_order", "every message must be an object with role and content")
     system = None
     if messages[0].get("role") == "system":
         system = _clean(messages[0].get("content"), "system content")
@@ -126,14 +137,15 @@ def from_messages(messages: list[dict]) -> Conversation:
         expected = "user" if i % 2 == 0 else "assistant"
         role = message.get("role")
         if role != expected:
-            raise PromptError(f"message {i}: role {role!r} where {expected!r} was expected")
-        content = _clean(message.get("content"), f"message {i} content")
+            raise PromptError("bad_role_order", f"message {i}: role {role!r} where {expected!r} was expected")
+        content = _clean(message.get("content"), f"message {i} content",
+                         "empty_answer" if expected == "assistant" else "empty_field")
         if expected == "user":
             turns.append(Turn(content))
         else:
             turns[-1] = Turn(turns[-1].user, content)
     if not turns:
-        raise PromptError("no user message")
+        raise PromptError("bad_role_order", "no user message")
     return Conversation(tuple(turns), system)
 
 
@@ -164,6 +176,12 @@ def render_llama2_text(conv: Conversation) -> str:
     return "".join(parts)
 
 
+def llama2_prompt_chars(conv: Conversation, text: str) -> int:
+    """Length of the prompt part of `text` (= render_llama2_text(conv) of an answered conversation):
+    everything before the space that opens the final answer."""
+    return len(text) - len(f" {conv.turns[-1].answer.strip()} {EOS_TEXT}")
+
+
 def uses_llama2_format(tokenizer) -> bool:
     """True when the tokenizer has no chat template of its own, or carries the Llama-2 one."""
     template = getattr(tokenizer, "chat_template", None)
@@ -178,14 +196,14 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 def _split_answer(full: list[int], prompt: list[int], what: str) -> list[int]:
     if full[: len(prompt)] != prompt:
-        raise PromptError(f"{what}: the prompt does not tokenize as a prefix of prompt + answer")
+        raise PromptError("tokenizer", f"{what}: the prompt does not tokenize as a prefix of prompt + answer")
     return full[len(prompt):]
 
 
 def _render_llama2_ids(conv: Conversation, tokenizer) -> RenderedIds:
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     if bos is None or eos is None:
-        raise PromptError("the tokenizer has no BOS/EOS token, which the Llama-2 format needs")
+        raise PromptError("tokenizer", "the tokenizer has no BOS/EOS token, which the Llama-2 format needs")
     texts = _turn_texts(conv)
     ids: list[int] = []
     for text in texts[:-1]:

@@ -30,11 +30,15 @@ def parse_args(argv=None):
 
 
 def load_record(path: str, index: int) -> dict:
-    text = Path(path).read_text(encoding="utf-8-sig")
-    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
-    if not 0 <= index < len(records):
-        raise UserError(f"{path}: --index {index} is out of range (0..{len(records) - 1})")
-    return records[index]
+    from ftkit.readers import InputError, read_records
+
+    try:
+        for record in read_records(path):
+            if record.index == index:
+                return record.data
+    except InputError as err:
+        raise UserError(str(err)) from None
+    raise UserError(f"{path}: no record with --index {index}")
 
 
 def main():
@@ -47,7 +51,7 @@ def main():
     if args.system:
         record = dict(record, system=args.system)
     try:
-        conv = prompts.from_alpaca(record)
+        conv = prompts.from_messages(record["messages"]) if "messages" in record else prompts.from_alpaca(record)
     except prompts.PromptError as err:
         raise UserError(f"record {args.index}: {err}") from err
     tokenizer = AutoTokenizer.from_pretrained(args.model)

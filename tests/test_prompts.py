@@ -80,6 +80,13 @@ def test_prompt_of_answered_dialog_equals_open_turn(tiny_tokenizer):
     assert answered.prompt_ids == asked.prompt_ids  # train and inference see the same prompt
 
 
+@pytest.mark.parametrize("name", DIALOGS)
+def test_prompt_chars_is_where_the_answer_starts(name):
+    conv = prompts.from_messages(DIALOGS[name])
+    text = prompts.render_llama2_text(conv)
+    assert text[: prompts.llama2_prompt_chars(conv, text)] == prompts.render_llama2_text(conv.without_last_answer())
+
+
 def test_text_is_exact_llama2_format():
     conv = prompts.from_messages(DIALOGS["multi-turn with system"])
     assert prompts.render_llama2_text(conv) == (
