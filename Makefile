@@ -33,8 +33,25 @@ VAL_RATIO   ?= 0.1
 TEST_RATIO  ?= 0.1
 MAX_LENGTH  ?= 1024
 BENCH_RECORDS ?= 1000000
+# training: each maps to a train_lora.py flag (see `python scripts/train_lora.py --help`)
+MODEL_DIR   ?= models/finetuned
+EPOCHS      ?= 3
+BATCH_SIZE  ?= 4
+LR          ?= 2e-4
+LORA_R      ?= 8
+LORA_ALPHA  ?= 16
+MAX_LEN     ?= $(MAX_LENGTH)
+# QUANT=1: QLoRA (4-bit NF4 base); RESUME=1: continue from the latest checkpoint
+QUANT       ?=
+RESUME      ?=
+# NUM_GPUS>1 runs under `accelerate launch` (DDP; ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml etc.)
+NUM_GPUS    ?= 1
+ACCELERATE_CONFIG ?=
+# a YAML preset (configs/*.yaml); then only the variables you set on the command line override it
+TRAIN_CONFIG ?=
+TRAIN_ARGS  ?=
 
-.PHONY: help setup lock llama.cpp tiny-model sample data bench-data demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train bench-data demo test test-fast lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -69,6 +86,26 @@ $(DATA_DIR)/$(DATA_NAME)_train.jsonl: $(RAW_DATA) ftkit/prepare.py ftkit/readers
 	  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL)
 
 data: $(DATA_DIR)/$(DATA_NAME)_train.jsonl ## validate, dedup and split RAW_DATA into train/validation/test JSONL
+
+# `--flag value` for a training variable: always without TRAIN_CONFIG; with it, only when set by the user
+train_flag = $(if $(or $(if $(TRAIN_CONFIG),,1),$(filter-out file default,$(origin $(2)))),$(1) $($(2)))
+TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
+  $(call train_flag,--base-model,BASE_MODEL) $(call train_flag,--output-dir,MODEL_DIR) \
+  $(call train_flag,--train-data,TRAIN_FILE) $(call train_flag,--val-data,VAL_FILE) \
+  $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
+  $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
+  $(call train_flag,--max-length,MAX_LEN) $(call train_flag,--seed,SEED) \
+  $(if $(QUANT),--use-quantization) $(if $(RESUME),--resume) $(TRAIN_ARGS)
+TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(PYTHON) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
+  $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(PYTHON))
+TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
+VAL_FILE    ?= $(DATA_DIR)/$(DATA_NAME)_validation.jsonl
+
+$(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py \
+		ftkit/train_callbacks.py ftkit/prompts.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) | $(PYTHON)
+	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
+
+train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QUANT=1 NUM_GPUS=...)
 
 bench-data: | $(PYTHON) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
 	$(PYTHON) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)

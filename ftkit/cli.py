@@ -19,7 +19,7 @@ class UserError(Exception):
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    # Nothing is fetched from the Hub unless a user names a Hub model on a machine that can reach it.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

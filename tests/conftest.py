@@ -31,3 +31,16 @@ def sentencepiece_model(tiny_model_dir):
     import sentencepiece as spm
 
     return spm.SentencePieceProcessor(model_file=str(tiny_model_dir / "tokenizer.model"))
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory, tiny_model_dir) -> Path:
+    """The sample data through the real data stage: train/validation/test JSONL under one folder."""
+    from ftkit import sample_data
+    from ftkit.io import write_json_atomic
+    from ftkit.prepare import PrepareConfig, prepare
+
+    root = tmp_path_factory.mktemp("data")
+    write_json_atomic(root / "sample_data.json", sample_data.generate())
+    prepare(PrepareConfig(inputs=[str(root / "sample_data.json")], output_dir=str(root), tokenizer=str(tiny_model_dir)))
+    return root

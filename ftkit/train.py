@@ -1,0 +1,374 @@
+"""Training stage: LoRA / QLoRA fine-tuning with TRL's SFTTrainer and PEFT.
+
+The data arrive as token ids from the one renderer (ftkit.prompts): labels are -100 on the prompt,
+so the loss covers the answer and its EOS only. Everything a later stage or a person needs is
+written under the output folder; the adapter appears there only once it is complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftkit import prompts
+from ftkit.cli import UserError
+from ftkit.io import atomic_dir, write_json_atomic
+from ftkit.options import option
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+EVAL_STRATEGIES = ("epoch", "steps", "no")
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = option("models/tiny-llama", "base model: a local folder or a Hub id")
+    train_data: str = option("data/finetune/train_train.jsonl", "training split from prepare_data.py")
+    val_data: str | None = option("data/finetune/train_validation.jsonl", "validation split ('none' to skip)")
+    output_dir: str = option("models/finetuned", "where the adapter, checkpoints, logs and metrics go")
+    epochs: float = option(3.0, "passes over the training data")
+    batch_size: int = option(4, "examples per device per step; with --grad-accum sets the effective batch")
+    learning_rate: float = option(2e-4, "peak learning rate (LoRA tolerates ~10x full fine-tuning's)")
+    lora_r: int = option(8, "LoRA rank: higher adapts more, costs more memory")
+    lora_alpha: int = option(16, "LoRA scaling numerator (effective scale alpha/r)")
+    lora_dropout: float = option(0.05, "dropout on the LoRA branch")
+    target_modules: str = option("all-linear", "comma-separated module names to adapt, or all-linear")
+    max_length: int = option(1024, "longest prompt+answer in tokens; longer examples are dropped, never cut")
+    grad_accum: int = option(1, "gradient accumulation steps")
+    warmup_ratio: float = option(0.03, "share of steps spent warming the learning rate up")
+    lr_scheduler: str = option("cosine", "learning-rate schedule (linear, cosine, constant, ...)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    seed: int = option(42, "random seed for initialisation and shuffling")
+    eval_strategy: str = option("epoch", "when to evaluate", choices=EVAL_STRATEGIES)
+    eval_steps: int | None = option(None, "evaluate every N steps (with --eval-strategy steps)")
+    save_steps: int | None = option(None, "checkpoint every N steps (default: when evaluating, else each epoch)")
+    early_stopping_patience: int | None = option(None, "stop after N evaluations without a better eval loss")
+    resume: str | None = option(None, "resume from the latest checkpoint ('latest') or a checkpoint folder",
+                                nargs="?", const="latest")
+    gradient_checkpointing: bool = option(False, "recompute activations to save memory (non-reentrant)")
+    use_quantization: bool = option(False, "QLoRA: load the base in 4-bit NF4 (bitsandbytes) with double quantization")
+    precision: str = option("auto", "bf16 where supported, else fp32 (fp16 is never chosen for you)", choices=PRECISIONS)
+    group_by_length: bool = option(True, "batch examples of similar length (less padding, faster)")
+    packing: bool = option(False, "pack examples into max_length blocks (GPU + flash attention only)")
+    padding_free: bool = option(False, "padding-free batches (GPU + flash attention only)")
+    logging_steps: int = option(1, "log loss every N steps")
+    max_steps: int = option(-1, "stop after N optimizer steps (overrides --epochs when > 0)")
+    trust_remote_code: bool = option(False, "allow the model repository's own Python code to run")
+
+    def __post_init__(self):
+        if isinstance(self.val_data, str) and self.val_data.lower() in ("", "none"):
+            self.val_data = None
+        for name in ("batch_size", "lora_r", "lora_alpha", "max_length", "grad_accum", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("--warmup-ratio must be in [0, 1)")
+        if self.learning_rate <= 0 or self.epochs <= 0:
+            raise ValueError("--learning-rate and --epochs must be positive")
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("--eval-strategy steps needs --eval-steps")
+        if self.val_data is None:
+            self.eval_strategy = "no"
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def read_jsonl(path: str) -> list[dict]:
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file (run `make data` first)")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+    return records
+
+
+def conversation_of(record: dict) -> prompts.Conversation:
+    """A prepared record (messages) or a raw alpaca one."""
+    return prompts.from_messages(record["messages"]) if "messages" in record else prompts.from_alpaca(record)
+
+
+@dataclass
+class Encoded:
+    rows: list[dict]          # {"input_ids", "labels"}
+    dropped_too_long: int
+    supervised_tokens: int
+
+
+def encode_split(path: str, tokenizer, max_length: int) -> Encoded:
+    """Token ids from the one renderer, labels -100 on the prompt. An example whose answer would be cut
+    by max_length is dropped and counted: truncating it would train on a reply that never ends."""
+    rows, dropped, supervised = [], 0, 0
+    for i, record in enumerate(read_jsonl(path)):
+        try:
+            ids = prompts.render_ids(conversation_of(record), tokenizer)
+        except (prompts.PromptError, KeyError) as err:
+            raise UserError(f"{path}: record {i + 1}: {err}") from None
+        if not ids.answer_ids:
+            raise UserError(f"{path}: record {i + 1} has no answer to train on")
+        if len(ids.input_ids) > max_length:
+            dropped += 1
+            continue
+        rows.append({"input_ids": ids.input_ids, "labels": [-100] * len(ids.prompt_ids) + ids.answer_ids})
+        supervised += len(ids.answer_ids)
+    if dropped:
+        log.warning("%s: dropped %d example(s) longer than --max-length %d", path, dropped, max_length)
+    if not rows:
+        raise UserError(f"{path}: no example fits in --max-length {max_length}")
+    return Encoded(rows, dropped, supervised)
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+def choose_precision(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        if requested in ("bf16", "fp16") and not torch.cuda.is_available():
+            raise UserError(f"--precision {requested} needs a CUDA GPU; this machine has none (use fp32)")
+        return requested
+    # bf16 on CPU measured 1.5x slower than fp32 here; fp16 overflows in Llama-2 activations
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def check_4bit_possible() -> None:
+    """Stop before loading anything when bitsandbytes cannot run 4-bit here."""
+    try:
+        import bitsandbytes  # noqa: F401
+        from bitsandbytes.nn import Linear4bit  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - any import failure means no 4-bit
+        raise UserError(f"--use-quantization needs bitsandbytes, which cannot load here ({err}); "
+                        "train without it, or on a CUDA GPU") from None
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the tokenizer of {name} ({str(err).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:
+        # Llama-2 ships no pad token. Labels of padding are -100 and attention masks them, so any id
+        # works; unk keeps EOS unambiguous.
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(config: TrainConfig, precision: str):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, "use_safetensors": True}
+    if config.use_quantization:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+    if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+        kwargs["device_map"] = {"": int(os.environ["LOCAL_RANK"])}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the base model {config.base_model} ({str(err).splitlines()[0]})") from None
+    if config.use_quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        keep_4bit_gradients_on_cpu(model)
+    return model
+
+
+def keep_4bit_gradients_on_cpu(model) -> int:
+    """bitsandbytes 0.50 repacks 4-bit weights for an AVX-512-bf16 kernel on the first no-grad forward
+    (an evaluation); afterwards gradients through those layers are silently zero. Keep the portable
+    kernel. Returns how many layers were switched."""
+    from bitsandbytes.nn import Linear4bit
+
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def lora_config(config: TrainConfig):
+    from peft import LoraConfig
+
+    targets = config.target_modules
+    targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+
+
+# --- the trainer ---------------------------------------------------------------------------------
+
+def sft_config(config: TrainConfig, checkpoints: Path, precision: str):
+    import torch
+    from trl import SFTConfig
+
+    evaluating = config.eval_strategy != "no"
+    save_strategy = "steps" if config.save_steps else (config.eval_strategy if evaluating else "epoch")
+    save_steps = config.save_steps or config.eval_steps or 500
+    return SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        eval_strategy=config.eval_strategy,
+        eval_steps=config.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
+        load_best_model_at_end=bool(config.early_stopping_patience) and evaluating,
+        metric_for_best_model="eval_loss" if evaluating else None,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to=["tensorboard"],
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # reentrant checkpointing starves LoRA of grads
+        max_length=config.max_length,
+        packing=config.packing,
+        padding_free=config.padding_free,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def find_checkpoint(checkpoints: Path, resume: str | None) -> str | None:
+    if not resume:
+        return None
+    if resume != "latest":
+        if not Path(resume, "trainer_state.json").exists():
+            raise UserError(f"--resume {resume}: not a checkpoint folder (no trainer_state.json)")
+        return resume
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    found = [p for p in found if (p / "trainer_state.json").exists()]  # a checkpoint cut short has none
+    if not found:
+        log.warning("--resume: no checkpoint under %s yet; starting from the beginning", checkpoints)
+        return None
+    return str(found[-1])
+
+
+def run_training(config: TrainConfig) -> dict:
+    """Train; returns the metrics dict. Only the main process writes outputs."""
+    import torch
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_callback import ProgressCallback
+    from trl import SFTTrainer
+
+    from ftkit import train_outputs
+    from ftkit.train_callbacks import EpochSummary, FaultInjection, JsonlLogger, QuietProgress
+
+    if config.use_quantization:
+        check_4bit_possible()
+    precision = choose_precision(config.precision)
+    out = Path(config.output_dir)
+    checkpoints = out / "checkpoints"
+    resume_from = find_checkpoint(checkpoints, config.resume)
+
+    tokenizer = load_tokenizer(config.base_model, config.trust_remote_code)
+    train = encode_split(config.train_data, tokenizer, config.max_length)
+    val = encode_split(config.val_data, tokenizer, config.max_length) if config.val_data else None
+    log.info("train: %d training / %d validation examples (%s), precision %s%s", len(train.rows),
+             len(val.rows) if val else 0, config.base_model, precision, ", 4-bit NF4" if config.use_quantization else "")
+
+    model = load_model(config, precision)
+    args = sft_config(config, checkpoints, precision)
+    logger = JsonlLogger(out / "train_log.jsonl", resume_step=_checkpoint_step(resume_from))
+    callbacks = [logger, EpochSummary(), FaultInjection()]
+    if config.early_stopping_patience and val:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=model, args=args, processing_class=tokenizer, peft_config=lora_config(config),
+        train_dataset=Dataset.from_list(train.rows),
+        eval_dataset=Dataset.from_list(val.rows) if val else None, callbacks=callbacks)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress())
+    if config.use_quantization:
+        keep_4bit_gradients_on_cpu(trainer.model)
+
+    manifest = train_outputs.manifest(config, precision, trainer, train, val)
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run_manifest.json", dict(manifest, status="running"))
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    runtime = time.time() - started
+    ranks = _ranks_that_trained()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    with atomic_dir(out / "lora_adapter") as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)  # with the chat template the data were rendered for
+        _copy_sentencepiece_model(config.base_model, tmp)
+    metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, config, logger.tokens_seen)
+    write_json_atomic(out / "metrics.json", metrics)
+    train_outputs.plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
+    write_json_atomic(out / "run_manifest.json", dict(manifest, status="complete", world_size=len(ranks),
+                                                      ranks=ranks, adapter=train_outputs.adapter_digest(out / "lora_adapter")))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return metrics
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    return int(Path(path).name.rsplit("-", 1)[1]) if path else None
+
+
+def _ranks_that_trained() -> list[int]:
+    """Every rank's id, gathered over the process group: proof that all ranks really ran."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [0]
+    ranks = [None] * dist.get_world_size()
+    dist.all_gather_object(ranks, dist.get_rank())
+    return sorted(ranks)
+
+
+def _copy_sentencepiece_model(base_model: str, dest: Path) -> None:
+    """save_pretrained writes tokenizer.json but not tokenizer.model, which llama.cpp needs for exact
+    sentencepiece conversion."""
+    source = Path(base_model) / "tokenizer.model"
+    if not source.exists():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            source = Path(hf_hub_download(base_model, "tokenizer.model"))
+        except Exception:  # noqa: BLE001 - a model without a sentencepiece file is fine
+            return
+    shutil.copy(source, dest / "tokenizer.model")
+
+
+def summarize(metrics: dict) -> str:
+    evals = metrics.get("eval_loss_per_epoch") or []
+    val = f", validation loss {evals[0]['eval_loss']:.4f} -> {evals[-1]['eval_loss']:.4f} (best epoch {metrics['best_epoch']})" \
+        if evals else ""
+    return (f"train: loss {metrics['train_loss_first']:.4f} -> {metrics['train_loss_last']:.4f}{val}; "
+            f"{metrics['optimizer_steps']} steps in {metrics['runtime_s']:.1f} s, "
+            f"{metrics['tokens_per_second']:.0f} tokens/s, peak memory {metrics['peak_memory_mib']:.0f} MiB")

@@ -1,0 +1,220 @@
+"""Training stage on the real stack (TRL + PEFT + transformers) with the embedded tiny Llama."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftkit import prompts
+from ftkit.cli import UserError
+from ftkit.options import build_parser, parse
+from ftkit.train import TrainConfig, encode_split
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "scripts" / "train_lora.py")
+
+
+def train_cli(*args, env=None, cwd=ROOT, timeout=600):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def read_log(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_labels_cover_answer_and_eos_only(prepared_data, tiny_tokenizer):
+    encoded = encode_split(str(prepared_data / "train_train.jsonl"), tiny_tokenizer, 1024)
+    first = json.loads((prepared_data / "train_train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    ids = prompts.render_ids(prompts.from_messages(first["messages"]), tiny_tokenizer)
+    row = encoded.rows[0]
+    assert row["input_ids"] == ids.input_ids
+    assert row["labels"] == [-100] * len(ids.prompt_ids) + ids.answer_ids
+    assert row["labels"][-1] == tiny_tokenizer.eos_token_id  # the model learns to stop
+    assert tiny_tokenizer.pad_token_id != tiny_tokenizer.eos_token_id
+    assert encoded.supervised_tokens == sum(sum(1 for x in r["labels"] if x != -100) for r in encoded.rows)
+
+
+def test_examples_over_max_length_are_dropped_and_counted(prepared_data, tiny_tokenizer):
+    full = encode_split(str(prepared_data / "train_train.jsonl"), tiny_tokenizer, 1024)
+    longest = max(len(r["input_ids"]) for r in full.rows)
+    cut = encode_split(str(prepared_data / "train_train.jsonl"), tiny_tokenizer, longest - 1)
+    assert cut.dropped_too_long == sum(1 for r in full.rows if len(r["input_ids"]) == longest) > 0
+    assert len(cut.rows) + cut.dropped_too_long == len(full.rows)
+    with pytest.raises(UserError, match="no example fits"):
+        encode_split(str(prepared_data / "train_train.jsonl"), tiny_tokenizer, 3)
+
+
+def test_yaml_config_keys_are_the_flags_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 5\nlora-r: 32\nlearning_rate: 1.0e-3\nuse_quantization: true\n")
+    parser = build_parser(TrainConfig, "")
+    parsed = parse(TrainConfig, parser, ["--config", str(config), "--epochs", "2", "--no-use-quantization"])
+    assert (parsed.epochs, parsed.lora_r, parsed.learning_rate, parsed.use_quantization) == (2.0, 32, 1e-3, False)
+    config.write_text("epoch: 5\n")
+    with pytest.raises(SystemExit) as exit_info:
+        parse(TrainConfig, build_parser(TrainConfig, ""), ["--config", str(config)])
+    assert exit_info.value.code == 2
+
+
+def test_shipped_presets_parse(tmp_path):
+    for preset in sorted((ROOT / "configs").glob("*.yaml")):
+        parsed = parse(TrainConfig, build_parser(TrainConfig, ""), ["--config", str(preset)])
+        assert parsed.lora_r >= 1, preset.name
+        assert preset.read_text().startswith("# make train"), f"{preset.name} must start with the command that runs it"
+
+
+def test_precision_auto_is_fp32_on_cpu_and_half_precision_needs_a_gpu():
+    import torch
+
+    from ftkit.train import choose_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only behaviour")
+    assert choose_precision("auto") == "fp32"
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        choose_precision("bf16")
+
+
+def test_4bit_impossible_stops_before_loading_with_one_sentence(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what an unusable install looks like to Python
+    from ftkit.train import check_4bit_possible
+
+    with pytest.raises(UserError, match="--use-quantization needs bitsandbytes"):
+        check_4bit_possible()
+
+
+@pytest.mark.slow
+def test_guide_step3_verbatim_trains_and_writes_every_output(prepared_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "finetuned"
+    result = train_cli("--base-model", str(tiny_model_dir), "--train-data", str(prepared_data / "train_train.jsonl"),
+                       "--val-data", str(prepared_data / "train_validation.jsonl"), "--output-dir", str(out),
+                       "--epochs", "3", "--batch-size", "4", "--learning-rate", "2e-4", "--lora-r", "8", "--lora-alpha", "16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    evals = [e["eval_loss"] for e in metrics["eval_loss_per_epoch"]]
+    assert len(evals) == 3 and evals[-1] < evals[0]  # validation loss fell
+    assert metrics["train_loss_last_window"] < metrics["train_loss_first_window"]  # training loss fell
+    assert metrics["best_epoch"] == 3.0 and metrics["optimizer_steps"] == 144
+    assert metrics["supervised_tokens"] > 0 and metrics["tokens_seen"] > metrics["supervised_tokens"]
+    assert metrics["peak_memory_mib"] > 0
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer.model", "chat_template.jinja"):
+        assert (out / "lora_adapter" / name).exists(), name
+    log = read_log(out / "train_log.jsonl")
+    steps = [e for e in log if "loss" in e]
+    assert [e["step"] for e in steps] == list(range(1, 145))
+    assert all(e["learning_rate"] is not None and e["grad_norm"] is not None for e in steps)
+    assert [e["eval_loss"] for e in log if "eval_loss" in e] == evals
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "checkpoints").glob("runs/*/events.out.tfevents.*"))  # TensorBoard
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    from ftkit.io import sha256_file
+    from ftkit.train_outputs import adapter_digest
+
+    assert manifest["status"] == "complete" and manifest["world_size"] == 1
+    assert manifest["data"]["train"]["sha256"] == sha256_file(prepared_data / "train_train.jsonl")
+    assert manifest["adapter"] == adapter_digest(out / "lora_adapter")
+    assert manifest["arguments"]["learning_rate"] == 2e-4 and manifest["versions"]["trl"]
+    assert "epoch 3.00: train loss" in result.stderr and "validation loss" in result.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_ends_with_the_same_steps(prepared_data, tiny_model_dir, tmp_path):
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join((prepared_data / "train_train.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]),
+                     encoding="utf-8")
+    out = tmp_path / "run"
+    common = ["--base-model", str(tiny_model_dir), "--train-data", str(small), "--val-data", "none",
+              "--output-dir", str(out), "--epochs", "2", "--batch-size", "4", "--save-steps", "4"]
+    killed = train_cli(*common, env={"FTKIT_FAULT": "train.step:14"})
+    assert killed.returncode == -9  # SIGKILL: no cleanup ran
+    assert not (out / "lora_adapter").exists()  # nothing a later stage could take for a finished adapter
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]
+    resumed = train_cli(*common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["optimizer_steps"] == 20  # 40 examples / 4 per step x 2 epochs, as without the crash
+    assert [e["step"] for e in read_log(out / "train_log.jsonl") if "loss" in e] == list(range(1, 21))
+    assert (out / "lora_adapter" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_qlora_on_cpu_keeps_lora_gradients_after_an_evaluation_pass(tiny_model_dir, tiny_tokenizer):
+    """bitsandbytes 0.50 on CPU zeroes gradients after a no-grad forward unless its bf16 kernel is off."""
+    import torch
+    from peft import get_peft_model
+
+    from ftkit.train import TrainConfig, load_model, lora_config
+
+    config = TrainConfig(base_model=str(tiny_model_dir), use_quantization=True, lora_r=8, learning_rate=1e-2)
+    model = get_peft_model(load_model(config, "fp32"), lora_config(config))
+    conv = prompts.from_alpaca({"instruction": "中国的首都是哪里？", "output": "中国的首都是北京。"})
+    ids = prompts.render_ids(conv, tiny_tokenizer)
+    batch = {"input_ids": torch.tensor([ids.input_ids]),
+             "labels": torch.tensor([[-100] * len(ids.prompt_ids) + ids.answer_ids])}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).loss.item()  # the evaluation pass that used to break training
+    model.train()
+    losses = []
+    for step in range(8):
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        # lora_B starts at zero, so lora_A's gradient is zero on the first step by construction
+        checked = "lora_B" if step == 0 else "lora_"
+        grads = [p.grad.abs().sum().item() for n, p in model.named_parameters() if checked in n and p.requires_grad]
+        assert grads and all(g > 0 for g in grads), f"step {step}: a LoRA layer got zero gradient"
+        optimizer.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        model.eval()
+        after = model(**batch).loss.item()
+    assert after < before and losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+def test_qlora_through_the_script_learns_across_evaluations(prepared_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "qlora"
+    result = train_cli("--base-model", str(tiny_model_dir), "--train-data", str(prepared_data / "train_train.jsonl"),
+                       "--val-data", str(prepared_data / "train_validation.jsonl"), "--output-dir", str(out),
+                       "--epochs", "3", "--batch-size", "8", "--learning-rate", "2e-3", "--use-quantization")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evals = [e["eval_loss"] for e in json.loads((out / "metrics.json").read_text())["eval_loss_per_epoch"]]
+    assert evals[0] > evals[1] > evals[2]  # still learning after the first and second evaluation passes
+
+
+@pytest.mark.slow
+def test_two_process_ddp_really_runs_two_ranks(prepared_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu", SCRIPT,
+           "--base-model", str(tiny_model_dir), "--train-data", str(prepared_data / "train_train.jsonl"),
+           "--val-data", str(prepared_data / "train_validation.jsonl"), "--output-dir", str(out),
+           "--epochs", "2", "--batch-size", "8", "--learning-rate", "2e-3"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["ranks"] == [0, 1] and manifest["world_size"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["optimizer_steps"] == 2 * 12  # 192 examples / (8 x 2 ranks) per step, 2 epochs
+    evals = [e["eval_loss"] for e in metrics["eval_loss_per_epoch"]]
+    assert evals[-1] < evals[0]
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out / "lora_adapter")
+    assert model(torch.tensor([[1, 260, 263]])).logits.shape[-1] == 3000
+
+
+def test_make_train_passes_every_variable():
+    out = subprocess.run(["make", "-n", "-B", "train", "EPOCHS=1", "BATCH_SIZE=2", "LR=1e-3", "LORA_R=4", "LORA_ALPHA=8",
+                          "QUANT=1", "NUM_GPUS=2", "MODEL_DIR=/tmp/m", "BASE_MODEL=/tmp/base"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    assert "accelerate.commands.launch --num_processes 2 --multi_gpu scripts/train_lora.py" in out
+    for flag in ("--epochs 1", "--batch-size 2", "--learning-rate 1e-3", "--lora-r 4", "--lora-alpha 8",
+                 "--use-quantization", "--output-dir /tmp/m", "--base-model /tmp/base"):
+        assert flag in out, flag
