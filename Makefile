@@ -51,7 +51,7 @@ ACCELERATE_CONFIG ?=
 TRAIN_CONFIG ?=
 TRAIN_ARGS  ?=
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train bench-data demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train bench-data bench-train demo test test-fast lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -106,6 +106,9 @@ $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftki
 	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
 
 train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QUANT=1 NUM_GPUS=...)
+
+bench-train: $(TOKENIZER_DEP) | $(PYTHON) ## benchmark train_lora.py against a plain TRL recipe (tokens/s, eval loss)
+	$(PYTHON) scripts/bench_train.py --base-model $(BASE_MODEL)
 
 bench-data: | $(PYTHON) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
 	$(PYTHON) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)

@@ -318,6 +318,7 @@ def run_training(config: TrainConfig) -> dict:
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     runtime = time.time() - started
+    final_eval = _final_eval_loss(trainer) if val else None
     ranks = _ranks_that_trained()
     if not trainer.is_world_process_zero():
         return {}
@@ -326,7 +327,7 @@ def run_training(config: TrainConfig) -> dict:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)  # with the chat template the data were rendered for
         _copy_sentencepiece_model(config.base_model, tmp)
-    metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, config, logger.tokens_seen)
+    metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, logger.tokens_seen, final_eval)
     write_json_atomic(out / "metrics.json", metrics)
     train_outputs.plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
     write_json_atomic(out / "run_manifest.json", dict(manifest, status="complete", world_size=len(ranks),
@@ -334,6 +335,16 @@ def run_training(config: TrainConfig) -> dict:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return metrics
+
+
+def _final_eval_loss(trainer) -> float:
+    """The validation loss of the finished adapter: the last evaluation if it ran at the last step
+    (and no best checkpoint was reloaded), else one more evaluation now. Every rank must call this."""
+    state = trainer.state
+    evals = [h for h in state.log_history if "eval_loss" in h]
+    if evals and evals[-1]["step"] == state.global_step and not trainer.args.load_best_model_at_end:
+        return evals[-1]["eval_loss"]
+    return trainer.evaluate()["eval_loss"]
 
 
 def _checkpoint_step(path: str | None) -> int | None:

@@ -99,7 +99,7 @@ def _window_mean(values: list[float], first: bool) -> float:
     return sum(window) / len(window)
 
 
-def metrics(state, result, runtime: float, train, val, config, tokens_seen: int) -> dict:
+def metrics(state, result, runtime: float, train, val, tokens_seen: int, final_eval_loss: float | None) -> dict:
     history = state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     evals = [{"epoch": round(h["epoch"], 4), "step": h["step"], "eval_loss": h["eval_loss"]}
@@ -115,11 +115,13 @@ def metrics(state, result, runtime: float, train, val, config, tokens_seen: int)
         "eval_loss_per_epoch": evals,
         "best_epoch": best["epoch"] if best else None,
         "best_eval_loss": best["eval_loss"] if best else None,
+        "final_eval_loss": final_eval_loss,
         "epochs": epochs_done,
         "optimizer_steps": state.global_step,
         "runtime_s": runtime,
+        "train_runtime_s": result.metrics["train_runtime"],
         "tokens_seen": int(tokens_seen),
-        "tokens_per_second": tokens_seen / runtime if runtime > 0 else 0.0,
+        "tokens_per_second": tokens_seen / result.metrics["train_runtime"] if result.metrics["train_runtime"] > 0 else 0.0,
         "supervised_tokens": round(train.supervised_tokens * epochs_done),
         "train_examples": len(train.rows),
         "validation_examples": len(val.rows) if val else 0,
