@@ -50,8 +50,16 @@ ACCELERATE_CONFIG ?=
 # a YAML preset (configs/*.yaml); then only the variables you set on the command line override it
 TRAIN_CONFIG ?=
 TRAIN_ARGS  ?=
+# evaluation
+REPORT_DIR  ?= reports
+EVAL_OUTPUT ?= $(REPORT_DIR)/evaluation_results.csv
+MAX_NEW_TOKENS ?= 128
+EVAL_BATCH  ?= 32
+# HUMAN_SHEET=reports/human_eval.csv writes a blind A/B sheet; RATINGS=that file imports it after rating
+HUMAN_SHEET ?=
+RATINGS     ?=
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train bench-data bench-train demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat bench-data bench-train bench-eval demo test test-fast lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -106,6 +114,24 @@ $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftki
 	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
 
 train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QUANT=1 NUM_GPUS=...)
+
+ADAPTER := $(MODEL_DIR)/lora_adapter/adapter_config.json
+TEST_FILE ?= $(DATA_DIR)/$(DATA_NAME)_test.jsonl
+
+$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py | $(PYTHON)
+	$(PYTHON) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter \
+	  --test-data $(TEST_FILE) --output $(EVAL_OUTPUT) --max-new-tokens $(MAX_NEW_TOKENS) --batch-size $(EVAL_BATCH) \
+	  $(if $(HUMAN_SHEET),--human-sheet $(HUMAN_SHEET))
+
+eval: $(EVAL_OUTPUT).summary.json ## base vs fine-tuned on the test split: CSV, summary with CI, chart (RATINGS=sheet to import)
+	$(if $(RATINGS),$(PYTHON) scripts/evaluate_model.py --output $(EVAL_OUTPUT) --import-ratings $(RATINGS))
+
+chat: $(ADAPTER) | $(PYTHON) ## talk to base and fine-tuned side by side (/reset /system /both /quit)
+	$(PYTHON) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive
+
+bench-eval: $(ADAPTER) | $(PYTHON) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
+	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
+	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
 
 bench-train: $(TOKENIZER_DEP) | $(PYTHON) ## benchmark train_lora.py against a plain TRL recipe (tokens/s, eval loss)
 	$(PYTHON) scripts/bench_train.py --base-model $(BASE_MODEL)

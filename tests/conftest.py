@@ -44,3 +44,15 @@ def prepared_data(tmp_path_factory, tiny_model_dir) -> Path:
     write_json_atomic(root / "sample_data.json", sample_data.generate())
     prepare(PrepareConfig(inputs=[str(root / "sample_data.json")], output_dir=str(root), tokenizer=str(tiny_model_dir)))
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_model_dir, prepared_data) -> Path:
+    """A LoRA run on the sample data with the tiny-model preset: learns enough to beat the base."""
+    from ftkit.train import TrainConfig, run_training
+
+    out = tmp_path_factory.mktemp("finetuned")
+    run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
+                             val_data=str(prepared_data / "train_validation.jsonl"), output_dir=str(out),
+                             epochs=5, batch_size=8, learning_rate=2e-3, lora_r=16, lora_alpha=32))
+    return out

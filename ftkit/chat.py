@@ -1,0 +1,108 @@
+"""Interactive evaluation: ask both models (or one) and watch the answers stream, with history.
+
+Commands: /reset (forget the conversation), /system <text> (set or, empty, clear the system prompt),
+/both, /base, /finetuned (who answers), /help, /quit. Ctrl-D and Ctrl-C leave cleanly.
+"""
+from __future__ import annotations
+
+import sys
+
+from ftkit import prompts
+from ftkit.inference import Decoding
+
+HELP = ("commands: /reset  /system <text>  /both  /base  /finetuned  /help  /quit   "
+        "(Ctrl-D or Ctrl-C also quit)")
+
+
+class ChatSession:
+    def __init__(self, models: dict, tokenizer, decoding: Decoding, mode: str = "both", system: str | None = None,
+                 out=None, max_context: int | None = None):
+        self.models, self.tokenizer, self.decoding = models, tokenizer, decoding
+        self.out = out or sys.stdout
+        self.system = system
+        self.history: dict[str, list[prompts.Turn]] = {name: [] for name in models}
+        self.max_context = max_context or getattr(tokenizer, "model_max_length", 4096)
+        self.mode = mode if mode != "both" or len(models) > 1 else next(iter(models))
+
+    def active(self) -> list[str]:
+        return list(self.models) if self.mode == "both" else [self.mode]
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def command(self, line: str) -> bool:
+        """Handle a /command; returns False when the session should end."""
+        name, _, arg = line[1:].partition(" ")
+        name = name.lower()
+        if name in ("quit", "exit", "q"):
+            return False
+        if name == "reset":
+            self.history = {n: [] for n in self.models}
+            self.say("(conversation cleared)")
+        elif name == "system":
+            self.system = arg.strip() or None
+            self.history = {n: [] for n in self.models}  # a new system prompt starts a new conversation
+            self.say(f"(system prompt: {self.system!r}; conversation cleared)" if self.system else "(system prompt cleared)")
+        elif name in ("both", "base", "finetuned"):
+            if name != "both" and name not in self.models:
+                self.say(f"(no {name} model loaded)")
+            elif name == "both" and len(self.models) < 2:
+                self.say("(only one model is loaded)")
+            else:
+                self.mode = name
+                self.say(f"(answering: {', '.join(self.active())})")
+        elif name == "help":
+            self.say(HELP)
+        else:
+            self.say(f"(unknown command /{name}; {HELP})")
+        return True
+
+    def _prompt_ids(self, name: str, question: str) -> list[int]:
+        turns = self.history[name] + [prompts.Turn(question)]
+        while True:
+            ids = prompts.render_ids(prompts.Conversation(tuple(turns), self.system), self.tokenizer).prompt_ids
+            if len(ids) + self.decoding.max_new_tokens <= self.max_context or len(turns) == 1:
+                return ids
+            turns = turns[1:]  # forget the oldest turn rather than overflow the context
+
+    def ask(self, question: str) -> dict[str, str]:
+        answers = {}
+        for name in self.active():
+            model = self.models[name]
+            print(f"[{name}] ", end="", file=self.out, flush=True)
+            pieces = []
+            for piece in model.stream(self._prompt_ids(name, question), self.decoding):
+                pieces.append(piece)
+                print(piece, end="", file=self.out, flush=True)
+            self.say()
+            answer = "".join(pieces).strip()
+            self.history[name].append(prompts.Turn(question, answer or "…"))
+            answers[name] = answer
+        return answers
+
+    def repl(self, stdin=None) -> None:
+        stdin = stdin or sys.stdin
+        self.say(f"interactive evaluation — {', '.join(self.models)} loaded. {HELP}")
+        while True:
+            print("\n你> ", end="", file=self.out, flush=True)
+            try:
+                line = stdin.readline()
+            except KeyboardInterrupt:
+                self.say()
+                break
+            if not line:  # Ctrl-D / end of input
+                self.say()
+                break
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line.startswith("/"):
+                    if not self.command(line):
+                        break
+                else:
+                    self.ask(line)
+            except KeyboardInterrupt:
+                self.say("\n(interrupted)")
+                break
+        self.say("bye")

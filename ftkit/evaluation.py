@@ -1,0 +1,192 @@
+"""Batch evaluation: base vs fine-tuned on the test split, same prompts, same decoding, same metrics.
+
+Writes the per-record CSV (UTF-8 with BOM, so Excel shows Chinese), `<output>.summary.json` with the
+aggregates, the deltas (fine-tuned - base) and a paired bootstrap interval for the ROUGE-L delta,
+and `<output>.png`, a chart of both models on each metric.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ftkit import metrics, prompts
+from ftkit.cli import UserError
+from ftkit.inference import Decoding, perplexity
+from ftkit.io import atomic_path, sha256_file, write_json_atomic
+from ftkit.train import conversation_of, read_jsonl
+
+log = logging.getLogger(__name__)
+
+PRIMARY_METRIC = "rougeL_char"
+CHART_METRICS = ("rouge1_char", "rouge2_char", "rougeL_char", "rougeL_word", "bleu", "exact_match")
+
+
+@dataclass
+class TestCase:
+    id: str
+    instruction: str
+    input: str
+    reference: str
+    prompt_ids: list[int]
+    answer_ids: list[int]
+
+
+def load_test_cases(path: str, tokenizer, system: str | None = None) -> list[TestCase]:
+    cases = []
+    for i, record in enumerate(read_jsonl(path)):
+        try:
+            conv = conversation_of(record)
+            if system and not conv.system:
+                conv = prompts.Conversation(conv.turns, system)
+            ids = prompts.render_ids(conv, tokenizer)
+        except (prompts.PromptError, KeyError) as err:
+            raise UserError(f"{path}: record {i + 1}: {err}") from None
+        if conv.is_open:
+            raise UserError(f"{path}: record {i + 1} has no reference answer")
+        cases.append(TestCase(str(record.get("id", i + 1)), record.get("instruction", conv.turns[-1].user),
+                              record.get("input", ""), conv.turns[-1].answer, ids.prompt_ids, ids.answer_ids))
+    if not cases:
+        raise UserError(f"{path}: no test records")
+    return cases
+
+
+def run_model(model, cases: list[TestCase], decoding: Decoding, batch_size: int, scorer) -> dict:
+    """Generate, score and measure one model on every case."""
+    started = time.perf_counter()
+    generations = model.generate([c.prompt_ids for c in cases], decoding, batch_size)
+    seconds = time.perf_counter() - started
+    losses = model.answer_losses([(c.prompt_ids, c.answer_ids) for c in cases], batch_size)
+    rows = []
+    for case, generation, loss in zip(cases, generations, losses, strict=True):
+        row = scorer.score(generation.text, case.reference)
+        row.update(answer=generation.text, loss=loss, perplexity=perplexity(loss),
+                   generated_tokens=len(generation.token_ids), latency_s=generation.seconds)
+        rows.append(row)
+    tokens = sum(r["generated_tokens"] for r in rows)
+    aggregate = {name: metrics.mean([r[name] for r in rows]) for name in metrics.PER_RECORD}
+    aggregate.update(
+        loss=metrics.mean([r["loss"] for r in rows]),
+        perplexity=perplexity(metrics.mean([r["loss"] for r in rows])),
+        corpus_bleu=metrics.corpus_bleu([r["answer"] for r in rows], [c.reference for c in cases]),
+        generated_tokens=tokens, generation_seconds=seconds,
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        mean_latency_s=metrics.mean([r["latency_s"] for r in rows]),
+    )
+    return {"rows": rows, "aggregate": aggregate}
+
+
+def compare(results: dict[str, dict]) -> dict:
+    """Deltas fine-tuned - base, and the paired bootstrap CI of the primary metric's delta."""
+    if "base" not in results or "finetuned" not in results:
+        return {}
+    base, tuned = results["base"]["aggregate"], results["finetuned"]["aggregate"]
+    deltas = {k: tuned[k] - base[k] for k in base if isinstance(base[k], float) and isinstance(tuned.get(k), float)}
+    ci = metrics.paired_bootstrap_ci([r[PRIMARY_METRIC] for r in results["base"]["rows"]],
+                                     [r[PRIMARY_METRIC] for r in results["finetuned"]["rows"]])
+    return {"deltas": deltas, "primary_metric": PRIMARY_METRIC, "primary_delta_ci": ci,
+            "finetuned_better_on_primary": ci["delta"] > 0,
+            "finetuned_lower_loss": tuned["loss"] < base["loss"]}
+
+
+def write_csv(path: Path, cases: list[TestCase], results: dict[str, dict]) -> None:
+    names = list(results)
+    per_model = ("answer",) + metrics.PER_RECORD + ("loss", "perplexity", "generated_tokens", "latency_s")
+    header = ["id", "instruction", "input", "reference"] + [f"{n}_{m}" for m in per_model for n in names]
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, case in enumerate(cases):
+            row = [case.id, case.instruction, case.input, case.reference]
+            for m in per_model:
+                for n in names:
+                    value = results[n]["rows"][i][m]
+                    row.append(round(value, 6) if isinstance(value, float) else value)
+            writer.writerow(row)
+
+
+def plot_comparison(path: Path, results: dict[str, dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100, gridspec_kw={"width_ratios": [4, 1]})
+    width = 0.8 / len(names)
+    colors = {"base": "tab:gray", "finetuned": "tab:green"}
+    for j, name in enumerate(names):
+        agg = results[name]["aggregate"]
+        values = [agg[m] / (100 if m == "bleu" else 1) for m in CHART_METRICS]
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(CHART_METRICS))]
+        bars = ax.bar(xs, values, width, label=name, color=colors.get(name))
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax_loss.bar([j], [agg["loss"]], 0.6, color=colors.get(name), label=name)
+    ax.set_xticks(range(len(CHART_METRICS)), [m.replace("_", "\n") if m != "bleu" else "bleu/100" for m in CHART_METRICS])
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Answer quality on the test split (higher is better)")
+    ax.legend()
+    ax_loss.set_xticks(range(len(names)), names)
+    ax_loss.set_title("Reference loss\n(lower is better)")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def evaluate(test_data: str, output: str, models: list, tokenizer, decoding: Decoding, batch_size: int,
+             system: str | None = None, describe: dict | None = None) -> dict:
+    cases = load_test_cases(test_data, tokenizer, system)
+    scorer = metrics.Scorer()
+    results = {}
+    for model in models:
+        log.info("eval: %s on %d test records", model.name, len(cases))
+        results[model.name] = run_model(model, cases, decoding, batch_size, scorer)
+    out = Path(output)
+    write_csv(out, cases, results)
+    summary = {
+        "test_data": {"path": test_data, "sha256": sha256_file(test_data), "records": len(cases)},
+        "decoding": asdict(decoding),
+        "models": describe or {},
+        "aggregate": {name: r["aggregate"] for name, r in results.items()},
+        **compare(results),
+    }
+    previous = summary_path(out)
+    if previous.exists():  # keep imported human ratings across re-runs of the same test set
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        if old.get("human_evaluation") and old.get("test_data", {}).get("sha256") == summary["test_data"]["sha256"]:
+            summary["human_evaluation"] = old["human_evaluation"]
+    write_json_atomic(previous, summary)
+    plot_comparison(chart_path(out), results)
+    return summary
+
+
+def summary_path(output: Path | str) -> Path:
+    return Path(f"{output}.summary.json")
+
+
+def chart_path(output: Path | str) -> Path:
+    return Path(f"{output}.png")
+
+
+def format_table(summary: dict) -> str:
+    names = list(summary["aggregate"])
+    rows = [("ROUGE-1 (char)", "rouge1_char", "{:.3f}"), ("ROUGE-2 (char)", "rouge2_char", "{:.3f}"),
+            ("ROUGE-L (char)", "rougeL_char", "{:.3f}"), ("ROUGE-L (word)", "rougeL_word", "{:.3f}"),
+            ("BLEU (zh)", "bleu", "{:.2f}"), ("exact match", "exact_match", "{:.3f}"),
+            ("reference loss", "loss", "{:.4f}"), ("perplexity", "perplexity", "{:.1f}"),
+            ("answer chars", "answer_chars", "{:.1f}"), ("tokens/s", "tokens_per_second", "{:.1f}")]
+    lines = [f"{'metric':<18}" + "".join(f"{n:>12}" for n in names) + ("       delta" if len(names) == 2 else "")]
+    for label, key, fmt in rows:
+        values = [summary["aggregate"][n][key] for n in names]
+        line = f"{label:<18}" + "".join(f"{fmt.format(v):>12}" for v in values)
+        if len(names) == 2 and key in summary.get("deltas", {}):
+            line += f"{summary['deltas'][key]:>+12.4f}"
+        lines.append(line)
+    if ci := summary.get("primary_delta_ci"):
+        lines.append(f"ROUGE-L (char) delta {ci['delta']:+.4f}, 95% CI [{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}] "
+                     f"(paired bootstrap, {ci['samples']} resamples)")
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""Chat models behind one interface, for evaluation, the interactive REPL and the export checks.
+
+`HFChatModel` wraps a transformers model (a base, a base + LoRA adapter with the adapter switchable
+off, or a merged model); `GGUFChatModel` wraps a GGUF file through llama-cpp-python. Both take token
+ids from the one renderer (ftkit.prompts), so every backend sees the same prompt.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftkit.cli import UserError
+
+
+@dataclass(frozen=True)
+class Decoding:
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    seconds: float  # wall time of the batch that produced it, shared evenly by its members
+
+
+def _cut_at_eos(ids: list[int], eos: int | None, pad: int | None) -> list[int]:
+    for i, token in enumerate(ids):
+        if token == eos:
+            return ids[:i]
+    while ids and pad is not None and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids
+
+
+class HFChatModel:
+    def __init__(self, model, tokenizer, name: str, adapter: bool | None = None):
+        """adapter: None for a plain model; True/False for a PeftModel with the adapter on/off."""
+        self.model, self.tokenizer, self.name, self.adapter = model, tokenizer, name, adapter
+
+    def _context(self):
+        return self.model.disable_adapter() if self.adapter is False else contextlib.nullcontext()
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def generate(self, prompt_ids: list[list[int]], decoding: Decoding, batch_size: int = 16) -> list[Generation]:
+        """Batched generation: prompts sorted by length (less padding), left padding with an attention
+        mask (right padding changed 28 of 32 greedy outputs here), original order restored."""
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        results: list[Generation | None] = [None] * len(prompt_ids)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            for i, generation in zip(batch, self._generate_batch([prompt_ids[i] for i in batch], decoding), strict=True):
+                results[i] = generation
+        return results
+
+    def _generate_batch(self, batch: list[list[int]], decoding: Decoding) -> list[Generation]:
+        import torch
+
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
+        kwargs = {"max_new_tokens": decoding.max_new_tokens, "pad_token_id": pad, "eos_token_id": tok.eos_token_id,
+                  "do_sample": not decoding.greedy}
+        if not decoding.greedy:
+            kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
+            torch.manual_seed(decoding.seed)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        started = time.perf_counter()
+        with torch.no_grad(), self._context():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        seconds = (time.perf_counter() - started) / len(batch)
+        generations = []
+        for row in out[:, width:].tolist():
+            ids = _cut_at_eos(row, tok.eos_token_id, pad)
+            generations.append(Generation(tok.decode(ids, skip_special_tokens=True).strip(), ids, seconds))
+        return generations
+
+    def answer_losses(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16) -> list[float]:
+        """Mean negative log-likelihood of each answer (teacher-forced, answer tokens only)."""
+        import torch
+        import torch.nn.functional as F
+
+        losses = []
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start:start + batch_size]
+            width = max(len(p) + len(a) for p, a in batch)
+            pad = self.tokenizer.pad_token_id or 0
+            ids = torch.tensor([p + a + [pad] * (width - len(p) - len(a)) for p, a in batch], device=self.device)
+            mask = torch.tensor([[1] * (len(p) + len(a)) + [0] * (width - len(p) - len(a)) for p, a in batch],
+                                device=self.device)
+            labels = torch.tensor([[-100] * len(p) + a + [-100] * (width - len(p) - len(a)) for p, a in batch],
+                                  device=self.device)
+            with torch.no_grad(), self._context():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
+            counts = (labels[:, 1:] != -100).sum(dim=1)
+            losses.extend((nll.sum(dim=1) / counts.clamp(min=1)).tolist())
+        return losses
+
+    def stream(self, prompt_ids: list[int], decoding: Decoding):
+        """Yield text pieces as they are generated."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {"input_ids": torch.tensor([prompt_ids], device=self.device), "streamer": streamer,
+                  "max_new_tokens": decoding.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id,
+                  "eos_token_id": self.tokenizer.eos_token_id, "do_sample": not decoding.greedy}
+        if not decoding.greedy:
+            kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+
+        def work():
+            with torch.no_grad(), self._context():
+                self.model.generate(**kwargs)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+
+
+class GGUFChatModel:
+    """A GGUF through llama-cpp-python, fed the renderer's token ids (BOS included, so none is added)."""
+
+    def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 2048, n_gpu_layers: int = 0):
+        from llama_cpp import Llama
+
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such GGUF file")
+        self.tokenizer, self.name, self.path = tokenizer, name, path
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0,
+                         n_gpu_layers=n_gpu_layers)
+
+    def _tokens(self, prompt_ids: list[int], decoding: Decoding):
+        self.llm.reset()
+        kwargs = {"temp": 0.0, "top_k": 1} if decoding.greedy else {"temp": decoding.temperature, "top_p": decoding.top_p}
+        count = 0
+        for token in self.llm.generate(prompt_ids, reset=True, **kwargs):
+            if token == self.llm.token_eos() or count >= decoding.max_new_tokens:
+                return
+            count += 1
+            yield token
+
+    def generate(self, prompt_ids: list[list[int]], decoding: Decoding, batch_size: int = 1) -> list[Generation]:
+        results = []
+        for ids in prompt_ids:
+            started = time.perf_counter()
+            tokens = list(self._tokens(ids, decoding))
+            results.append(Generation(self.tokenizer.decode(tokens, skip_special_tokens=True).strip(), tokens,
+                                      time.perf_counter() - started))
+        return results
+
+    def answer_losses(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 1) -> list[float]:
+        import numpy as np
+
+        losses = []
+        for prompt, answer in pairs:
+            ids = prompt + answer
+            self.llm.reset()
+            self.llm.eval(ids)
+            logits = np.asarray(self.llm.scores[: len(ids)], dtype=np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            # the logits at position t predict token t + 1
+            nll = [-logprobs[t - 1, ids[t]] for t in range(len(prompt), len(ids))]
+            losses.append(float(sum(nll) / len(nll)))
+        return losses
+
+    def stream(self, prompt_ids: list[int], decoding: Decoding):
+        tokens: list[int] = []
+        shown = ""
+        for token in self._tokens(prompt_ids, decoding):
+            tokens.append(token)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                yield text[len(shown):]
+                shown = text
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 50 else float("inf")
+
+
+def load_hf(path: str, trust_remote_code: bool = False):
+    """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                     use_safetensors=True, device_map="auto" if cuda else None)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the model {path} ({str(err).splitlines()[0]})") from None
+    model.eval()
+    return model
+
+
+def load_models(base_model: str, lora_model: str | None = None, merged_model: str | None = None,
+                gguf: str | None = None, trust_remote_code: bool = False, with_base: bool = True):
+    """(tokenizer, base ChatModel or None, candidate ChatModel or None).
+
+    With a LoRA adapter, base and fine-tuned share one copy of the weights (the adapter switched off
+    for the base)."""
+    from ftkit.train import load_tokenizer
+
+    if sum(x is not None for x in (lora_model, merged_model, gguf)) > 1:
+        raise UserError("give only one of --lora-model, --merged-model, --gguf")
+    if lora_model and not Path(lora_model, "adapter_config.json").exists():
+        raise UserError(f"{lora_model}: no adapter_config.json (run `make train` first)")
+    tokenizer = load_tokenizer(lora_model or merged_model or base_model, trust_remote_code)
+    base = candidate = None
+    if lora_model:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_hf(base_model, trust_remote_code), lora_model)
+        model.eval()
+        candidate = HFChatModel(model, tokenizer, "finetuned", adapter=True)
+        if with_base:
+            base = HFChatModel(model, tokenizer, "base", adapter=False)
+        return tokenizer, base, candidate
+    if with_base:
+        base = HFChatModel(load_hf(base_model, trust_remote_code), tokenizer, "base")
+    if merged_model:
+        candidate = HFChatModel(load_hf(merged_model, trust_remote_code), tokenizer, "finetuned")
+    elif gguf:
+        candidate = GGUFChatModel(gguf, tokenizer, "finetuned")
+    return tokenizer, base, candidate
