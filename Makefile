@@ -41,8 +41,10 @@ LR          ?= 2e-4
 LORA_R      ?= 8
 LORA_ALPHA  ?= 16
 MAX_LEN     ?= $(MAX_LENGTH)
-# QUANT=1: QLoRA (4-bit NF4 base); RESUME=1: continue from the latest checkpoint
+# QUANT=1 (or QLORA=1): QLoRA, a 4-bit NF4 base; for `make gguf`, QUANT names the GGUF type(s) instead
 QUANT       ?=
+QLORA       ?= $(if $(filter 1 yes true,$(QUANT)),1)
+# RESUME=1: continue from the latest checkpoint
 RESUME      ?=
 # NUM_GPUS>1 runs under `accelerate launch` (DDP; ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml etc.)
 NUM_GPUS    ?= 1
@@ -58,8 +60,15 @@ EVAL_BATCH  ?= 32
 # HUMAN_SHEET=reports/human_eval.csv writes a blind A/B sheet; RATINGS=that file imports it after rating
 HUMAN_SHEET ?=
 RATINGS     ?=
+# export
+MERGED_DIR  ?= $(MODEL_DIR)/merged_model
+GGUF_DIR    ?= models/gguf
+MODEL_NAME  ?= llama2-finetuned
+# GGUF types, several allowed: QUANT="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
+GGUF_QUANT  ?= $(or $(filter-out 1 yes true,$(QUANT)),Q4_K_M)
+SYSTEM_PROMPT ?=
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat bench-data bench-train bench-eval demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama bench-data bench-train bench-eval demo test test-fast lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -103,7 +112,7 @@ TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LEN) $(call train_flag,--seed,SEED) \
-  $(if $(QUANT),--use-quantization) $(if $(RESUME),--resume) $(TRAIN_ARGS)
+  $(if $(QLORA),--use-quantization) $(if $(RESUME),--resume) $(TRAIN_ARGS)
 TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(PYTHON) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
   $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(PYTHON))
 TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
@@ -128,6 +137,24 @@ eval: $(EVAL_OUTPUT).summary.json ## base vs fine-tuned on the test split: CSV, 
 
 chat: $(ADAPTER) | $(PYTHON) ## talk to base and fine-tuned side by side (/reset /system /both /quit)
 	$(PYTHON) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive
+
+$(MERGED_DIR)/config.json: $(ADAPTER) ftkit/merge.py | $(PYTHON)
+	$(PYTHON) scripts/merge_lora.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --output $(MERGED_DIR)
+
+merge: $(MERGED_DIR)/config.json ## merge the adapter into the base (16/32-bit) and check logits/greedy equality
+
+MODELFILE := $(GGUF_DIR)/Modelfile
+# the file the Modelfile points at: the first non-F16 type asked for (a new type re-runs the stage)
+GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_QUANT)) F16).gguf
+
+$(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py | $(PYTHON)
+	$(PYTHON) scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_QUANT) --output-dir $(GGUF_DIR) \
+	  --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)")
+
+gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (QUANT=Q4_K_M), verify, write the Modelfile
+
+ollama: $(GGUF_MAIN) | $(PYTHON) ## ollama create + smoke test (prints the commands when ollama is absent)
+	$(PYTHON) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
 
 bench-eval: $(ADAPTER) | $(PYTHON) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
 	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)

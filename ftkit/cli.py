@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 log = logging.getLogger("ftkit")
 
@@ -21,6 +22,8 @@ def setup_logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels-community" notice on every import
+    # transformers warns about its own deprecated internals that peft calls: nothing a user can act on
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

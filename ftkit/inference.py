@@ -142,7 +142,8 @@ class HFChatModel:
 class GGUFChatModel:
     """A GGUF through llama-cpp-python, fed the renderer's token ids (BOS included, so none is added)."""
 
-    def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 2048, n_gpu_layers: int = 0):
+    def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 0, n_gpu_layers: int = 0):
+        """n_ctx 0: the context length the model was trained with."""
         from llama_cpp import Llama
 
         if not Path(path).is_file():

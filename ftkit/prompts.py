@@ -43,6 +43,22 @@ LLAMA2_CHAT_TEMPLATE = (
 )
 
 
+# The same format as an Ollama (Go text/template) TEMPLATE, built from the same pieces. llama.cpp adds
+# the first BOS itself, so the text starts at [INST]; later turns start with <s>. A system message
+# wins over the Modelfile's SYSTEM. tests/test_export.py renders it with Go's own text/template and
+# compares it byte for byte with render_llama2_text.
+OLLAMA_LLAMA2_TEMPLATE = (
+    '{{- $system := .System }}{{- range .Messages }}{{- if eq .Role "system" }}{{- $system = .Content }}{{- end }}{{- end }}'
+    '{{- $first := true }}{{- range .Messages }}'
+    '{{- if eq .Role "user" }}{{- if not $first }}' + BOS_TEXT + '{{- end }}'
+    + B_INST + ' {{ if and $first $system }}' + B_SYS + '{{ $system }}' + E_SYS + '{{ end }}{{ .Content }} ' + E_INST
+    + '{{- $first = false }}'
+    '{{- else if eq .Role "assistant" }} {{ .Content }} ' + EOS_TEXT + '{{- end }}'
+    '{{- end }}'
+)
+OLLAMA_STOP = (B_INST, E_INST, B_SYS.strip(), E_SYS.strip(), EOS_TEXT)
+
+
 class PromptError(ValueError):
     """A record that cannot be rendered. `reason` is a stable code (missing_field, not_string,
     empty_field, empty_answer, bad_role_order) that the data stage counts rejections by."""

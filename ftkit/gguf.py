@@ -1,0 +1,243 @@
+"""GGUF stage: llama.cpp's own converter and quantizer, then proof that each file is the merged model.
+
+convert_hf_to_gguf.py (from the llama.cpp/ submodule, at the commit llama-cpp-python vendors) runs
+as a subprocess — it puts its own gguf-py first on sys.path — and writes the F16 file; each requested
+type is quantized from it by the llama-cpp-python binding of llama.cpp's quantizer (byte-identical to
+the llama-quantize binary), also in a subprocess so its log can be read. That log reveals k-quant
+fallback (tensor rows not a multiple of 256 silently become Q5_0/Q8_0/F16), which is reported.
+
+Verification per file: the prompt's token ids in llama.cpp equal the HF tokenizer's for the same
+rendered prompt (BOS once); the F16 file's greedy continuation equals the merged HF model's token
+for token; each quant's top-1 agreement and mean KL divergence against F16 over test-set positions.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from ftkit import prompts
+from ftkit.cli import UserError
+from ftkit.inference import Decoding, GGUFChatModel, HFChatModel, load_hf
+from ftkit.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_QUANTS = ("Q4_K_M",)
+KNOWN_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K")
+_FALLBACK = re.compile(r"(\d+) of (\d+) tensor\(s\) required fallback quantization")
+_CONVERTING = re.compile(r"converting to (\w+)")
+
+QUANTIZE_CODE = """
+import sys, llama_cpp
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + sys.argv[3])
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), params))
+"""
+
+
+def llama_cpp_dir() -> Path:
+    path = Path(os.environ.get("LLAMA_CPP_DIR", ROOT / "llama.cpp"))
+    if not (path / "convert_hf_to_gguf.py").exists():
+        raise UserError(f"{path}/convert_hf_to_gguf.py is missing: run `make llama.cpp` first")
+    return path
+
+
+def check_quant_names(quants: list[str]) -> list[str]:
+    names = []
+    for q in quants:
+        q = q.strip().upper()
+        if q not in KNOWN_QUANTS:
+            raise UserError(f"--quantization {q}: unknown type (choose from {', '.join(KNOWN_QUANTS)})")
+        if q not in names:
+            names.append(q)
+    return names
+
+
+def gguf_path(out_dir: Path, model_name: str, quant: str) -> Path:
+    return out_dir / f"{model_name}-{quant}.gguf"
+
+
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        raise UserError(f"{what} failed (exit {result.returncode}):\n{tail}")
+    return result
+
+
+def convert_f16(model_path: str, target: Path) -> None:
+    """HF folder -> F16 GGUF, written to a temporary name and renamed when complete."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        _run([sys.executable, str(llama_cpp_dir() / "convert_hf_to_gguf.py"), model_path, "--outfile", str(tmp),
+              "--outtype", "f16"], f"converting {model_path} to GGUF")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def quantize(source: Path, target: Path, quant: str) -> dict:
+    """Quantize; returns the tensor types the quantizer chose and how many fell back."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        result = _run([sys.executable, "-c", QUANTIZE_CODE, str(source), str(tmp), quant], f"quantizing to {quant}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log_text = result.stderr + result.stdout
+    types: dict[str, int] = {}
+    for name in _CONVERTING.findall(log_text):
+        types[name] = types.get(name, 0) + 1
+    fallback = _FALLBACK.search(log_text)
+    return {"tensor_types": types, "fallback_tensors": int(fallback.group(1)) if fallback else 0,
+            "fallback_warning": fallback.group(0) if fallback else None}
+
+
+def _check_conversations() -> list[prompts.Conversation]:
+    return [
+        prompts.from_alpaca({"instruction": "中国的首都是哪里？"}),
+        prompts.from_alpaca({"instruction": "请把下面的英文单词翻译成中文。", "input": "apple", "system": "你是一个翻译助手。"}),
+        prompts.from_messages([{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！"},
+                               {"role": "user", "content": "1 + 1 等于多少？"}]),
+    ]
+
+
+def token_ids_match(gguf: GGUFChatModel, tokenizer) -> dict:
+    """llama.cpp's tokenization of the rendered text equals the HF ids (BOS once, special tokens parsed)."""
+    mismatches = []
+    convs = _check_conversations()
+    for conv in convs:
+        hf_ids = prompts.render_ids(conv, tokenizer).prompt_ids
+        text = prompts.render_text(conv, tokenizer)
+        cpp_ids = gguf.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if cpp_ids != hf_ids:
+            mismatches.append({"text": text, "hf": hf_ids, "llama_cpp": cpp_ids})
+    return {"prompts": len(convs), "identical": len(convs) - len(mismatches), "mismatches": mismatches[:3]}
+
+
+def greedy_agreement(gguf: GGUFChatModel, hf: HFChatModel, tokenizer, new_tokens: int = 16) -> dict:
+    ids = [prompts.render_ids(c, tokenizer).prompt_ids for c in _check_conversations()]
+    decoding = Decoding(max_new_tokens=new_tokens)
+    ours = gguf.generate(ids, decoding)
+    theirs = hf.generate(ids, decoding, batch_size=1)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(ours, theirs, strict=True))
+    return {"prompts": len(ids), "identical": same, "tokens_per_prompt": new_tokens}
+
+
+def position_logits(gguf: GGUFChatModel, sequences: list[list[int]]):
+    import numpy as np
+
+    rows = []
+    for ids in sequences:
+        gguf.llm.reset()
+        gguf.llm.eval(ids)
+        rows.append(np.asarray(gguf.llm.scores[: len(ids)], dtype=np.float64))
+    return np.concatenate(rows) if rows else np.zeros((0, 0))
+
+
+def agreement(reference_logits, logits) -> dict:
+    """Top-1 agreement and mean KL(reference || other) over positions."""
+    import numpy as np
+
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    p, q = log_softmax(reference_logits), log_softmax(logits)
+    kl = (np.exp(p) * (p - q)).sum(axis=1)
+    return {"positions": int(len(p)), "top1_agreement": float((p.argmax(1) == q.argmax(1)).mean()),
+            "mean_kl": float(kl.mean())}
+
+
+def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> list[list[int]]:
+    """Prompt + answer ids from the test split, up to about `positions` tokens in all."""
+    from ftkit.train import conversation_of, read_jsonl
+
+    convs = [conversation_of(r) for r in read_jsonl(test_data)] if test_data and Path(test_data).exists() else []
+    convs += [prompts.Conversation(c.turns[:-1] + (prompts.Turn(c.turns[-1].user, "好的。"),), c.system)
+              for c in _check_conversations()]
+    sequences, total = [], 0
+    for conv in convs:
+        if total >= positions:
+            break
+        ids = prompts.render_ids(conv, tokenizer).input_ids
+        sequences.append(ids)
+        total += len(ids)
+    return sequences
+
+
+def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
+            check: bool = True, n_gpu_layers: int = 0) -> dict:
+    """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
+    from ftkit.merge import refuse_quantized
+    from ftkit.train import load_tokenizer
+
+    if not Path(model_path, "config.json").exists():
+        raise UserError(f"{model_path}: no config.json (run `make merge` first: the GGUF is made from the merged model)")
+    refuse_quantized(model_path, "the model")
+    quants = check_quant_names(quants)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    f16 = gguf_path(out, model_name, "F16")
+    log.info("gguf: converting %s with llama.cpp's convert_hf_to_gguf.py", model_path)
+    convert_f16(model_path, f16)
+    files = {"F16": {"path": str(f16), "tensor_types": {}, "fallback_tensors": 0, "fallback_warning": None}}
+    for quant in quants:
+        if quant == "F16":
+            continue
+        log.info("gguf: quantizing to %s", quant)
+        target = gguf_path(out, model_name, quant)
+        files[quant] = {"path": str(target), **quantize(f16, target, quant)}
+        if files[quant]["fallback_tensors"]:
+            log.warning("gguf: %s: %s — those tensors are not %s (rows not a multiple of 256)", target.name,
+                        files[quant]["fallback_warning"], quant)
+    for info in files.values():
+        info["size_bytes"] = Path(info["path"]).stat().st_size
+    report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
+    if check:
+        report["verification"] = verify_files(model_path, files, load_tokenizer(model_path), test_data, n_gpu_layers)
+    write_json_atomic(out / "quant_report.json", report)
+    return report
+
+
+def verify_files(model_path: str, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int = 0) -> dict:
+    hf = HFChatModel(load_hf(model_path), tokenizer, "merged")
+    sequences = eval_sequences(tokenizer, test_data)
+    results = {}
+    reference = None
+    for quant in ["F16"] + [q for q in files if q != "F16"]:
+        log.info("gguf: verifying %s", Path(files[quant]["path"]).name)
+        gguf = GGUFChatModel(files[quant]["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers)
+        result = {"loads": True, "token_ids": token_ids_match(gguf, tokenizer),
+                  "greedy_vs_hf": greedy_agreement(gguf, hf, tokenizer)}
+        logits = position_logits(gguf, sequences)
+        if reference is None:
+            reference = logits
+        result["vs_f16"] = agreement(reference, logits)
+        results[quant] = result
+        del gguf
+    f16 = results["F16"]
+    results["passed"] = (all(r["token_ids"]["identical"] == r["token_ids"]["prompts"] for r in results.values()
+                             if isinstance(r, dict))
+                         and f16["greedy_vs_hf"]["identical"] == f16["greedy_vs_hf"]["prompts"])
+    return results
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'file':<34}{'size MiB':>9}{'ids':>7}{'greedy=HF':>10}{'top1 vs F16':>12}{'KL vs F16':>11}{'fallback':>9}"]
+    verification = report.get("verification", {})
+    for quant, info in report["files"].items():
+        v = verification.get(quant, {})
+        ids = f"{v['token_ids']['identical']}/{v['token_ids']['prompts']}" if v else "-"
+        greedy = f"{v['greedy_vs_hf']['identical']}/{v['greedy_vs_hf']['prompts']}" if v else "-"
+        top1 = f"{v['vs_f16']['top1_agreement']:.3f}" if v else "-"
+        kl = f"{v['vs_f16']['mean_kl']:.4f}" if v and not math.isnan(v["vs_f16"]["mean_kl"]) else "-"
+        lines.append(f"{Path(info['path']).name:<34}{info['size_bytes'] / 2**20:>9.2f}{ids:>7}{greedy:>10}{top1:>12}"
+                     f"{kl:>11}{info['fallback_tensors']:>9}")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Convert a merged model to GGUF for Ollama/llama.cpp, quantize it, prove it, write the Modelfile.
+
+Runs llama.cpp's own convert_hf_to_gguf.py (from the llama.cpp/ submodule) to an F16 GGUF, then
+quantizes to each requested type with llama.cpp's quantizer, reporting any k-quant fallback. Each file
+is verified: prompt token ids equal the HF tokenizer's, the F16 greedy continuation equals the merged
+HF model's, each quant's top-1 agreement and KL divergence against F16 on test-set positions. All of
+it goes to <output-dir>/quant_report.json and a table. The merge must come first (make merge).
+
+  <output-dir>/<model-name>-<QUANT>.gguf   one file per type, plus the F16 reference
+  <output-dir>/quant_report.json           sizes, tensor types, fallback, verification figures
+  <output-dir>/Modelfile                   with --create-modelfile: FROM, TEMPLATE, stops, num_ctx
+
+example:
+  python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M \\
+      --create-modelfile --model-name llama2-finetuned
+  python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M Q8_0 F16
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+
+from ftkit.cli import log, run, setup_logging
+from ftkit.gguf import DEFAULT_QUANTS, KNOWN_QUANTS
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-path", default="models/finetuned/merged_model", help="merged HF model (default: %(default)s)")
+    ap.add_argument("--quantization", nargs="+", default=list(DEFAULT_QUANTS), metavar="TYPE",
+                    help=f"one or more of {', '.join(KNOWN_QUANTS)}; commas work too (default: %(default)s). "
+                         "Q4_K_M: smallest with little loss; Q5_K_M: better; Q8_0: near the original")
+    ap.add_argument("--output-dir", default="models/gguf", help="where the GGUF files go (default: %(default)s)")
+    ap.add_argument("--model-name", default="llama2-finetuned", help="file name prefix and Ollama model name")
+    ap.add_argument("--create-modelfile", action="store_true", help="also write <output-dir>/Modelfile for Ollama")
+    ap.add_argument("--system", help="SYSTEM prompt for the Modelfile")
+    ap.add_argument("--num-ctx", type=int, default=None,
+                    help="Modelfile context length (default: the model's max_position_embeddings, at most 4096)")
+    ap.add_argument("--temperature", type=float, help="Modelfile sampling temperature (only written when given)")
+    ap.add_argument("--top-p", type=float, help="Modelfile top_p (only written when given)")
+    ap.add_argument("--top-k", type=int, help="Modelfile top_k (only written when given)")
+    ap.add_argument("--test-data", default="data/finetune/train_test.jsonl",
+                    help="test split for the quantization agreement figures (default: %(default)s)")
+    ap.add_argument("--no-check", action="store_true", help="skip the verification")
+    ap.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload in the checks (-1: all)")
+    args = ap.parse_args(argv)
+    args.quantization = [q for part in args.quantization for q in part.split(",") if q.strip()]
+    return args
+
+
+def main():
+    args = parse_args()
+    setup_logging()
+    from ftkit import gguf, ollama
+
+    ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
+    report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
+                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers)
+    print(gguf.format_table(report))
+    log.info("gguf: report in %s/quant_report.json", args.output_dir)
+    if args.create_modelfile:
+        from ftkit.train import load_tokenizer
+
+        chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
+        target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
+        sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
+        num_ctx = args.num_ctx or ollama.context_length(args.model_path)
+        ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=load_tokenizer(args.model_path),
+                               system=args.system, num_ctx=num_ctx, sampling=sampling)
+    if report.get("verification") and not report["verification"]["passed"]:
+        log.error("gguf: verification FAILED (see quant_report.json): the GGUF does not reproduce the merged model")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,203 @@
+"""Export stage: merge, GGUF conversion/quantization with proof, and the Ollama Modelfile rendered by Go."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftkit import ollama, prompts
+from ftkit.cli import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+GO_RENDERER = ROOT / "tests" / "go" / "render_template.go"
+
+
+def script(name, *args, cwd=ROOT, timeout=900):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def merged(trained_run, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "merged_model"
+    result = script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
+                    "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(merged, prepared_data):
+    out = merged.parent / "gguf"
+    result = script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
+                    "--output-dir", str(out), "--model-name", "tiny-ft", "--create-modelfile",
+                    "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.mark.slow
+def test_merge_equals_base_plus_adapter(merged):
+    report = json.loads((merged.parent / "merge_report.json").read_text())
+    v = report["verification"]
+    assert v["passed"] and v["max_abs_logit_diff"] < 1e-4 and v["greedy_identical"] == v["prompts"] == 4
+    for name in ("model.safetensors", "tokenizer.model", "tokenizer.json", "chat_template.jinja", "generation_config.json"):
+        assert (merged / name).exists(), name
+    config = json.loads((merged / "config.json").read_text())
+    assert "quantization_config" not in config
+
+
+@pytest.mark.slow
+def test_merge_after_qlora_training_reloads_the_base_unquantized(tiny_model_dir, prepared_data, tmp_path):
+    from ftkit.merge import merge_adapter
+    from ftkit.train import TrainConfig, run_training
+
+    run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
+                             val_data="none", output_dir=str(tmp_path / "q"), max_steps=4, batch_size=8,
+                             use_quantization=True))
+    report = merge_adapter(str(tiny_model_dir), str(tmp_path / "q" / "lora_adapter"), str(tmp_path / "m"))
+    assert report["dtype"] == "fp32" and report["verification"]["passed"]
+    assert "quantization_config" not in json.loads((tmp_path / "m" / "config.json").read_text())
+
+
+def test_merge_refuses_a_quantized_base(tmp_path):
+    from ftkit.merge import refuse_quantized
+
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"load_in_4bit": True}}))
+    with pytest.raises(UserError, match="bitsandbytes-quantized"):
+        refuse_quantized(tmp_path, "the base model")
+
+
+@pytest.mark.slow
+def test_merge_door_in_evaluate_model_is_the_same_merge(trained_run, tiny_model_dir, merged, tmp_path):
+    out = tmp_path / "via-eval"
+    result = script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
+                    "--merge-output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    from ftkit.io import sha256_file
+
+    assert sha256_file(out / "model.safetensors") == sha256_file(merged / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_gguf_files_are_verified_against_the_merged_model(exported):
+    out, result = exported
+    report = json.loads((out / "quant_report.json").read_text())
+    assert set(report["files"]) == {"F16", "Q8_0", "Q4_K_M"}
+    for quant, info in report["files"].items():
+        assert Path(info["path"]).name == f"tiny-ft-{quant}.gguf" and Path(info["path"]).stat().st_size == info["size_bytes"]
+        assert info["fallback_tensors"] == 0, info  # hidden sizes are multiples of 256: no k-quant fallback
+    assert report["files"]["Q4_K_M"]["tensor_types"].get("q4_K", 0) > 0
+    v = report["verification"]
+    assert v["passed"]
+    for quant in ("F16", "Q8_0", "Q4_K_M"):
+        assert v[quant]["token_ids"]["identical"] == v[quant]["token_ids"]["prompts"] == 3  # same ids, BOS once
+        assert v[quant]["vs_f16"]["positions"] >= 300
+    assert v["F16"]["greedy_vs_hf"]["identical"] == v["F16"]["greedy_vs_hf"]["prompts"]  # f16: every token equal
+    assert v["F16"]["vs_f16"]["top1_agreement"] == 1.0
+    assert v["Q8_0"]["vs_f16"]["top1_agreement"] > 0.95 and v["Q8_0"]["vs_f16"]["mean_kl"] < 0.01
+    assert v["Q4_K_M"]["vs_f16"]["top1_agreement"] > 0.8
+    sizes = {q: i["size_bytes"] for q, i in report["files"].items()}
+    assert sizes["Q4_K_M"] < sizes["Q8_0"] < sizes["F16"]
+    assert "top1 vs F16" in result.stdout and not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_gguf_evaluates_with_the_same_metrics(exported, trained_run, tiny_model_dir, prepared_data, tmp_path):
+    out, _ = exported
+    output = tmp_path / "gguf_eval.csv"
+    result = script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--gguf", str(out / "tiny-ft-F16.gguf"),
+                    "--test-data", str(prepared_data / "train_test.jsonl"), "--output", str(output), "--no-base",
+                    "--max-new-tokens", "32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    via_gguf = json.loads(Path(f"{output}.summary.json").read_text())["aggregate"]["finetuned"]
+    hf_output = tmp_path / "hf_eval.csv"
+    result = script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
+                    "--test-data", str(prepared_data / "train_test.jsonl"), "--output", str(hf_output), "--no-base",
+                    "--max-new-tokens", "32")
+    via_hf = json.loads(Path(f"{hf_output}.summary.json").read_text())["aggregate"]["finetuned"]
+    assert via_gguf["loss"] == pytest.approx(via_hf["loss"], abs=0.01)  # nothing lost on the way to llama.cpp
+    assert via_gguf["rougeL_char"] == pytest.approx(via_hf["rougeL_char"], abs=0.05)
+
+
+def go_render(template: str, messages: list[dict], system: str = "") -> str:
+    result = subprocess.run(["go", "run", str(GO_RENDERER)], input=json.dumps(
+        {"template": template, "system": system, "messages": messages}), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+CONVERSATIONS = {
+    "single turn": [{"role": "user", "content": "中国的首都是哪里？"}],
+    "with system": [{"role": "system", "content": "你是一个地理老师。"}, {"role": "user", "content": "日本的首都是哪里？"}],
+    "multi-turn": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "1 + 1 = ?"},
+                   {"role": "assistant", "content": "2"}, {"role": "user", "content": "再加三呢？"},
+                   {"role": "assistant", "content": "等于5。"}, {"role": "user", "content": "谢谢"}],
+    "multi-turn no system": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！"},
+                             {"role": "user", "content": "讲个笑话"}],
+}
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
+@pytest.mark.parametrize("name", CONVERSATIONS)
+def test_modelfile_template_rendered_by_go_equals_the_training_format(name, tmp_path):
+    ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m-Q4_K_M.gguf"))
+    template = ollama.template_of(tmp_path / "Modelfile")
+    messages = CONVERSATIONS[name]
+    expected = prompts.render_llama2_text(prompts.from_messages(messages))
+    assert expected.startswith(prompts.BOS_TEXT)
+    assert go_render(template, messages) == expected[len(prompts.BOS_TEXT):]  # llama.cpp adds the first BOS
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
+def test_modelfile_system_is_used_when_the_chat_has_none(tmp_path):
+    template = prompts.OLLAMA_LLAMA2_TEMPLATE
+    messages = [{"role": "user", "content": "你好"}]
+    expected = prompts.render_llama2_text(prompts.Conversation((prompts.Turn("你好"),), "你是助手。"))
+    assert go_render(template, messages, system="你是助手。") == expected[len(prompts.BOS_TEXT):]
+    with_own = [{"role": "system", "content": "自己的"}] + messages
+    assert "自己的" in go_render(template, with_own, system="你是助手。")
+
+
+@pytest.mark.slow
+def test_modelfile_written_by_the_guide_command(exported):
+    out, _ = exported
+    text = (out / "Modelfile").read_text()
+    assert text.splitlines()[1] == "FROM ./tiny-ft-Q8_0.gguf"  # the first non-F16 type asked for, beside it
+    for stop in ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"):
+        assert f'PARAMETER stop "{stop}"' in text
+    assert "PARAMETER num_ctx 1024" in text  # the tiny model's trained context
+    assert 'SYSTEM """你是一个有用的助手。"""' in text
+    assert "temperature" not in text  # sampling only where the user asked
+    assert ollama.template_of(out / "Modelfile") == prompts.OLLAMA_LLAMA2_TEMPLATE
+
+
+def test_user_text_cannot_break_the_modelfile_or_a_shell(tmp_path):
+    with pytest.raises(UserError, match='must not contain """'):
+        ollama.modelfile_text("m.gguf", system='evil"""\nFROM /etc/passwd\nSYSTEM """')
+    for bad in ("My Model", "x; rm -rf /", "../up", "", "-rf"):
+        with pytest.raises(UserError, match="model name"):
+            ollama.check_model_name(bad)
+    assert ollama.check_model_name("llama2-finetuned:q4") == "llama2-finetuned:q4"
+    bad_name = script("convert_to_gguf.py", "--model-path", str(tmp_path), "--model-name", "a b")
+    assert bad_name.returncode == 2 and "model name" in bad_name.stderr
+
+
+def test_ollama_step_prints_the_commands_when_ollama_is_absent(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    if shutil.which("ollama"):
+        pytest.skip("ollama is installed here")
+    (tmp_path / "Modelfile").write_text("FROM ./m.gguf\n")
+    result = script("ollama_create.py", "--model-name", "tiny-ft", "--modelfile", str(tmp_path / "Modelfile"))
+    assert result.returncode == 0
+    assert f"ollama create tiny-ft -f {tmp_path / 'Modelfile'}" in result.stdout and "ollama run tiny-ft" in result.stdout
+
+
+def test_unknown_quantization_and_missing_merge_are_clear(tmp_path):
+    result = script("convert_to_gguf.py", "--model-path", str(tmp_path), "--quantization", "Q9_X")
+    assert result.returncode == 2 and "no config.json" in result.stderr  # checked before the type: nothing to convert
+    (tmp_path / "config.json").write_text("{}")
+    result = script("convert_to_gguf.py", "--model-path", str(tmp_path), "--quantization", "Q9_X")
+    assert result.returncode == 2 and "unknown type" in result.stderr and "Traceback" not in result.stderr
