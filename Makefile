@@ -49,8 +49,9 @@ RESUME      ?=
 # NUM_GPUS>1 runs under `accelerate launch` (DDP; ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml etc.)
 NUM_GPUS    ?= 1
 ACCELERATE_CONFIG ?=
-# a YAML preset (configs/*.yaml); then only the variables you set on the command line override it
-TRAIN_CONFIG ?=
+# a YAML preset (configs/*.yaml): its hyperparameters apply unless you set the variable yourself;
+# paths (BASE_MODEL, data, MODEL_DIR) always come from Make. The random tiny model needs a high rate.
+TRAIN_CONFIG ?= $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),configs/tiny-cpu.yaml)
 TRAIN_ARGS  ?=
 # evaluation
 REPORT_DIR  ?= reports
@@ -67,8 +68,14 @@ MODEL_NAME  ?= llama2-finetuned
 # GGUF types, several allowed: QUANT="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
 GGUF_QUANT  ?= $(or $(filter-out 1 yes true,$(QUANT)),Q4_K_M)
 SYSTEM_PROMPT ?=
+# report and acceptance
+REPORT      ?= $(REPORT_DIR)/training_report.md
+MIN_RECORDS ?= 100
+MIN_TOKENS_PER_SEC ?= 5
+ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(MODEL_DIR) --eval-output $(EVAL_OUTPUT) \
+  --gguf-dir $(GGUF_DIR)
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama bench-data bench-train bench-eval demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all bench-data bench-train bench-eval demo test test-fast lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -104,11 +111,10 @@ $(DATA_DIR)/$(DATA_NAME)_train.jsonl: $(RAW_DATA) ftkit/prepare.py ftkit/readers
 
 data: $(DATA_DIR)/$(DATA_NAME)_train.jsonl ## validate, dedup and split RAW_DATA into train/validation/test JSONL
 
-# `--flag value` for a training variable: always without TRAIN_CONFIG; with it, only when set by the user
+# `--flag value` for a hyperparameter: always without TRAIN_CONFIG; with it, only when set by the user
 train_flag = $(if $(or $(if $(TRAIN_CONFIG),,1),$(filter-out file default,$(origin $(2)))),$(1) $($(2)))
 TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
-  $(call train_flag,--base-model,BASE_MODEL) $(call train_flag,--output-dir,MODEL_DIR) \
-  $(call train_flag,--train-data,TRAIN_FILE) $(call train_flag,--val-data,VAL_FILE) \
+  --base-model $(BASE_MODEL) --output-dir $(MODEL_DIR) --train-data $(TRAIN_FILE) --val-data $(VAL_FILE) \
   $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LEN) $(call train_flag,--seed,SEED) \
@@ -156,6 +162,15 @@ gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (QUANT=Q4_K_M), v
 ollama: $(GGUF_MAIN) | $(PYTHON) ## ollama create + smoke test (prints the commands when ollama is absent)
 	$(PYTHON) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
 
+report: $(GGUF_MAIN) $(EVAL_OUTPUT).summary.json | $(PYTHON) ## fill reports/training_report.md from the artifacts
+	$(PYTHON) scripts/make_report.py $(ARTIFACT_FLAGS) --output $(REPORT)
+
+acceptance: | $(PYTHON) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
+	$(PYTHON) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
+	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC)
+
+all: data train eval merge gguf ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
+
 bench-eval: $(ADAPTER) | $(PYTHON) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
 	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
 	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
@@ -166,8 +181,9 @@ bench-train: $(TOKENIZER_DEP) | $(PYTHON) ## benchmark train_lora.py against a p
 bench-data: | $(PYTHON) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
 	$(PYTHON) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
 
-demo: setup tiny-model sample data ## set up, then the pipeline on the tiny model and sample data (so far: data)
-	$(PYTHON) scripts/render_prompt.py --model $(TINY_MODEL) --data $(DATA_DIR)/$(DATA_NAME)_train.jsonl --index 0
+demo: setup ## set up, then the whole pipeline on the tiny model and the sample data, ending in the acceptance table
+	@echo "demo: embedded tiny random Llama + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
+	$(MAKE) --no-print-directory all BASE_MODEL=$(TINY_MODEL) RAW_DATA=$(SAMPLE_DIR)/sample_data.json
 
 test: setup ## set up, then run the whole test suite (slow end-to-end tests included)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -472,7 +472,11 @@ def _prepare(config: PrepareConfig, progress) -> Summary:
         _write_splits(kept_path, labels, out_dir, name, summary, category_names, stage.categories)
         with atomic_path(out_dir / f"{name}_rejected.jsonl") as tmp:
             Path(rejected_tmp).replace(tmp)
-    write_json_atomic(out_dir / f"{name}_stats.json", stats_document(config, summary, tokenizer))
+    stats = stats_document(config, summary, tokenizer)
+    # what later stages (evaluation, acceptance) check the splits against
+    stats["outputs"] = {split: {"path": str(out_dir / f"{name}_{split}.jsonl"), "records": summary.splits[split],
+                                "sha256": sha256_file(out_dir / f"{name}_{split}.jsonl")} for split in SPLITS}
+    write_json_atomic(out_dir / f"{name}_stats.json", stats)
     return summary
 
 

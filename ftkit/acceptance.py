@@ -1,0 +1,472 @@
+"""The guide's acceptance checklist (验收检查清单), checked from the artifacts on disk, never from flags.
+
+Each item reads its own evidence and says PASS, FAIL, WARN (a person should look) or SKIP (its
+evidence depends on an item that failed), with the evidence (numbers, files) and, when it is not a
+PASS, what to do. Cross-checks make a faked run fail: metrics against the raw training log, the
+adapter against the digest the training run recorded, the evaluated test file against the hash the
+data stage recorded, the Modelfile against the renderer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ftkit import prompts
+from ftkit.io import sha256_file
+
+CHECKLIST_MIN_RECORDS = 100
+DEFAULT_MIN_TOKENS_PER_SECOND = 5.0
+SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval": "模型评估 Evaluation",
+            "deploy": "模型部署 Deployment", "docs": "文档记录 Documentation"}
+
+
+@dataclass
+class Paths:
+    data_dir: str = "data/finetune"
+    data_name: str = "train"
+    model_dir: str = "models/finetuned"
+    eval_output: str = "reports/evaluation_results.csv"
+    gguf_dir: str = "models/gguf"
+    report: str = "reports/training_report.md"
+
+    def split(self, name: str) -> Path:
+        return Path(self.data_dir) / f"{self.data_name}_{name}.jsonl"
+
+    @property
+    def stats(self) -> Path:
+        return Path(self.data_dir) / f"{self.data_name}_stats.json"
+
+    @property
+    def summary(self) -> Path:
+        return Path(f"{self.eval_output}.summary.json")
+
+    @staticmethod
+    def add_flags(parser) -> None:
+        """The artifact locations as command-line flags (make_report.py and acceptance_check.py)."""
+        d = Paths()
+        parser.add_argument("--data-dir", default=d.data_dir, help="prepared data folder (default: %(default)s)")
+        parser.add_argument("--data-name", default=d.data_name, help="prepared data --output-name (default: %(default)s)")
+        parser.add_argument("--model-dir", default=d.model_dir, help="training output folder (default: %(default)s)")
+        parser.add_argument("--eval-output", default=d.eval_output, help="evaluation CSV (default: %(default)s)")
+        parser.add_argument("--gguf-dir", default=d.gguf_dir, help="GGUF folder (default: %(default)s)")
+
+    @classmethod
+    def from_args(cls, args, report: str) -> Paths:
+        return cls(args.data_dir, args.data_name, args.model_dir, args.eval_output, args.gguf_dir, report)
+
+
+@dataclass
+class Thresholds:
+    min_records: int = CHECKLIST_MIN_RECORDS
+    min_tokens_per_second: float = DEFAULT_MIN_TOKENS_PER_SECOND
+
+    @property
+    def overridden(self) -> list[str]:
+        notes = []
+        if self.min_records != CHECKLIST_MIN_RECORDS:
+            notes.append(f"MIN_RECORDS={self.min_records} (the checklist asks for {CHECKLIST_MIN_RECORDS})")
+        if self.min_tokens_per_second != DEFAULT_MIN_TOKENS_PER_SECOND:
+            notes.append(f"MIN_TOKENS_PER_SEC={self.min_tokens_per_second:g} (default {DEFAULT_MIN_TOKENS_PER_SECOND:g})")
+        return notes
+
+
+@dataclass
+class Item:
+    section: str
+    key: str
+    title: str
+    status: str = "PASS"
+    evidence: str = ""
+    fix: str = ""
+    details: dict = field(default_factory=dict)
+
+
+class Fail(Exception):
+    def __init__(self, evidence: str, fix: str = "", status: str = "FAIL"):
+        super().__init__(evidence)
+        self.evidence, self.fix, self.status = evidence, fix, status
+
+
+def _json(path: Path, fix: str) -> dict:
+    if not path.is_file():
+        raise Fail(f"{path} is missing", fix)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise Fail(f"{path} is not valid JSON ({err.msg})", fix) from None
+
+
+def _jsonl(path: Path, fix: str) -> list[dict]:
+    if not path.is_file():
+        raise Fail(f"{path} is missing", fix)
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise Fail(f"{path}:{n} is not valid JSON", fix) from None
+    return rows
+
+
+class Checker:
+    """One method per checklist line. Shared evidence is loaded lazily and once."""
+
+    def __init__(self, paths: Paths, thresholds: Thresholds):
+        self.paths, self.thresholds = paths, thresholds
+        self.gguf_loaded: bool | None = None
+
+    # --- 数据准备 -----------------------------------------------------------------------------
+    def data_min_records(self) -> str:
+        train = _jsonl(self.paths.split("train"), "run `make data`")
+        note = " [threshold overridden]" if self.thresholds.min_records != CHECKLIST_MIN_RECORDS else ""
+        if len(train) < self.thresholds.min_records:
+            raise Fail(f"{len(train)} training records < {self.thresholds.min_records}{note} ({self.paths.split('train')})",
+                       "add data: the guide recommends 100-500 high-quality Q&A pairs at least")
+        return f"{len(train)} training records >= {self.thresholds.min_records}{note}"
+
+    def data_well_formed(self) -> str:
+        checked, bad = 0, []
+        for split in ("train", "validation", "test"):
+            path = self.paths.split(split)
+            if not path.is_file():
+                continue  # a missing split is the next item's finding
+            for n, record in enumerate(_jsonl(path, "run `make data`"), start=1):
+                checked += 1
+                ok = all(isinstance(record.get(k), str) and record[k].strip() for k in ("instruction", "output"))
+                ok = ok and isinstance(record.get("input", ""), str) and record.get("messages", [{}])[-1].get("role") == "assistant"
+                if not ok:
+                    bad.append(f"{path.name}:{n}")
+        if bad:
+            raise Fail(f"{len(bad)} malformed record(s), e.g. {', '.join(bad[:3])}", "re-run `make data` on the raw data")
+        if not checked:
+            raise Fail("no split files to check", "run `make data`")
+        return f"{checked} records have instruction/input/output (and messages)"
+
+    def data_splits(self) -> str:
+        from ftkit.prepare import normalise, question_key
+        from ftkit.train import conversation_of
+
+        stats = _json(self.paths.stats, "run `make data`")
+        keys, counts = {}, {}
+        for split in ("train", "validation", "test"):
+            path = self.paths.split(split)
+            rows = _jsonl(path, "run `make data`")
+            if not rows:
+                raise Fail(f"{path} is empty", "more data, or smaller --val-ratio/--test-ratio")
+            recorded = stats.get("outputs", {}).get(split, {}).get("sha256")
+            if recorded and recorded != sha256_file(path):
+                raise Fail(f"{path} changed after `make data` (sha256 differs from {self.paths.stats})",
+                           "re-run `make data`; never edit the splits by hand")
+            keys[split] = {normalise(question_key(conversation_of(r))) for r in rows}
+            counts[split] = len(rows)
+        for a, b in (("train", "test"), ("train", "validation"), ("validation", "test")):
+            if shared := keys[a] & keys[b]:
+                raise Fail(f"{len(shared)} question(s) appear in both {a} and {b}", "re-run `make data` (it dedups before splitting)")
+        return f"train/validation/test = {counts['train']}/{counts['validation']}/{counts['test']}, disjoint"
+
+    # --- 模型训练 -----------------------------------------------------------------------------
+    def _manifest(self) -> dict:
+        return _json(Path(self.paths.model_dir) / "run_manifest.json", "run `make train`")
+
+    def _log(self) -> list[dict]:
+        return _jsonl(Path(self.paths.model_dir) / "train_log.jsonl", "run `make train`")
+
+    def train_config(self) -> str:
+        args = self._manifest().get("arguments", {})
+        checks = {"epochs": (0.5, 50), "learning_rate": (1e-6, 1e-2), "lora_r": (1, 256), "lora_alpha": (1, 1024),
+                  "batch_size": (1, 1024)}
+        problems = [f"{k}={args.get(k)} outside [{lo:g}, {hi:g}]" for k, (lo, hi) in checks.items()
+                    if not isinstance(args.get(k), int | float) or not lo <= args[k] <= hi]
+        ratio = args.get("lora_alpha", 0) / max(1, args.get("lora_r", 1))
+        if not problems and not 0.25 <= ratio <= 8:
+            problems.append(f"lora_alpha/lora_r = {ratio:g} outside [0.25, 8]")
+        summary = ", ".join(f"{k}={args.get(k)}" for k in checks)
+        if problems:
+            raise Fail("; ".join(problems), "see configs/*.yaml for tested settings")
+        return summary
+
+    def train_loss_fell(self) -> str:
+        from ftkit.train_outputs import _window_mean
+
+        losses = [e["loss"] for e in self._log() if "loss" in e]
+        if len(losses) < 2:
+            raise Fail("fewer than 2 training losses in train_log.jsonl", "train for more steps")
+        first, last = _window_mean(losses, True), _window_mean(losses, False)
+        metrics = _json(Path(self.paths.model_dir) / "metrics.json", "run `make train`")
+        if not math.isclose(metrics.get("train_loss_last_window", math.nan), last, rel_tol=1e-6):
+            raise Fail("metrics.json disagrees with train_log.jsonl", "re-run `make train`; do not edit its outputs")
+        if last >= first:
+            raise Fail(f"training loss did not fall: {first:.4f} -> {last:.4f} (first vs last window)",
+                       "raise the learning rate or train longer; check the data")
+        return f"training loss {first:.4f} -> {last:.4f} (mean of first vs last window of {len(losses)} steps)"
+
+    def train_val_loss_fell(self) -> str:
+        evals = [e for e in self._log() if "eval_loss" in e]
+        if not evals:
+            raise Fail("no validation loss in train_log.jsonl", "train with --val-data")
+        metrics = _json(Path(self.paths.model_dir) / "metrics.json", "run `make train`")
+        recorded = [e["eval_loss"] for e in metrics.get("eval_loss_per_epoch", [])]
+        if [round(x, 6) for x in recorded] != [round(e["eval_loss"], 6) for e in evals]:
+            raise Fail("metrics.json disagrees with train_log.jsonl", "re-run `make train`; do not edit its outputs")
+        values = [e["eval_loss"] for e in evals]
+        if len(values) < 2:
+            raise Fail(f"only one validation loss ({values[0]:.4f}): cannot tell whether it fell",
+                       "evaluate at least twice (e.g. --epochs 2 or more)", status="WARN")
+        best = min(range(len(values)), key=values.__getitem__)
+        trail = " -> ".join(f"{v:.4f}" for v in values)
+        if best == 0:
+            raise Fail(f"validation loss never fell below the first evaluation: {trail}",
+                       "lower the learning rate, check the data, or stop after the first epoch")
+        if values[-1] > values[best]:
+            raise Fail(f"validation loss fell ({trail}) but rose after evaluation {best + 1} (epoch "
+                       f"{evals[best].get('epoch')}): likely overfitting",
+                       "use fewer epochs or --early-stopping-patience 1", status="WARN")
+        return f"validation loss {trail}"
+
+    def train_adapter(self) -> str:
+        from safetensors.torch import load_file
+
+        from ftkit.train_outputs import adapter_digest
+
+        manifest = self._manifest()
+        adapter = Path(self.paths.model_dir) / "lora_adapter"
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            if not (adapter / name).is_file():
+                raise Fail(f"{adapter / name} is missing", "run `make train`")
+        if manifest.get("status") != "complete":
+            raise Fail(f"run_manifest.json says the run is {manifest.get('status')!r}", "re-run `make train`")
+        if manifest.get("adapter") != adapter_digest(adapter):
+            raise Fail("the adapter differs from the one this training run recorded", "re-run `make train`")
+        weights = load_file(adapter / "adapter_model.safetensors")
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        ranks = {t.shape[0] for k, t in weights.items() if "lora_A" in k}
+        if ranks != {config.get("r")}:
+            raise Fail(f"adapter weights have rank {sorted(ranks)} but its config says r={config.get('r')}", "re-run `make train`")
+        return f"{adapter}: {len(weights)} tensors, r={config.get('r')}, digest matches run_manifest.json"
+
+    # --- 模型评估 -----------------------------------------------------------------------------
+    def _summary(self) -> dict:
+        return _json(self.paths.summary, "run `make eval`")
+
+    def eval_test_split(self) -> str:
+        summary = self._summary()
+        stats = _json(self.paths.stats, "run `make data`")
+        recorded = stats.get("outputs", {}).get("test", {})
+        evaluated = summary.get("test_data", {})
+        if not recorded.get("sha256") or evaluated.get("sha256") != recorded["sha256"]:
+            raise Fail(f"the evaluation ran on {evaluated.get('path')} whose sha256 is not the test split `make data` wrote",
+                       "re-run `make eval` after `make data`")
+        return f"{evaluated.get('records')} test records evaluated; sha256 {recorded['sha256'][:12]}… matches the data stage"
+
+    def eval_metrics(self) -> str:
+        aggregate = self._summary().get("aggregate", {})
+        missing = [f"{m}.{k}" for m in ("base", "finetuned") for k in ("loss", "rouge1_char", "rougeL_char", "bleu")
+                   if not isinstance(aggregate.get(m, {}).get(k), int | float) or math.isnan(aggregate[m][k])]
+        if missing:
+            raise Fail(f"missing metrics: {', '.join(missing)}", "re-run `make eval` (with the base model)")
+        tuned = aggregate["finetuned"]
+        return (f"fine-tuned: loss {tuned['loss']:.4f}, ROUGE-1/L (char) {tuned['rouge1_char']:.3f}/{tuned['rougeL_char']:.3f}, "
+                f"BLEU {tuned['bleu']:.2f} (base and per-record values in {self.paths.eval_output})")
+
+    def eval_human(self) -> str:
+        summary = self._summary()
+        human = summary.get("human_evaluation")
+        if not human:
+            raise Fail("no human ratings imported (base vs fine-tuned comparison is automatic only)",
+                       "make eval HUMAN_SHEET=reports/human_eval.csv, rate it, then make eval RATINGS=reports/human_eval.csv",
+                       status="WARN")
+        return (f"{human['rows']} rated blind: fine-tuned preferred {100 * human['win_rate']['finetuned']:.0f}%, "
+                f"mean score {human['mean_score']['base']:.2f} -> {human['mean_score']['finetuned']:.2f}")
+
+    # --- 模型部署 -----------------------------------------------------------------------------
+    def _modelfile_target(self) -> Path:
+        modelfile = Path(self.paths.gguf_dir) / "Modelfile"
+        if not modelfile.is_file():
+            raise Fail(f"{modelfile} is missing", "run `make gguf`")
+        for line in modelfile.read_text(encoding="utf-8").splitlines():
+            if line.startswith("FROM "):
+                return (modelfile.parent / line[5:].strip()).resolve()
+        raise Fail(f"{modelfile} has no FROM line", "run `make gguf`")
+
+    def deploy_loads(self) -> str:
+        from llama_cpp import Llama
+        from transformers import AutoModelForCausalLM
+
+        self.gguf_loaded = False
+        merged = Path(self.paths.model_dir) / "merged_model"
+        report = _json(Path(self.paths.model_dir) / "merge_report.json", "run `make merge`")
+        if not report.get("verification", {}).get("passed"):
+            raise Fail("merge_report.json: the merged model did not match base + adapter", "re-run `make merge`")
+        try:
+            AutoModelForCausalLM.from_pretrained(merged, use_safetensors=True)
+        except Exception as err:  # noqa: BLE001 - any failure to load is the finding
+            raise Fail(f"{merged} does not load ({str(err).splitlines()[0]})", "re-run `make merge`") from None
+        target = self._modelfile_target()
+        try:
+            Llama(model_path=str(target), n_ctx=256, verbose=False)
+        except Exception as err:  # noqa: BLE001
+            raise Fail(f"{target.name} does not load in llama.cpp ({str(err).splitlines()[0]})", "re-run `make gguf`") from None
+        quant = _json(Path(self.paths.gguf_dir) / "quant_report.json", "run `make gguf`")
+        if not quant.get("verification", {}).get("passed"):
+            raise Fail("quant_report.json: the GGUF does not reproduce the merged model", "re-run `make gguf`")
+        self.gguf_loaded = True
+        return f"{merged.name} (HF) and {target.name} (llama.cpp) load; merge and GGUF verifications passed"
+
+    def deploy_speed(self) -> str:
+        from llama_cpp import Llama
+
+        if not self.gguf_loaded:
+            raise Fail("not measured: the GGUF did not load (see the loading item)", "", status="SKIP")
+        target = self._modelfile_target()
+        llm = Llama(model_path=str(target), n_ctx=512, verbose=False, seed=0)
+        prompt = prompts.render_text(prompts.from_alpaca({"instruction": "中国的首都是哪里？"}))
+        ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens, started = 0, time.perf_counter()
+        for _ in llm.generate(ids, temp=0.0, top_k=1):
+            tokens += 1  # decode speed: EOS is not a reason to stop measuring
+            if tokens == 64:
+                break
+        rate = tokens / (time.perf_counter() - started)
+        note = " [threshold overridden]" if self.thresholds.min_tokens_per_second != DEFAULT_MIN_TOKENS_PER_SECOND else ""
+        if rate < self.thresholds.min_tokens_per_second:
+            raise Fail(f"{rate:.1f} tokens/s < {self.thresholds.min_tokens_per_second:g}{note} ({target.name}, measured now)",
+                       "use a smaller quantization (QUANT=Q4_K_M) or a GPU (n_gpu_layers)")
+        return f"{rate:.1f} tokens/s >= {self.thresholds.min_tokens_per_second:g}{note} ({target.name}, measured now, CPU)"
+
+    def deploy_quality(self) -> str:
+        summary = self._summary()
+        ci = summary.get("primary_delta_ci")
+        if not ci:
+            raise Fail("no base vs fine-tuned comparison in the evaluation summary", "run `make eval` with the base model")
+        metric = summary.get("primary_metric", "rougeL_char")
+        text = f"{metric} delta {ci['delta']:+.4f}, 95% CI [{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]"
+        loss = summary.get("deltas", {}).get("loss")
+        text += f"; reference loss delta {loss:+.4f}" if loss is not None else ""
+        if ci["delta"] <= 0:
+            raise Fail(f"the fine-tuned model is not better: {text}", "more or better data, other hyperparameters")
+        if ci["ci_low"] <= 0:
+            raise Fail(f"better on average but not clearly: {text}", "more test data narrows the interval", status="WARN")
+        return text
+
+    def deploy_modelfile(self) -> str:
+        from ftkit.ollama import template_of
+
+        target = self._modelfile_target()
+        modelfile = Path(self.paths.gguf_dir) / "Modelfile"
+        if not target.is_file():
+            raise Fail(f"{modelfile}: FROM points at {target.name}, which does not exist", "run `make gguf`")
+        text = modelfile.read_text(encoding="utf-8")
+        if template_of(modelfile) != prompts.OLLAMA_LLAMA2_TEMPLATE:
+            raise Fail(f"{modelfile}: TEMPLATE is not the training format's", "re-run `make gguf` (do not edit the TEMPLATE)")
+        missing = [s for s in prompts.OLLAMA_STOP if f'PARAMETER stop "{s}"' not in text]
+        if missing:
+            raise Fail(f"{modelfile}: stop parameters missing: {', '.join(missing)}", "re-run `make gguf`")
+        return f"{modelfile}: FROM {target.name}, TEMPLATE = training format, {len(prompts.OLLAMA_STOP)} stops"
+
+    # --- 文档记录 -----------------------------------------------------------------------------
+    def docs_report(self) -> str:
+        from ftkit.report import PLACEHOLDER, unfilled_sections
+
+        report = Path(self.paths.report)
+        if not report.is_file():
+            raise Fail(f"{report} is missing", "run `make report`")
+        text = report.read_text(encoding="utf-8")
+        human, other = unfilled_sections(text)
+        if other:
+            raise Fail(f"{report}: {PLACEHOLDER} left in {', '.join(other)}", "run `make report` again")
+        if human:
+            raise Fail(f"{report}: waiting for a person in: {', '.join(human)}", f"replace {PLACEHOLDER} there by hand",
+                       status="WARN")
+        return f"{report}: every section filled"
+
+    def docs_parameters(self) -> str:
+        args = self._manifest().get("arguments", {})
+        metrics = _json(Path(self.paths.model_dir) / "metrics.json", "run `make train`")
+        keys = ("base_model", "epochs", "learning_rate", "lora_r", "lora_alpha", "batch_size", "max_length", "seed")
+        missing = [k for k in keys if k not in args] + [k for k in ("final_eval_loss", "train_loss_last_window", "runtime_s")
+                                                         if metrics.get(k) is None]
+        if missing:
+            raise Fail(f"not recorded: {', '.join(missing)}", "re-run `make train`")
+        return (f"run_manifest.json: {len(args)} arguments, versions, git commit, data sha256; metrics.json: final eval "
+                f"loss {metrics['final_eval_loss']:.4f}, runtime {metrics['runtime_s']:.1f} s")
+
+    def docs_log(self) -> str:
+        log = self._log()
+        steps = [e["step"] for e in log if "loss" in e]
+        metrics = _json(Path(self.paths.model_dir) / "metrics.json", "run `make train`")
+        if not steps or steps[-1] != metrics.get("optimizer_steps"):
+            raise Fail(f"train_log.jsonl ends at step {steps[-1] if steps else None}, metrics.json says "
+                       f"{metrics.get('optimizer_steps')} steps", "re-run `make train`")
+        events = list((Path(self.paths.model_dir) / "checkpoints").glob("runs/*/events.out.tfevents.*"))
+        return (f"train_log.jsonl: {len(steps)} logged steps up to {steps[-1]}; "
+                f"{len(events)} TensorBoard event file(s); loss_curve.png "
+                f"{'present' if (Path(self.paths.model_dir) / 'loss_curve.png').is_file() else 'missing'}")
+
+
+ITEMS: list[tuple[str, str, str, str]] = [
+    ("data", "min_records", "准备了至少100条高质量的训练数据", "data_min_records"),
+    ("data", "well_formed", "数据格式正确（instruction/input/output）", "data_well_formed"),
+    ("data", "splits", "数据已划分为训练/验证/测试集", "data_splits"),
+    ("train", "config", "训练配置合理（epochs, learning_rate等）", "train_config"),
+    ("train", "loss_fell", "训练loss正常下降", "train_loss_fell"),
+    ("train", "val_loss_fell", "验证loss正常下降", "train_val_loss_fell"),
+    ("train", "adapter", "模型已保存到指定目录", "train_adapter"),
+    ("eval", "test_split", "在测试集上进行了评估", "eval_test_split"),
+    ("eval", "metrics", "记录了评估指标（loss, 回答质量等）", "eval_metrics"),
+    ("eval", "human", "进行了人工评估和对比", "eval_human"),
+    ("deploy", "loads", "模型可以正常加载", "deploy_loads"),
+    ("deploy", "speed", "推理速度满足要求", "deploy_speed"),
+    ("deploy", "quality", "已回答质量有明显提升（如有数据支持）", "deploy_quality"),
+    ("deploy", "modelfile", "Modelfile 模板与训练格式一致", "deploy_modelfile"),
+    ("docs", "report", "填写了训练报告（training_report.md）", "docs_report"),
+    ("docs", "parameters", "记录了关键参数和结果", "docs_parameters"),
+    ("docs", "log", "保存了训练日志", "docs_log"),
+]
+
+
+def run_checks(paths: Paths, thresholds: Thresholds, progress: Callable[[Item], None] | None = None) -> list[Item]:
+    checker = Checker(paths, thresholds)
+    items = []
+    for section, key, title, method in ITEMS:
+        item = Item(section, f"{section}.{key}", title)
+        try:
+            item.evidence = getattr(checker, method)()
+        except Fail as err:
+            item.status, item.evidence, item.fix = err.status, err.evidence, err.fix
+        except Exception as err:  # noqa: BLE001 - a check that crashes on broken evidence is a failure, not a traceback
+            item.status, item.evidence, item.fix = "FAIL", f"could not check: {type(err).__name__}: {err}", "see the evidence"
+        items.append(item)
+        if progress:
+            progress(item)
+    return items
+
+
+def to_json(items: list[Item], thresholds: Thresholds) -> dict:
+    counts = {s: sum(i.status == s for i in items) for s in ("PASS", "WARN", "FAIL", "SKIP")}
+    return {"passed": counts["FAIL"] == 0, "counts": counts, "overridden_thresholds": thresholds.overridden,
+            "items": [asdict(i) for i in items]}
+
+
+def format_line(item: Item) -> str:
+    line = f"{item.status:<5} {item.key:<20} {item.title}\n      {item.evidence}"
+    return line + (f"\n      -> {item.fix}" if item.fix and item.status != "PASS" else "")
+
+
+def to_markdown(items: list[Item], thresholds: Thresholds) -> str:
+    result = to_json(items, thresholds)
+    lines = ["# 验收检查 Acceptance check", "",
+             f"Result: **{'PASS' if result['passed'] else 'FAIL'}** — " + ", ".join(f"{v} {k}" for k, v in result["counts"].items()), ""]
+    if thresholds.overridden:
+        lines += ["Thresholds overridden: " + "; ".join(thresholds.overridden), ""]
+    for section, name in SECTIONS.items():
+        lines += [f"## {name}", "", "| | item | evidence | to do |", "|---|---|---|---|"]
+        for i in (i for i in items if i.section == section):
+            cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+            lines.append(f"| {i.status} | {i.title} | {cell(i.evidence)} | {cell(i.fix) if i.status != 'PASS' else ''} |")
+        lines.append("")
+    return "\n".join(lines)

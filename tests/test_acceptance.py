@@ -1,0 +1,193 @@
+"""make acceptance on a finished run, then tampered with one item at a time: exactly that item fails."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftkit.acceptance import Paths, Thresholds, run_checks
+from ftkit.report import PLACEHOLDER
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def script(name, *args):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, prepared_data, trained_run, tiny_model_dir) -> Path:
+    """The whole pipeline through its scripts, human ratings imported and the report's human parts written."""
+    run = tmp_path_factory.mktemp("run")
+    shutil.copytree(prepared_data, run / "data")
+    shutil.copytree(trained_run, run / "model")
+    reports = run / "reports"
+    output = reports / "evaluation_results.csv"
+    script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
+           "--test-data", str(run / "data" / "train_test.jsonl"), "--output", str(output),
+           "--human-sheet", str(reports / "sheet.csv"), "--max-new-tokens", "48")
+    key = json.loads(Path(f"{reports / 'sheet.csv'}.key.json").read_text())["rows"]
+    with open(reports / "sheet.csv", encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        tuned = "A" if key[row["row"]]["A"] == "finetuned" else "B"
+        row.update(score_A="3", score_B="3", preference=tuned)
+    with open(reports / "sheet.csv", "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    script("evaluate_model.py", "--output", str(output), "--import-ratings", str(reports / "sheet.csv"))
+    script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
+           "--output", str(run / "model" / "merged_model"))
+    script("convert_to_gguf.py", "--model-path", str(run / "model" / "merged_model"), "--quantization", "Q4_K_M",
+           "--output-dir", str(run / "gguf"), "--model-name", "tiny-ft", "--create-modelfile",
+           "--test-data", str(run / "data" / "train_test.jsonl"))
+    flags = ["--data-dir", str(run / "data"), "--model-dir", str(run / "model"), "--eval-output", str(output),
+             "--gguf-dir", str(run / "gguf")]
+    script("make_report.py", *flags, "--output", str(reports / "training_report.md"))
+    report = reports / "training_report.md"
+    report.write_text(report.read_text(encoding="utf-8").replace(PLACEHOLDER, "(written by a person)"), encoding="utf-8")
+    return run
+
+
+def copy_of(finished_run, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    return run
+
+
+def statuses(run: Path, **thresholds) -> dict[str, str]:
+    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
+                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    return {item.key: item.status for item in run_checks(paths, Thresholds(**thresholds))}
+
+
+def not_passing(run: Path, **thresholds) -> dict[str, str]:
+    return {k: v for k, v in statuses(run, **thresholds).items() if v != "PASS"}
+
+
+def test_the_finished_run_passes_every_item(finished_run):
+    result = statuses(finished_run)
+    assert len(result) == 17 and set(result.values()) == {"PASS"}, result
+
+
+def test_the_cli_prints_a_line_per_item_and_writes_json_and_markdown(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "acceptance_check.py"), "--data-dir", str(run / "data"),
+                             "--model-dir", str(run / "model"), "--eval-output", str(run / "reports" / "evaluation_results.csv"),
+                             "--gguf-dir", str(run / "gguf"), "--report", str(run / "reports" / "training_report.md"),
+                             "--output-dir", str(run / "reports"), "--min-records", "10"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sum(line.startswith("PASS ") for line in result.stdout.splitlines()) == 17
+    assert "thresholds overridden: MIN_RECORDS=10" in result.stdout and "[threshold overridden]" in result.stdout
+    data = json.loads((run / "reports" / "acceptance.json").read_text())
+    assert data["passed"] and data["counts"]["PASS"] == 17 and data["overridden_thresholds"]
+    assert "## 数据准备 Data" in (run / "reports" / "acceptance.md").read_text()
+
+
+def test_delete_the_test_split(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    (run / "data" / "train_test.jsonl").unlink()
+    assert not_passing(run) == {"data.splits": "FAIL"}
+
+
+def test_validation_loss_that_rises(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    log = [json.loads(x) for x in (run / "model" / "train_log.jsonl").read_text().splitlines()]
+    rising = iter([5.0, 5.5, 6.0, 6.5, 7.0])
+    for entry in log:  # a consistent fake: the raw log and metrics.json agree
+        if "eval_loss" in entry:
+            entry["eval_loss"] = next(rising)
+    (run / "model" / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    for entry, value in zip(metrics["eval_loss_per_epoch"], [5.0, 5.5, 6.0, 6.5, 7.0], strict=True):
+        entry["eval_loss"] = value
+    (run / "model" / "metrics.json").write_text(json.dumps(metrics))
+    assert not_passing(run) == {"train.val_loss_fell": "FAIL"}
+
+
+def test_validation_loss_rising_only_at_the_end_is_a_warning(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    values = [6.0, 5.0, 4.5, 4.8, 5.1]
+    log = [json.loads(x) for x in (run / "model" / "train_log.jsonl").read_text().splitlines()]
+    it = iter(values)
+    for entry in log:
+        if "eval_loss" in entry:
+            entry["eval_loss"] = next(it)
+    (run / "model" / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    for entry, value in zip(metrics["eval_loss_per_epoch"], values, strict=True):
+        entry["eval_loss"] = value
+    (run / "model" / "metrics.json").write_text(json.dumps(metrics))
+    assert not_passing(run) == {"train.val_loss_fell": "WARN"}
+
+
+def test_faked_metrics_disagreeing_with_the_log(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    metrics["train_loss_last_window"] = 0.01
+    (run / "model" / "metrics.json").write_text(json.dumps(metrics))
+    assert not_passing(run) == {"train.loss_fell": "FAIL"}
+
+
+def test_remove_the_report(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    (run / "reports" / "training_report.md").unlink()
+    assert not_passing(run) == {"docs.report": "FAIL"}
+
+
+def test_put_a_train_record_into_test(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    leaked = (run / "data" / "train_train.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    with open(run / "data" / "train_test.jsonl", "a", encoding="utf-8") as f:
+        f.write(leaked + "\n")
+    assert not_passing(run) == {"data.splits": "FAIL"}
+
+
+def test_corrupt_the_gguf(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    gguf = run / "gguf" / "tiny-ft-Q4_K_M.gguf"
+    data = bytearray(gguf.read_bytes())
+    data[:64] = b"\0" * 64  # the header is gone
+    gguf.write_bytes(bytes(data))
+    assert not_passing(run) == {"deploy.loads": "FAIL", "deploy.speed": "SKIP"}
+
+
+def test_swap_the_modelfile_template(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    modelfile = run / "gguf" / "Modelfile"
+    text = modelfile.read_text()
+    modelfile.write_text(text.replace(" [/INST]", "[/INST]", 1))  # one space: a different prompt than trained on
+    assert not_passing(run) == {"deploy.modelfile": "FAIL"}
+
+
+def test_drop_the_ratings(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    summary_path = run / "reports" / "evaluation_results.csv.summary.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["human_evaluation"]
+    summary_path.write_text(json.dumps(summary))
+    assert not_passing(run) == {"eval.human": "WARN"}
+
+
+def test_swap_the_adapter_for_another(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    weights = run / "model" / "lora_adapter" / "adapter_model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    save_file({k: v * 1.01 for k, v in tensors.items()}, weights)
+    assert not_passing(run) == {"train.adapter": "FAIL"}
+
+
+def test_too_few_records_unless_the_threshold_is_lowered(finished_run):
+    assert not_passing(finished_run, min_records=1000) == {"data.min_records": "FAIL"}
+    assert not_passing(finished_run, min_records=10) == {}
