@@ -75,7 +75,7 @@ MIN_TOKENS_PER_SEC ?= 5
 ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(MODEL_DIR) --eval-output $(EVAL_OUTPUT) \
   --gguf-dir $(GGUF_DIR)
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all bench-data bench-train bench-eval demo test test-fast lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all bench-data bench-train bench-eval demo test test-fast docs lint clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -190,6 +190,9 @@ test: setup ## set up, then run the whole test suite (slow end-to-end tests incl
 
 test-fast: ## run the tests not marked slow (needs `make setup` first)
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+docs: | $(PYTHON) ## regenerate scripts/README.md from the scripts' --help
+	$(PYTHON) scripts/write_scripts_readme.py
 
 lint: ## ruff over the package, scripts and tests
 	$(PYTHON) -m ruff check ftkit scripts tests

@@ -72,3 +72,12 @@ def test_every_script_has_help():
     for script in sorted((ROOT / "scripts").glob("*.py")):
         result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "usage:" in result.stdout, script.name
+
+
+def test_scripts_readme_is_generated_from_the_current_help(tmp_path):
+    fresh = tmp_path / "README.md"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "write_scripts_readme.py"), "--output", str(fresh)],
+                   check=True, capture_output=True, timeout=300)
+    assert fresh.read_text() == (ROOT / "scripts" / "README.md").read_text(), "run `make docs` and commit scripts/README.md"
+    listed = set(re.findall(r"^## (\S+\.py)$", fresh.read_text(), re.M))
+    assert listed == {p.name for p in (ROOT / "scripts").glob("*.py")}

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Write scripts/README.md: every stage script's purpose, flags, inputs, outputs and an example,
+taken from the scripts' own --help so the document cannot drift from the code (a test regenerates it
+and compares).
+
+example: python scripts/write_scripts_readme.py            (make docs)
+"""
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py",
+         "convert_to_gguf.py", "ollama_create.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
+         "render_prompt.py", "bench_data.py", "bench_train.py", "bench_eval.py", "write_scripts_readme.py"]
+INTRO = """# scripts/
+
+The stage scripts of the pipeline (the guide's `finetune/` folder). Each is a thin command line over one
+module of the `ftkit` package; `make` targets call them with the variables shown by `make help`. Every
+script prints one line per stage, exits 0 only on success, and turns bad input into a one-line error
+with exit code 2. This page is generated from the scripts' own `--help` by
+`python scripts/write_scripts_readme.py` (`make docs`); a test fails when it is out of date.
+
+| script | stage | make target |
+|---|---|---|
+| `create_sample_data.py` | sample Chinese Q&A data | `make sample` |
+| `prepare_data.py` | validate, dedup, split | `make data` |
+| `train_lora.py` | LoRA / QLoRA training | `make train` |
+| `evaluate_model.py` | base vs fine-tuned, interactive, human sheets, merge door | `make eval`, `make chat` |
+| `merge_lora.py` | merge the adapter, prove equality | `make merge` |
+| `convert_to_gguf.py` | GGUF, quantize, verify, Modelfile | `make gguf` |
+| `ollama_create.py` | `ollama create` + smoke test | `make ollama` |
+| `make_report.py` | training_report.md | `make report` |
+| `acceptance_check.py` | the acceptance checklist | `make acceptance` |
+| `build_tiny_model.py` | the embedded tiny Llama | `make tiny-model` |
+| `render_prompt.py` | show a record as the model sees it | |
+| `bench_*.py` | benchmarks against baselines | `make bench-data`, `bench-train`, `bench-eval` |
+"""
+
+
+def help_text(script: str) -> str:
+    env = dict(os.environ, COLUMNS="100")  # argparse wraps to the terminal: fix it for a stable page
+    result = subprocess.run([sys.executable, str(HERE / script), "--help"], capture_output=True, text=True, env=env,
+                            check=True)
+    return result.stdout.rstrip()
+
+
+def render() -> str:
+    parts = [INTRO]
+    for script in ORDER:
+        parts.append(f"## {script}\n\n```text\n{help_text(script)}\n```\n")
+    return "\n".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--output", default=str(HERE / "README.md"), help="where to write (default: scripts/README.md)")
+    args = ap.parse_args()
+    Path(args.output).write_text(render(), encoding="utf-8")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
