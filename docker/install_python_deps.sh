@@ -44,9 +44,10 @@ export CMAKE_ARGS="${CMAKE_ARGS:-} $CMAKE_FLAGS"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 
 PIP_ARGS=(--disable-pip-version-check)
-if [ "$FLAVOUR" = cuda ]; then
-  # the CUDA build of the same torch release; everything else stays pinned by requirements.txt
-  PIP_ARGS+=(--extra-index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cu128}")
+# cpu: torch==2.13.0 resolves to the CPU build on this project's machines (a wheel on local disk).
+# cuda: PyPI's Linux wheel of the same release is the CUDA build; TORCH_INDEX_URL picks another one.
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+  PIP_ARGS+=(--extra-index-url "$TORCH_INDEX_URL")
 fi
 
 echo "setup: installing requirements.txt ($FLAVOUR; llama-cpp-python compiles llama.cpp, a few minutes the first time)"

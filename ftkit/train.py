@@ -246,7 +246,8 @@ def sft_config(config: TrainConfig, checkpoints: Path, precision: str):
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},  # reentrant checkpointing starves LoRA of grads
-        max_length=config.max_length,
+        # examples over max_length were dropped already; TRL refuses a max_length it cannot enforce padding-free
+        max_length=None if config.padding_free and not config.packing else config.max_length,
         packing=config.packing,
         padding_free=config.padding_free,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",

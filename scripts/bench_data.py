@@ -27,6 +27,7 @@ def parse_args(argv=None):
     ap.add_argument("--records", type=int, default=1_000_000, help="records to generate (default: %(default)s)")
     ap.add_argument("--tokenizer", default="models/tiny-llama", help="tokenizer for lengths ('none' to skip)")
     ap.add_argument("--work-dir", default=None, help="where to put the generated data (default: a temp folder)")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -100,6 +101,11 @@ def main():
           f"{'met' if stage_rate >= 20_000 else 'NOT met'}")
     print(f"peak memory: {small['peak_rss_mib']:.0f} MiB at {args.records // 10:,} records, "
           f"{large['peak_rss_mib']:.0f} MiB at {args.records:,} (dedup index about {index_mib:.0f} MiB)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "records": args.records, "records_per_s": stage_rate, "baseline_records_per_s": base_rate,
+            "peak_mib_small": small["peak_rss_mib"], "peak_mib_large": large["peak_rss_mib"],
+            "dedup_index_mib": index_mib}, indent=2))
 
 
 if __name__ == "__main__":

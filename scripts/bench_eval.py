@@ -8,6 +8,7 @@ outputs are identical (greedy decoding must not change with batching).
 example: python scripts/bench_eval.py --base-model models/tiny-llama --lora-model models/finetuned/lora_adapter
 """
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ def parse_args(argv=None):
     ap.add_argument("--prompts", type=int, default=64, help="number of prompts (default: %(default)s)")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="tokens per answer (default: %(default)s)")
     ap.add_argument("--batch-size", type=int, default=64, help="batched run's batch size (default: %(default)s)")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return ap.parse_args(argv)
 
 
@@ -67,6 +69,11 @@ def main():
         print(f"{n:22}{tokens[n]:>8}{timings[n]:>9.2f}{tokens[n] / timings[n]:>10.1f}")
     ratio = (tokens[names[1]] / timings[names[1]]) / (tokens[names[0]] / timings[names[0]])
     print(f"speed-up: {ratio:.1f}x (target >= 10x); identical outputs: {same}/{len(ids)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": args.lora_model or args.base_model, "prompts": len(ids), "identical": same,
+            "batched_tokens_per_s": tokens[names[1]] / timings[names[1]],
+            "one_by_one_tokens_per_s": tokens[names[0]] / timings[names[0]], "speedup": ratio}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py",
          "convert_to_gguf.py", "ollama_create.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
-         "render_prompt.py", "bench_data.py", "bench_train.py", "bench_eval.py", "write_scripts_readme.py"]
+         "render_prompt.py", "gpu_check.py", "bench_all.py", "bench_data.py", "bench_train.py", "bench_eval.py",
+         "bench_gguf.py", "write_scripts_readme.py"]
 INTRO = """# scripts/
 
 The stage scripts of the pipeline (the guide's `finetune/` folder). Each is a thin command line over one
@@ -36,7 +37,8 @@ with exit code 2. This page is generated from the scripts' own `--help` by
 | `acceptance_check.py` | the acceptance checklist | `make acceptance` |
 | `build_tiny_model.py` | the embedded tiny Llama | `make tiny-model` |
 | `render_prompt.py` | show a record as the model sees it | |
-| `bench_*.py` | benchmarks against baselines | `make bench-data`, `bench-train`, `bench-eval` |
+| `gpu_check.py` | prove and measure the GPU path (random Llama-2-7B) | `make gpu-check` |
+| `bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-gguf` |
 """
 
 

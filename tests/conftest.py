@@ -1,5 +1,6 @@
 """Shared fixtures: the embedded tiny model, built once per test session into a temporary folder."""
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,3 +57,36 @@ def trained_run(tmp_path_factory, tiny_model_dir, prepared_data) -> Path:
                              val_data=str(prepared_data / "train_validation.jsonl"), output_dir=str(out),
                              epochs=5, batch_size=8, learning_rate=2e-3, lora_r=16, lora_alpha=32))
     return out
+
+
+def script(name, *args, timeout=900):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def merged(trained_run, tiny_model_dir, tmp_path_factory):
+    """The trained adapter merged by scripts/merge_lora.py."""
+    out = tmp_path_factory.mktemp("export") / "merged_model"
+    result = script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
+                    "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(merged, prepared_data):
+    """F16, Q8_0 and Q4_K_M GGUFs + Modelfile by scripts/convert_to_gguf.py: (folder, completed process)."""
+    out = merged.parent / "gguf"
+    result = script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
+                    "--output-dir", str(out), "--model-name", "tiny-ft", "--create-modelfile",
+                    "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def run_make(*args, check=True) -> subprocess.CompletedProcess:
+    """`make ARGS` in the project as a user would type it: not as a sub-make of `make test`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=check, env=env)

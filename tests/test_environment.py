@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import run_make
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,7 +57,7 @@ def test_setup_is_idempotent():
 
 
 def test_make_help_lists_every_target():
-    out = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = run_make("help").stdout
     makefile = (ROOT / "Makefile").read_text()
     phony = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
     for target in phony:
@@ -63,8 +65,7 @@ def test_make_help_lists_every_target():
 
 
 def test_make_variables_are_overridable():
-    out = subprocess.run(["make", "-n", "-B", "tiny-model", "TINY_MODEL=/tmp/elsewhere", "PYTHON=mypython"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = run_make("-n", "-B", "tiny-model", "TINY_MODEL=/tmp/elsewhere", "PYTHON=mypython", "RUN=local").stdout
     assert "mypython scripts/build_tiny_model.py --output-dir /tmp/elsewhere" in out
 
 

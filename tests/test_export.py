@@ -19,25 +19,6 @@ def script(name, *args, cwd=ROOT, timeout=900):
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def merged(trained_run, tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "merged_model"
-    result = script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
-                    "--output", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(merged, prepared_data):
-    out = merged.parent / "gguf"
-    result = script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
-                    "--output-dir", str(out), "--model-name", "tiny-ft", "--create-modelfile",
-                    "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
-
-
 @pytest.mark.slow
 def test_merge_equals_base_plus_adapter(merged):
     report = json.loads((merged.parent / "merge_report.json").read_text())

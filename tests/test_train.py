@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_make
 
 from ftkit import prompts
 from ftkit.cli import UserError
@@ -211,9 +212,8 @@ def test_two_process_ddp_really_runs_two_ranks(prepared_data, tiny_model_dir, tm
 
 
 def test_make_train_passes_every_variable():
-    out = subprocess.run(["make", "-n", "-B", "train", "EPOCHS=1", "BATCH_SIZE=2", "LR=1e-3", "LORA_R=4", "LORA_ALPHA=8",
-                          "QUANT=1", "NUM_GPUS=2", "MODEL_DIR=/tmp/m", "BASE_MODEL=/tmp/base"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    out = run_make("-n", "-B", "train", "EPOCHS=1", "BATCH_SIZE=2", "LR=1e-3", "LORA_R=4", "LORA_ALPHA=8", "QUANT=1",
+                   "NUM_GPUS=2", "MODEL_DIR=/tmp/m", "BASE_MODEL=/tmp/base", "RUN=local").stdout.splitlines()[-1]
     assert "accelerate.commands.launch --num_processes 2 --multi_gpu scripts/train_lora.py" in out
     for flag in ("--epochs 1", "--batch-size 2", "--learning-rate 1e-3", "--lora-r 4", "--lora-alpha 8",
                  "--use-quantization", "--output-dir /tmp/m", "--base-model /tmp/base"):

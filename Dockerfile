@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# The ftkit GPU image: `make image` (docker build -t ftkit:latest .), then `make all RUN=docker`.
+# Build stage: CUDA devel toolchain, the pinned Python stack with CUDA torch and llama-cpp-python built
+# with CUDA, and llama.cpp's tools built from the llama.cpp/ submodule. Runtime stage: CUDA runtime,
+# the virtual environment and the tools only. Both install steps are the scripts `make setup` runs.
+ARG CUDA_VERSION=12.8.1
+ARG UBUNTU_VERSION=24.04
+
+FROM nvidia/cuda:${CUDA_VERSION}-devel-ubuntu${UBUNTU_VERSION} AS build
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential cmake git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/ftkit
+# the pins are the ones `make setup` installs; only torch's build differs (PyPI's Linux wheel is the CUDA one)
+COPY requirements.txt constraints.txt ./
+COPY docker/ docker/
+# CUDA architectures: Ampere (80, 86), Ada (89), Hopper (90); override with --build-arg CUDA_ARCHS=...
+ARG CUDA_ARCHS="80;86;89;90"
+RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS}" PYTHON=python3 bash docker/install_python_deps.sh /opt/venv cuda
+COPY llama.cpp/ llama.cpp/
+RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS}" bash docker/build_llama_cpp.sh cuda llama.cpp /opt/llama.cpp/bin
+
+FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION}
+ENV DEBIAN_FRONTEND=noninteractive
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 libgomp1 make git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --uid 1000 ftkit \
+ && mkdir -p /cache/huggingface /workspace \
+ && chown -R ftkit:ftkit /cache /workspace
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/llama.cpp/bin /opt/llama.cpp/bin
+WORKDIR /workspace
+COPY --chown=ftkit:ftkit . /workspace
+ENV PATH=/opt/venv/bin:/opt/llama.cpp/bin:$PATH \
+    VENV=/opt/venv PYTHON=/opt/venv/bin/python \
+    HF_HOME=/cache/huggingface
+USER 1000:1000
+# data, models and reports live on the host; the Hugging Face cache on a named volume
+VOLUME ["/workspace/data", "/workspace/models", "/workspace/reports", "/cache/huggingface"]
+ENTRYPOINT ["/workspace/docker/entrypoint.sh"]
+CMD ["make", "help"]

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Run every stage benchmark and put each figure beside its baseline: reports/bench.json and a table.
+
+Each benchmark measures its own baseline in the same run (same process or same command):
+  data   prepare_data records/s vs a bare JSON parse-and-write pass          target >= 20,000 records/s
+  train  train_lora.py useful tokens/s vs a plain TRL recipe                  target >= 1.5x at eval loss within 3%
+  eval   batched generation tokens/s vs one prompt at a time                  target >= 10x, identical outputs
+  gguf   GGUF Q4_K_M decode tokens/s vs the merged HF model in fp32           target >= 5x
+
+Needs a finished `make gguf` (adapter, merged model, GGUF). example: make bench
+"""
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+
+from ftkit.cli import UserError, log, run, setup_logging
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base-model", default="models/tiny-llama", help="base model (default: %(default)s)")
+    ap.add_argument("--model-dir", default="models/finetuned", help="training output folder (default: %(default)s)")
+    ap.add_argument("--gguf", default="models/gguf/llama2-finetuned-Q4_K_M.gguf", help="GGUF file (default: %(default)s)")
+    ap.add_argument("--test-data", default="data/finetune/train_test.jsonl", help="test split (default: %(default)s)")
+    ap.add_argument("--records", type=int, default=1_000_000, help="records for the data benchmark (default: %(default)s)")
+    ap.add_argument("--output", default="reports/bench.json", help="where to write the figures (default: %(default)s)")
+    return ap.parse_args(argv)
+
+
+def bench(name: str, script: str, args: list[str], work: Path) -> dict:
+    out = work / f"{name}.json"
+    log.info("bench: %s (%s)", name, script)
+    result = subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(result.stdout.strip().split("\n\n")[-1], flush=True)  # the benchmark's own table
+    if result.returncode:
+        raise UserError(f"{script} failed:\n{result.stdout[-2000:]}")
+    return json.loads(out.read_text())
+
+
+def main():
+    args = parse_args()
+    setup_logging()
+    from ftkit.io import write_json_atomic
+    from ftkit.train_outputs import hardware
+
+    for path in (Path(args.model_dir) / "lora_adapter", Path(args.model_dir) / "merged_model", Path(args.gguf)):
+        if not path.exists():
+            raise UserError(f"{path} is missing: run `make gguf` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = bench("data", "bench_data.py", ["--records", str(args.records), "--tokenizer", args.base_model], work)
+        train = bench("train", "bench_train.py", ["--base-model", args.base_model], work)
+        evals = bench("eval", "bench_eval.py", ["--base-model", args.base_model, "--test-data", args.test_data], work)
+        gguf = bench("gguf", "bench_gguf.py", ["--merged-model", str(Path(args.model_dir) / "merged_model"),
+                                               "--gguf", args.gguf], work)
+    rows = [
+        ("data: records/s", data["records_per_s"], data["baseline_records_per_s"], data["records_per_s"] >= 20_000,
+         ">= 20,000 records/s"),
+        ("train: useful tokens/s", train["ftkit"]["tokens"] / train["ftkit"]["seconds"],
+         train["baseline"]["tokens"] / train["baseline"]["seconds"],
+         train["speedup"] >= 1.5 and abs(train["eval_loss_gap"]) <= 0.03, ">= 1.5x, eval loss within 3%"),
+        ("eval: generated tokens/s", evals["batched_tokens_per_s"], evals["one_by_one_tokens_per_s"],
+         evals["speedup"] >= 10 and evals["identical"] == evals["prompts"], ">= 10x, identical outputs"),
+        ("gguf: decode tokens/s", gguf["gguf_tokens_per_s"], gguf["hf_fp32_tokens_per_s"], gguf["speedup"] >= 5, ">= 5x"),
+    ]
+    machine = hardware()
+    print(f"\nbenchmarks on {machine['cpu']}, {machine['cpu_count']} CPUs, {'GPU' if machine['cuda'] else 'no GPU'}")
+    print(f"{'benchmark':<26}{'ftkit':>12}{'baseline':>12}{'ratio':>8}  {'target':<28}met")
+    for name, ours, base, met, target in rows:
+        print(f"{name:<26}{ours:>12,.0f}{base:>12,.0f}{ours / base:>7.1f}x  {target:<28}{'yes' if met else 'NO'}")
+    write_json_atomic(args.output, {
+        "machine": {**machine, "python": platform.python_version()},
+        "data": data, "train": train, "eval": evals, "gguf": gguf,
+        "summary": [{"benchmark": n, "ftkit": o, "baseline": b, "ratio": o / b, "target": t, "met": m}
+                    for n, o, b, m, t in rows]})
+    log.info("bench: wrote %s", args.output)
+
+
+if __name__ == "__main__":
+    run(main)

