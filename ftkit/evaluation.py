@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ftkit import metrics, prompts
+from ftkit import faults, metrics, prompts
 from ftkit.cli import UserError
 from ftkit.inference import Decoding, perplexity
 from ftkit.io import atomic_path, sha256_file, write_json_atomic
@@ -106,6 +106,7 @@ def write_csv(path: Path, cases: list[TestCase], results: dict[str, dict]) -> No
                     value = results[n]["rows"][i][m]
                     row.append(round(value, 6) if isinstance(value, float) else value)
             writer.writerow(row)
+        faults.reached("eval.write")  # test hook: a kill here must leave no results file behind
 
 
 def plot_comparison(path: Path, results: dict[str, dict]) -> None:
@@ -138,6 +139,15 @@ def plot_comparison(path: Path, results: dict[str, dict]) -> None:
 
 
 def evaluate(test_data: str, output: str, models: list, tokenizer, decoding: Decoding, batch_size: int,
+             system: str | None = None, describe: dict | None = None) -> dict:
+    """See _evaluate; holds the output folder's lock (one run per folder)."""
+    from ftkit.lock import output_lock
+
+    with output_lock(Path(output).parent, "eval"):
+        return _evaluate(test_data, output, models, tokenizer, decoding, batch_size, system, describe)
+
+
+def _evaluate(test_data: str, output: str, models: list, tokenizer, decoding: Decoding, batch_size: int,
              system: str | None = None, describe: dict | None = None) -> dict:
     cases = load_test_cases(test_data, tokenizer, system)
     scorer = metrics.Scorer()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftkit import prompts
+from ftkit import faults, prompts
 from ftkit.cli import UserError
 from ftkit.inference import Decoding, GGUFChatModel, HFChatModel, load_hf
 from ftkit.io import write_json_atomic
@@ -77,6 +77,7 @@ def convert_f16(model_path: str, target: Path) -> None:
     try:
         _run([sys.executable, str(llama_cpp_dir() / "convert_hf_to_gguf.py"), model_path, "--outfile", str(tmp),
               "--outtype", "f16"], f"converting {model_path} to GGUF")
+        faults.reached("gguf.convert")  # test hook: a kill here must leave no GGUF behind
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -87,6 +88,7 @@ def quantize(source: Path, target: Path, quant: str) -> dict:
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         result = _run([sys.executable, "-c", QUANTIZE_CODE, str(source), str(tmp), quant], f"quantizing to {quant}")
+        faults.reached("gguf.quantize")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -173,6 +175,15 @@ def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> li
 
 
 def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
+            check: bool = True, n_gpu_layers: int = 0) -> dict:
+    """See _convert; holds the output folder's lock (one run per folder)."""
+    from ftkit.lock import output_lock
+
+    with output_lock(out_dir, "gguf"):
+        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers)
+
+
+def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
             check: bool = True, n_gpu_layers: int = 0) -> dict:
     """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
     from ftkit.merge import refuse_quantized

@@ -202,8 +202,16 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
 
 
-def load_hf(path: str, trust_remote_code: bool = False):
-    """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors only."""
+def pickle_hint(path: str) -> str:
+    """Why a folder that has only pickled weights would not load, and the way out."""
+    if any(Path(path).glob("*.bin")) and not any(Path(path).glob("*.safetensors")):
+        return ("; its weights are pickle files (*.bin), which can run code when loaded: convert them to "
+                "safetensors, or pass --allow-pickle if you trust their source")
+    return ""
+
+
+def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors unless allow_pickle."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -211,15 +219,16 @@ def load_hf(path: str, trust_remote_code: bool = False):
     dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True, device_map="auto" if cuda else None)
+                                                     use_safetensors=not allow_pickle, device_map="auto" if cuda else None)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the model {path} ({str(err).splitlines()[0]})") from None
+        raise UserError(f"cannot load the model {path} ({str(err).splitlines()[0]}){pickle_hint(path)}") from None
     model.eval()
     return model
 
 
 def load_models(base_model: str, lora_model: str | None = None, merged_model: str | None = None,
-                gguf: str | None = None, trust_remote_code: bool = False, with_base: bool = True):
+                gguf: str | None = None, trust_remote_code: bool = False, with_base: bool = True,
+                allow_pickle: bool = False):
     """(tokenizer, base ChatModel or None, candidate ChatModel or None).
 
     With a LoRA adapter, base and fine-tuned share one copy of the weights (the adapter switched off
@@ -235,16 +244,16 @@ def load_models(base_model: str, lora_model: str | None = None, merged_model: st
     if lora_model:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_hf(base_model, trust_remote_code), lora_model)
+        model = PeftModel.from_pretrained(load_hf(base_model, trust_remote_code, allow_pickle), lora_model)
         model.eval()
         candidate = HFChatModel(model, tokenizer, "finetuned", adapter=True)
         if with_base:
             base = HFChatModel(model, tokenizer, "base", adapter=False)
         return tokenizer, base, candidate
     if with_base:
-        base = HFChatModel(load_hf(base_model, trust_remote_code), tokenizer, "base")
+        base = HFChatModel(load_hf(base_model, trust_remote_code, allow_pickle), tokenizer, "base")
     if merged_model:
-        candidate = HFChatModel(load_hf(merged_model, trust_remote_code), tokenizer, "finetuned")
+        candidate = HFChatModel(load_hf(merged_model, trust_remote_code, allow_pickle), tokenizer, "finetuned")
     elif gguf:
         candidate = GGUFChatModel(gguf, tokenizer, "finetuned")
     return tokenizer, base, candidate

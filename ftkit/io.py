@@ -27,6 +27,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ""):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
@@ -36,9 +37,10 @@ def atomic_path(target: str | os.PathLike, suffix: str = ""):
             os.fsync(f.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise_with_path(err, target)
         raise
 
 
@@ -60,6 +62,7 @@ def atomic_dir(target: str | os.PathLike):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
     try:
@@ -72,9 +75,25 @@ def atomic_dir(target: str | os.PathLike):
         _fsync_dir(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise_with_path(err, target)
         raise
+
+
+def raise_with_path(err: BaseException, path: Path | str) -> None:
+    """A write error (full disk: EFBIG, ENOSPC) carries no file name; give it the output's."""
+    if isinstance(err, OSError) and not err.filename:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+
+
+def _remove_stale(target: Path) -> None:
+    """Temporaries a killed run left beside `target` (the stage's lock says no one else is writing)."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _umask() -> int:

@@ -11,7 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from ftkit import prompts
+from ftkit import faults, prompts
 from ftkit.cli import UserError
 from ftkit.io import atomic_dir, write_json_atomic
 
@@ -70,11 +70,21 @@ def verify(reference, merged, tokenizer, tolerance: float, new_tokens: int = 16)
 
 
 def merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto",
-                  trust_remote_code: bool = False, check: bool = True) -> dict:
+                  trust_remote_code: bool = False, check: bool = True, allow_pickle: bool = False) -> dict:
+    """See _merge_adapter; holds the output folder's lock (one run per folder)."""
+    from ftkit.lock import output_lock
+
+    with output_lock(Path(output).parent, "merge"):
+        return _merge_adapter(base_model, adapter, output, dtype, trust_remote_code, check, allow_pickle)
+
+
+def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto",
+                   trust_remote_code: bool = False, check: bool = True, allow_pickle: bool = False) -> dict:
     """Merge `adapter` into `base_model`, save to `output` (atomically), verify. Returns the report."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from ftkit.inference import pickle_hint
     from ftkit.train import _copy_sentencepiece_model, load_tokenizer
 
     if not Path(adapter, "adapter_config.json").exists():
@@ -82,11 +92,12 @@ def merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto
     refuse_quantized(base_model, "the base model")
     dtype_name, torch_dtype = _dtype(dtype, base_model)
     log.info("merge: loading %s in %s (never 4-bit) and applying %s", base_model, dtype_name, adapter)
-    load = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, "use_safetensors": True}
+    load = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, "use_safetensors": not allow_pickle}
     try:
         base = AutoModelForCausalLM.from_pretrained(base_model, **load)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the base model {base_model} ({str(err).splitlines()[0]})") from None
+        raise UserError(f"cannot load the base model {base_model} ({str(err).splitlines()[0]})"
+                        f"{pickle_hint(base_model)}") from None
     tokenizer = load_tokenizer(adapter, trust_remote_code)
     with_adapter = PeftModel.from_pretrained(base, adapter)
     with_adapter.eval()
@@ -102,6 +113,7 @@ def merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto
         if merged.generation_config is not None:
             merged.generation_config.save_pretrained(tmp)
         refuse_quantized(tmp, "the merged model")
+        faults.reached("merge.save")  # test hook: a kill here must leave no merged model behind
     report = {"base_model": base_model, "adapter": adapter, "output": output, "dtype": dtype_name}
     if check:
         report["verification"] = verify(reference, merged, tokenizer, TOLERANCE[dtype_name])

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ftkit import prompts
-from ftkit.io import atomic_path, sha256_file, write_json_atomic
+from ftkit.io import atomic_path, raise_with_path, sha256_file, write_json_atomic
 from ftkit.readers import InputError, RawRecord, read_records
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ CHECKLIST_MIN_RECORDS = 100
 _CHUNK = 2048
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "model": "assistant", "chatgpt": "assistant", "system": "system"}
+# no token covers more characters than this: a text longer than max_length times it cannot fit, and is
+# rejected by its length without tokenizing (a 100 MB answer must not exhaust memory in the tokenizer)
+MAX_CHARS_PER_TOKEN = 16
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls and DEL, except \t \n \r
 
 
@@ -328,9 +331,20 @@ def _output_record(parsed: Parsed, raw: RawRecord, record_id: str, text: str) ->
     return record
 
 
+def _clip(value, limit: int = 2000):
+    """The record as kept in the rejected file: huge strings shortened, so rejecting costs no disk."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"…[{len(value):,} characters in all]"
+    if isinstance(value, dict):
+        return {k: _clip(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip(v, limit) for v in value]
+    return value
+
+
 def _rejection(raw: RawRecord, reason: str, detail: str) -> dict:
     return {"source": raw.source, "line": raw.line, "index": raw.index, "reason": reason, "detail": detail,
-            "record": raw.data}
+            "record": _clip(raw.data)}
 
 
 def _chunks(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
@@ -391,8 +405,14 @@ class _Stage:
                 self.summary.rejected[err.reason] += 1
                 chunk.rejections.append((position, _rejection(raw, err.reason, err.detail)))
                 continue
+            text = prompts.render_text(parsed.conv, self.tokenizer)
+            if len(text) > self.config.max_length * MAX_CHARS_PER_TOKEN:
+                self.summary.rejected["too_long"] += 1
+                detail = f"{len(text):,} characters: far over --max-length {self.config.max_length} tokens"
+                chunk.rejections.append((position, _rejection(raw, "too_long", detail)))
+                continue
             chunk.candidates.append((position, raw, parsed))
-            chunk.texts.append(prompts.render_text(parsed.conv, self.tokenizer))
+            chunk.texts.append(text)
         return chunk
 
     def finish(self, chunk: _Chunk) -> None:
@@ -435,11 +455,21 @@ def _gc_paused():
 
 def prepare(config: PrepareConfig, progress=None) -> Summary:
     """Run the data stage. Raises InputError (nothing written) when input is unreadable or nothing is kept."""
-    with _gc_paused():
+    from ftkit.lock import output_lock
+
+    with output_lock(config.output_dir, "data"), _gc_paused():
         return _prepare(config, progress)
 
 
 def _prepare(config: PrepareConfig, progress) -> Summary:
+    try:
+        return _prepare_into(config, progress)
+    except OSError as err:
+        raise_with_path(err, config.output_dir)
+        raise
+
+
+def _prepare_into(config: PrepareConfig, progress) -> Summary:
     tokenizer = load_tokenizer(config.tokenizer)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ import codecs
 import csv
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +23,7 @@ _CHUNK_CHARS = 1 << 20
 _MAX_RECORD_CHARS = 64 << 20  # a single JSON record larger than this is taken as a broken file
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long answers are for --max-length to judge, not csv
+csv.field_size_limit(_MAX_RECORD_CHARS)  # long answers are for --max-length to judge; beyond this the file is broken
 
 
 class InputError(Exception):
@@ -79,7 +78,9 @@ def _decoded_lines(path: str, encoding: str) -> Iterator[str]:
         raise InputError(f"{path}: cannot open ({err.strerror})") from err
     with f:
         line_encoding = encoding
-        for line_no, raw in enumerate(f, start=1):
+        for line_no, raw in enumerate(iter(lambda: f.readline(_MAX_RECORD_CHARS + 1), b""), start=1):
+            if len(raw) > _MAX_RECORD_CHARS:
+                raise InputError(f"{path}:{line_no}: line longer than {_MAX_RECORD_CHARS >> 20} MiB; the file is broken")
             try:
                 yield raw.decode(line_encoding)
             except UnicodeDecodeError as err:

@@ -59,6 +59,7 @@ class TrainConfig:
     logging_steps: int = option(1, "log loss every N steps")
     max_steps: int = option(-1, "stop after N optimizer steps (overrides --epochs when > 0)")
     trust_remote_code: bool = option(False, "allow the model repository's own Python code to run")
+    allow_pickle: bool = option(False, "load weights from pickle files (*.bin) when there are no safetensors")
 
     def __post_init__(self):
         if isinstance(self.val_data, str) and self.val_data.lower() in ("", "none"):
@@ -168,8 +169,10 @@ def load_model(config: TrainConfig, precision: str):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from ftkit.inference import pickle_hint
+
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-    kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, "use_safetensors": True}
+    kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, "use_safetensors": not config.allow_pickle}
     if config.use_quantization:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -179,7 +182,8 @@ def load_model(config: TrainConfig, precision: str):
     try:
         model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the base model {config.base_model} ({str(err).splitlines()[0]})") from None
+        raise UserError(f"cannot load the base model {config.base_model} ({str(err).splitlines()[0]})"
+                        f"{pickle_hint(config.base_model)}") from None
     if config.use_quantization:
         from peft import prepare_model_for_kbit_training
 
@@ -274,6 +278,14 @@ def find_checkpoint(checkpoints: Path, resume: str | None) -> str | None:
 
 
 def run_training(config: TrainConfig) -> dict:
+    """See _run_training; holds the output folder's lock (one run per folder)."""
+    from ftkit.lock import output_lock
+
+    with output_lock(config.output_dir, "train"):
+        return _run_training(config)
+
+
+def _run_training(config: TrainConfig) -> dict:
     """Train; returns the metrics dict. Only the main process writes outputs."""
     import torch
     from datasets import Dataset

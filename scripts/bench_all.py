@@ -74,9 +74,9 @@ def main():
     ]
     machine = hardware()
     print(f"\nbenchmarks on {machine['cpu']}, {machine['cpu_count']} CPUs, {'GPU' if machine['cuda'] else 'no GPU'}")
-    print(f"{'benchmark':<26}{'ftkit':>12}{'baseline':>12}{'ratio':>8}  {'target':<28}met")
+    print(f"{'benchmark':<26}{'ftkit':>12}{'baseline':>12}{'ratio':>8}  {'target':<32}met")
     for name, ours, base, met, target in rows:
-        print(f"{name:<26}{ours:>12,.0f}{base:>12,.0f}{ours / base:>7.1f}x  {target:<28}{'yes' if met else 'NO'}")
+        print(f"{name:<26}{ours:>12,.0f}{base:>12,.0f}{ours / base:>7.1f}x  {target:<32}{'yes' if met else 'NO'}")
     write_json_atomic(args.output, {
         "machine": {**machine, "python": platform.python_version()},
         "data": data, "train": train, "eval": evals, "gguf": gguf,

@@ -43,6 +43,7 @@ def parse_args(argv=None):
     models.add_argument("--gguf", help="a GGUF file to evaluate as the fine-tuned side (llama-cpp-python)")
     models.add_argument("--no-base", action="store_true", help="skip the base model (faster; no comparison)")
     models.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
+    models.add_argument("--allow-pickle", action="store_true", help="load pickled weights (*.bin) when there are no safetensors")
     mode = ap.add_argument_group("what to do")
     mode.add_argument("--test-data", help="test split JSONL for batch evaluation")
     mode.add_argument("--output", default="reports/evaluation_results.csv", help="results CSV (default: %(default)s)")
@@ -103,7 +104,8 @@ def main():
             raise UserError("--merge-output needs --lora-model")
         from ftkit.merge import merge_adapter
 
-        merge_adapter(args.base_model, args.lora_model, args.merge_output, trust_remote_code=args.trust_remote_code)
+        merge_adapter(args.base_model, args.lora_model, args.merge_output, trust_remote_code=args.trust_remote_code,
+                      allow_pickle=args.allow_pickle)
     if args.import_ratings:
         from ftkit import evaluation, human_eval
 
@@ -116,7 +118,7 @@ def main():
     decoding = Decoding(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     want_base = not args.no_base and (args.model != "finetuned" or args.test_data)
     tokenizer, base, candidate = load_models(args.base_model, args.lora_model, args.merged_model, args.gguf,
-                                             args.trust_remote_code, with_base=want_base)
+                                             args.trust_remote_code, with_base=want_base, allow_pickle=args.allow_pickle)
     if args.test_data:
         batch(args, tokenizer, base, candidate, decoding)
     if args.interactive or args.prompt:

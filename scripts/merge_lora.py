@@ -28,6 +28,7 @@ def parse_args(argv=None):
                     help="precision to merge and save in (default: %(default)s = the base's own, fp32 if unstated)")
     ap.add_argument("--no-check", action="store_true", help="skip the merged vs base+adapter check")
     ap.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
+    ap.add_argument("--allow-pickle", action="store_true", help="load pickled weights (*.bin) when there are no safetensors")
     return ap.parse_args(argv)
 
 
@@ -36,7 +37,8 @@ def main():
     setup_logging()
     from ftkit.merge import merge_adapter
 
-    merge_adapter(args.base_model, args.lora_model, args.output, args.dtype, args.trust_remote_code, not args.no_check)
+    merge_adapter(args.base_model, args.lora_model, args.output, args.dtype, args.trust_remote_code, not args.no_check,
+                  args.allow_pickle)
 
 
 if __name__ == "__main__":
