@@ -248,6 +248,7 @@ llama-tools: llama.cpp ## build llama.cpp's tools from the submodule on this hos
 	bash docker/build_llama_cpp.sh cpu llama.cpp build/llama.cpp-cpu/bin $(LLAMA_TOOLS)
 
 clean: ## remove generated data, models and caches (keeps .venv and llama.cpp/)
-	rm -rf $(SAMPLE_DIR) data/finetune models/tiny-llama models/finetuned models/gguf reports/*.md reports/*.json
+	rm -rf $(SAMPLE_DIR) $(DATA_DIR) $(TINY_MODEL) $(MODEL_DIR) $(GGUF_DIR) build/llama.cpp-cpu
+	find $(REPORT_DIR) -mindepth 1 ! -name README.md -exec rm -rf {} +
 	find . -path ./llama.cpp -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache
