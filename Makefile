@@ -125,12 +125,15 @@ sample: $(SAMPLE_DIR)/sample_data.json ## create sample Chinese Q&A data (alpaca
 # the tokenizer that measures token lengths is the base model's; the tiny one is built on demand
 TOKENIZER_DEP := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),$(TINY_MODEL)/config.json)
 
-$(DATA_DIR)/$(DATA_NAME)_train.jsonl: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py $(TOKENIZER_DEP) | $(PY_DEP)
+# one run writes the three splits (a grouped target)
+DATA_SPLITS := $(foreach split,train validation test,$(DATA_DIR)/$(DATA_NAME)_$(split).jsonl)
+
+$(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py $(TOKENIZER_DEP) | $(PY_DEP)
 	$(RUN_PY) scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
 	  $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
 	  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL)
 
-data: $(DATA_DIR)/$(DATA_NAME)_train.jsonl ## validate, dedup and split RAW_DATA into train/validation/test JSONL
+data: $(DATA_SPLITS) ## validate, dedup and split RAW_DATA into train/validation/test JSONL
 
 # `--flag value` for a hyperparameter: always without TRAIN_CONFIG; with it, only when set by the user
 train_flag = $(if $(or $(if $(TRAIN_CONFIG),,1),$(filter-out file default,$(origin $(2)))),$(1) $($(2)))

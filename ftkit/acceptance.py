@@ -191,12 +191,12 @@ class Checker:
         return summary
 
     def train_loss_fell(self) -> str:
-        from ftkit.train_outputs import _window_mean
+        from ftkit.train_outputs import window_mean
 
         losses = [e["loss"] for e in self._log() if "loss" in e]
         if len(losses) < 2:
             raise Fail("fewer than 2 training losses in train_log.jsonl", "train for more steps")
-        first, last = _window_mean(losses, True), _window_mean(losses, False)
+        first, last = window_mean(losses, True), window_mean(losses, False)
         metrics = _json(Path(self.paths.model_dir) / "metrics.json", "run `make train`")
         if not math.isclose(metrics.get("train_loss_last_window", math.nan), last, rel_tol=1e-6):
             raise Fail("metrics.json disagrees with train_log.jsonl", "re-run `make train`; do not edit its outputs")

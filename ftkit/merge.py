@@ -85,7 +85,7 @@ def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "aut
     from transformers import AutoModelForCausalLM
 
     from ftkit.inference import pickle_hint
-    from ftkit.train import _copy_sentencepiece_model, load_tokenizer
+    from ftkit.train import copy_sentencepiece_model, load_tokenizer
 
     if not Path(adapter, "adapter_config.json").exists():
         raise UserError(f"{adapter}: no adapter_config.json (run `make train` first)")
@@ -109,7 +109,7 @@ def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "aut
     with atomic_dir(output) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)  # with the chat template
-        _copy_sentencepiece_model(adapter if Path(adapter, "tokenizer.model").exists() else base_model, tmp)
+        copy_sentencepiece_model(adapter if Path(adapter, "tokenizer.model").exists() else base_model, tmp)
         if merged.generation_config is not None:
             merged.generation_config.save_pretrained(tmp)
         refuse_quantized(tmp, "the merged model")

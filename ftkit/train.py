@@ -339,7 +339,7 @@ def _run_training(config: TrainConfig) -> dict:
     with atomic_dir(out / "lora_adapter") as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)  # with the chat template the data were rendered for
-        _copy_sentencepiece_model(config.base_model, tmp)
+        copy_sentencepiece_model(config.base_model, tmp)
     metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, logger.tokens_seen, final_eval)
     write_json_atomic(out / "metrics.json", metrics)
     train_outputs.plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
@@ -375,7 +375,7 @@ def _ranks_that_trained() -> list[int]:
     return sorted(ranks)
 
 
-def _copy_sentencepiece_model(base_model: str, dest: Path) -> None:
+def copy_sentencepiece_model(base_model: str, dest: Path) -> None:
     """save_pretrained writes tokenizer.json but not tokenizer.model, which llama.cpp needs for exact
     sentencepiece conversion."""
     source = Path(base_model) / "tokenizer.model"

@@ -91,7 +91,7 @@ def peak_memory_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _window_mean(values: list[float], first: bool) -> float:
+def window_mean(values: list[float], first: bool) -> float:
     """Mean of the first (or last) tenth of the logged losses, at least one and at most 20 values:
     'did the loss fall' is judged on windows, not on single noisy steps."""
     n = max(1, min(20, len(values) // 10))
@@ -109,8 +109,8 @@ def metrics(state, result, runtime: float, train, val, tokens_seen: int, final_e
     return {
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
-        "train_loss_first_window": _window_mean(losses, True) if losses else None,
-        "train_loss_last_window": _window_mean(losses, False) if losses else None,
+        "train_loss_first_window": window_mean(losses, True) if losses else None,
+        "train_loss_last_window": window_mean(losses, False) if losses else None,
         "train_loss_mean": result.training_loss,
         "eval_loss_per_epoch": evals,
         "best_epoch": best["epoch"] if best else None,

@@ -99,24 +99,8 @@ def test_delete_the_test_split(finished_run, tmp_path):
     assert not_passing(run) == {"data.splits": "FAIL"}
 
 
-def test_validation_loss_that_rises(finished_run, tmp_path):
-    run = copy_of(finished_run, tmp_path)
-    log = [json.loads(x) for x in (run / "model" / "train_log.jsonl").read_text().splitlines()]
-    rising = iter([5.0, 5.5, 6.0, 6.5, 7.0])
-    for entry in log:  # a consistent fake: the raw log and metrics.json agree
-        if "eval_loss" in entry:
-            entry["eval_loss"] = next(rising)
-    (run / "model" / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
-    metrics = json.loads((run / "model" / "metrics.json").read_text())
-    for entry, value in zip(metrics["eval_loss_per_epoch"], [5.0, 5.5, 6.0, 6.5, 7.0], strict=True):
-        entry["eval_loss"] = value
-    (run / "model" / "metrics.json").write_text(json.dumps(metrics))
-    assert not_passing(run) == {"train.val_loss_fell": "FAIL"}
-
-
-def test_validation_loss_rising_only_at_the_end_is_a_warning(finished_run, tmp_path):
-    run = copy_of(finished_run, tmp_path)
-    values = [6.0, 5.0, 4.5, 4.8, 5.1]
+def set_eval_losses(run: Path, values: list[float]) -> None:
+    """A consistent fake: the raw log and metrics.json agree on the new validation losses."""
     log = [json.loads(x) for x in (run / "model" / "train_log.jsonl").read_text().splitlines()]
     it = iter(values)
     for entry in log:
@@ -127,6 +111,17 @@ def test_validation_loss_rising_only_at_the_end_is_a_warning(finished_run, tmp_p
     for entry, value in zip(metrics["eval_loss_per_epoch"], values, strict=True):
         entry["eval_loss"] = value
     (run / "model" / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_validation_loss_that_rises(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    set_eval_losses(run, [5.0, 5.5, 6.0, 6.5, 7.0])
+    assert not_passing(run) == {"train.val_loss_fell": "FAIL"}
+
+
+def test_validation_loss_rising_only_at_the_end_is_a_warning(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    set_eval_losses(run, [6.0, 5.0, 4.5, 4.8, 5.1])
     assert not_passing(run) == {"train.val_loss_fell": "WARN"}
 
 
