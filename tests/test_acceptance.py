@@ -186,3 +186,25 @@ def test_swap_the_adapter_for_another(finished_run, tmp_path):
 def test_too_few_records_unless_the_threshold_is_lowered(finished_run):
     assert not_passing(finished_run, min_records=1000) == {"data.min_records": "FAIL"}
     assert not_passing(finished_run, min_records=10) == {}
+
+
+def test_make_all_skips_finished_stages_and_reruns_what_a_changed_input_affects(finished_run, tiny_model_dir, tmp_path):
+    import os
+
+    from conftest import run_make
+
+    run = copy_of(finished_run, tmp_path)
+    raw = run / "data" / "sample_data.json"
+    variables = [f"RAW_DATA={raw}", f"BASE_MODEL={tiny_model_dir}", f"TINY_MODEL={tiny_model_dir}",
+                 f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"REPORT_DIR={run / 'reports'}",
+                 f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", "RUN=local"]
+    stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
+    planned = run_make("-n", "all", *variables).stdout
+    assert not [s for s in stages if s in planned], planned  # everything is up to date
+    assert "acceptance_check.py" in planned  # the check itself always runs
+    later = max(p.stat().st_mtime for p in run.rglob("*") if p.is_file()) + 10
+    os.utime(raw, (later, later))  # new raw data
+    assert "prepare_data.py" in run_make("-n", "all", *variables).stdout
+    run_make("data", *variables)  # really redo the data stage (make -n cannot show what follows from it)
+    planned = run_make("-n", "all", *variables).stdout
+    assert all(s in planned for s in stages[1:]), planned  # everything downstream of the data is redone
