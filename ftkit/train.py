@@ -75,6 +75,12 @@ class TrainConfig:
             raise ValueError("--eval-strategy steps needs --eval-steps")
         if self.val_data is None:
             self.eval_strategy = "no"
+        if self.early_stopping_patience and self.eval_strategy == "no":
+            raise ValueError("--early-stopping-patience needs validation data and an --eval-strategy")
+        if self.early_stopping_patience and self.save_steps and (
+                self.eval_strategy != "steps" or self.save_steps % (self.eval_steps or 1)):
+            raise ValueError("--early-stopping-patience keeps the best checkpoint, so --save-steps must be a multiple "
+                             "of --eval-steps with --eval-strategy steps (or leave --save-steps out)")
 
 
 # --- data ----------------------------------------------------------------------------------------

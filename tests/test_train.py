@@ -218,3 +218,28 @@ def test_make_train_passes_every_variable():
     for flag in ("--epochs 1", "--batch-size 2", "--learning-rate 1e-3", "--lora-r 4", "--lora-alpha 8",
                  "--use-quantization", "--output-dir /tmp/m", "--base-model /tmp/base"):
         assert flag in out, flag
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_when_validation_loss_stops_improving(prepared_data, tiny_model_dir, tmp_path):
+    lines = (prepared_data / "train_train.jsonl").read_text(encoding="utf-8").splitlines(True)
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(lines[:40]), encoding="utf-8")  # 40 examples: overfits within a few epochs
+    out = tmp_path / "es"
+    result = train_cli("--base-model", str(tiny_model_dir), "--train-data", str(small),
+                       "--val-data", str(prepared_data / "train_validation.jsonl"), "--output-dir", str(out),
+                       "--epochs", "40", "--batch-size", "8", "--learning-rate", "5e-3", "--lora-r", "16",
+                       "--lora-alpha", "32", "--early-stopping-patience", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    evals = [e["eval_loss"] for e in metrics["eval_loss_per_epoch"]]
+    assert metrics["optimizer_steps"] < 40 * 5  # stopped before the 40 epochs
+    assert evals[-1] >= min(evals)  # ... because validation loss stopped improving
+    assert metrics["final_eval_loss"] == pytest.approx(min(evals), rel=1e-4)  # and kept the best adapter
+
+
+def test_early_stopping_needs_a_consistent_checkpoint_schedule():
+    with pytest.raises(ValueError, match="multiple of --eval-steps"):
+        TrainConfig(early_stopping_patience=2, save_steps=7)
+    with pytest.raises(ValueError, match="needs validation data"):
+        TrainConfig(early_stopping_patience=2, val_data="none")
