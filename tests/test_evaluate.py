@@ -162,3 +162,28 @@ def test_nothing_to_do_and_bad_paths_are_clear_errors(tmp_path):
     assert eval_cli().returncode == 2
     missing = eval_cli("--lora-model", str(tmp_path), "--test-data", str(tmp_path / "t.jsonl"))
     assert missing.returncode == 2 and "no adapter_config.json" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("ending", ["eof", "ctrl-c"])
+def test_repl_leaves_cleanly_on_ctrl_d_and_ctrl_c(tiny_tokenizer, ending):
+    import io
+
+    from ftkit.chat import ChatSession
+    from ftkit.inference import Decoding
+
+    class Model:
+        name = "finetuned"
+
+        def stream(self, ids, decoding):
+            yield "好"
+
+    class Keyboard(io.StringIO):
+        def readline(self, *args):
+            line = super().readline(*args)
+            if not line and ending == "ctrl-c":
+                raise KeyboardInterrupt
+            return line
+
+    out = io.StringIO()
+    ChatSession({"finetuned": Model()}, tiny_tokenizer, Decoding(max_new_tokens=2), out=out).repl(Keyboard("你好\n"))
+    assert "[finetuned] 好" in out.getvalue() and out.getvalue().rstrip().endswith("bye")
