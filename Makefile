@@ -101,7 +101,10 @@ ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(M
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
-	@echo "variables: BASE_MODEL=$(BASE_MODEL) TINY_MODEL=$(TINY_MODEL) SAMPLE_DIR=$(SAMPLE_DIR) NUM_SAMPLES=$(NUM_SAMPLES) SEED=$(SEED) FLAVOUR=$(FLAVOUR)"
+	@echo "main variables (all listed, with comments, at the top of the Makefile; any can be set: make train EPOCHS=1):"
+	@echo "  BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA) DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
+	@echo "  EPOCHS=$(EPOCHS) BATCH_SIZE=$(BATCH_SIZE) LR=$(LR) LORA_R=$(LORA_R) LORA_ALPHA=$(LORA_ALPHA) QUANT=$(QUANT) NUM_GPUS=$(NUM_GPUS)"
+	@echo "  TRAIN_CONFIG=$(TRAIN_CONFIG) GGUF_DIR=$(GGUF_DIR) MODEL_NAME=$(MODEL_NAME) REPORT_DIR=$(REPORT_DIR) RUN=$(RUN) FLAVOUR=$(FLAVOUR)"
 
 setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent)
 	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
