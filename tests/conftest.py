@@ -59,16 +59,17 @@ def trained_run(tmp_path_factory, tiny_model_dir, prepared_data) -> Path:
     return out
 
 
-def script(name, *args, timeout=900):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+def run_script(name, *args, cwd=ROOT, env=None, stdin=None, timeout=900) -> subprocess.CompletedProcess:
+    """scripts/NAME ARGS as a user runs it: its own process, output captured (env adds variables)."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")
 def merged(trained_run, tiny_model_dir, tmp_path_factory):
     """The trained adapter merged by scripts/merge_lora.py."""
     out = tmp_path_factory.mktemp("export") / "merged_model"
-    result = script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
+    result = run_script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
                     "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -78,7 +79,7 @@ def merged(trained_run, tiny_model_dir, tmp_path_factory):
 def exported(merged, prepared_data):
     """F16, Q8_0 and Q4_K_M GGUFs + Modelfile by scripts/convert_to_gguf.py: (folder, completed process)."""
     out = merged.parent / "gguf"
-    result = script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
+    result = run_script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
                     "--output-dir", str(out), "--model-name", "tiny-ft", "--create-modelfile",
                     "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
     assert result.returncode == 0, result.stderr[-3000:]

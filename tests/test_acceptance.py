@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 
 from ftkit.acceptance import Paths, Thresholds, run_checks
 from ftkit.report import PLACEHOLDER
@@ -16,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def script(name, *args):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=900)
+    result = run_script(name, *args)
     assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
     return result
 

@@ -1,11 +1,11 @@
 """Evaluation stage: Chinese-correct metrics, base vs fine-tuned batch evaluation, human sheets, REPL."""
 import csv
+import functools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 
 from ftkit import metrics
 
@@ -13,9 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "evaluate_model.py")
 
 
-def eval_cli(*args, stdin=None, timeout=600):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+eval_cli = functools.partial(run_script, "evaluate_model.py")
 
 
 def test_rouge_on_chinese_has_the_hand_computed_values():

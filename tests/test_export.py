@@ -2,10 +2,10 @@
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 
 from ftkit import ollama, prompts
 from ftkit.cli import UserError
@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GO_RENDERER = ROOT / "tests" / "go" / "render_template.go"
 
 
-def script(name, *args, cwd=ROOT, timeout=900):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+script = run_script
 
 
 @pytest.mark.slow

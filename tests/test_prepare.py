@@ -1,12 +1,14 @@
 """Data stage: every format and encoding, every rejection reason, dedup before split, no leakage,
 determinism, and the one-line error contract of scripts/prepare_data.py."""
 import csv
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 
 from ftkit import sample_data
 from ftkit.prepare import PrepareConfig, normalise, prepare
@@ -216,9 +218,7 @@ def test_undecodable_file_is_an_error_not_mojibake(tmp_path):
         run_prepare(tmp_path, [path], encoding="utf-8")
 
 
-def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+cli = functools.partial(run_script, "prepare_data.py")
 
 
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):

@@ -1,13 +1,13 @@
 """Nothing lost, nothing half-written, nothing trusted blindly: bad input, kill -9, concurrent runs,
 full disks, remote code, pickles, secrets, and input limits."""
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PREPARE = str(ROOT / "scripts" / "prepare_data.py")
 
 
-def cli(script, *args, env=None, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+cli = run_script
 
 
 def one_line_error(result) -> str:

@@ -1,12 +1,12 @@
 """Training stage on the real stack (TRL + PEFT + transformers) with the embedded tiny Llama."""
+import functools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_make
+from conftest import run_make, run_script
 
 from ftkit import prompts
 from ftkit.cli import UserError
@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "train_lora.py")
 
 
-def train_cli(*args, env=None, cwd=ROOT, timeout=600):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+train_cli = functools.partial(run_script, "train_lora.py")
 
 
 def read_log(path):
