@@ -42,3 +42,15 @@ def run(main) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def check_model_source(name: str, what: str = "model") -> str:
+    """A local folder that does not exist is a clear error here, not a confusing Hub-id complaint later.
+    Hub ids look like `org/name`; anything absolute, relative (./, ../, ~) or deeper is a path."""
+    from pathlib import Path
+
+    if Path(name).expanduser().exists():
+        return name
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise UserError(f"{name}: no such {what} folder")
+    return name

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit.cli import UserError
+from ftkit.cli import UserError, check_model_source
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,7 @@ def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = Fal
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_model_source(path)
     cuda = torch.cuda.is_available()
     dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
     try:

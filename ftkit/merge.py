@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ftkit import faults, prompts
-from ftkit.cli import UserError
+from ftkit.cli import UserError, check_model_source
 from ftkit.io import atomic_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "aut
     from ftkit.inference import pickle_hint
     from ftkit.train import copy_sentencepiece_model, load_tokenizer
 
+    check_model_source(base_model, "base model")
     if not Path(adapter, "adapter_config.json").exists():
         raise UserError(f"{adapter}: no adapter_config.json (run `make train` first)")
     refuse_quantized(base_model, "the base model")

@@ -368,6 +368,12 @@ def load_tokenizer(name: str | None):
         return None
     from transformers import AutoTokenizer
 
+    from ftkit.cli import UserError, check_model_source
+
+    try:
+        check_model_source(name, "tokenizer")
+    except UserError as err:
+        raise InputError(f"--tokenizer {err}") from None
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit import prompts
-from ftkit.cli import UserError
+from ftkit.cli import UserError, check_model_source
 from ftkit.io import atomic_dir, write_json_atomic
 from ftkit.options import option
 
@@ -160,6 +160,7 @@ def check_4bit_possible() -> None:
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    check_model_source(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

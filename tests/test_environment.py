@@ -4,7 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_make
+import pytest
+from conftest import run_make, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,3 +83,16 @@ def test_scripts_readme_is_generated_from_the_current_help(tmp_path):
     assert fresh.read_text() == (ROOT / "scripts" / "README.md").read_text(), "run `make docs` and commit scripts/README.md"
     listed = set(re.findall(r"^## (\S+\.py)$", fresh.read_text(), re.M))
     assert listed == {p.name for p in (ROOT / "scripts").glob("*.py")}
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train_lora.py", ["--base-model", "/no/such/model", "--max-steps", "1"]),
+    ("merge_lora.py", ["--base-model", "./missing-model", "--lora-model", ".", "--output", "/tmp/ftkit-never"]),
+    ("prepare_data.py", ["--input", "README.md", "--input-format", "jsonl", "--tokenizer", "../missing",
+                         "--output-dir", "/tmp/ftkit-never"]),
+])
+def test_a_missing_local_model_folder_is_named_plainly(script, args):
+    result = run_script(script, *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "no such" in last and "folder" in last, last
