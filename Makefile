@@ -257,4 +257,4 @@ clean: ## remove generated data, models and caches (keeps .venv and llama.cpp/)
 	rm -rf $(SAMPLE_DIR) $(DATA_DIR) $(TINY_MODEL) $(MODEL_DIR) $(GGUF_DIR) build/llama.cpp-cpu
 	find $(REPORT_DIR) -mindepth 1 ! -name README.md -exec rm -rf {} +
 	find . -path ./llama.cpp -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
-	rm -rf .pytest_cache .ruff_cache
+	rm -rf .pytest_cache .ruff_cache .hypothesis
