@@ -74,22 +74,52 @@ class HFChatModel:
         width = max(len(ids) for ids in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
         attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
-        kwargs = {"max_new_tokens": decoding.max_new_tokens, "pad_token_id": pad, "eos_token_id": tok.eos_token_id,
-                  "do_sample": not decoding.greedy}
-        if not decoding.greedy:
-            kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
-            torch.manual_seed(decoding.seed)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
         started = time.perf_counter()
         with torch.no_grad(), self._context():
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+            if decoding.greedy:
+                rows = self._greedy(input_ids, attention, decoding.max_new_tokens)
+            else:
+                torch.manual_seed(decoding.seed)
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention, pad_token_id=pad,
+                                          eos_token_id=tok.eos_token_id, do_sample=True, temperature=decoding.temperature,
+                                          top_p=decoding.top_p, max_new_tokens=decoding.max_new_tokens)
+                rows = [_cut_at_eos(row, tok.eos_token_id, pad) for row in out[:, width:].tolist()]
         seconds = (time.perf_counter() - started) / len(batch)
-        generations = []
-        for row in out[:, width:].tolist():
-            ids = _cut_at_eos(row, tok.eos_token_id, pad)
-            generations.append(Generation(tok.decode(ids, skip_special_tokens=True).strip(), ids, seconds))
-        return generations
+        return [Generation(tok.decode(ids, skip_special_tokens=True).strip(), ids, seconds) for ids in rows]
+
+    def _greedy(self, input_ids, attention, max_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding that drops each sequence from the batch once it has ended.
+
+        transformers' generate keeps computing finished rows until the longest one ends; with answers
+        of very different lengths that is most of the work. Same tokens as generate (tested), faster."""
+        import torch
+
+        eos = self.tokenizer.eos_token_id
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens count from 0
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+        cache, last = out.cache, positions[:, -1]
+        next_ids = out.logits[:, -1].argmax(-1)
+        generated: list[list[int]] = [[] for _ in range(len(input_ids))]
+        alive = list(range(len(input_ids)))
+        while True:
+            keep = []
+            for i, (row, token) in enumerate(zip(alive, next_ids.tolist(), strict=True)):
+                if token != eos:
+                    generated[row].append(token)
+                    if len(generated[row]) < max_new_tokens:
+                        keep.append(i)
+            if not keep:
+                return generated
+            if len(keep) < len(alive):
+                index = torch.tensor(keep, device=attention.device)
+                cache.batch_select_indices(index)
+                attention, next_ids, last = attention[index], next_ids[index], last[index]
+                alive = [alive[i] for i in keep]
+            attention = torch.cat([attention, attention.new_ones(len(alive), 1)], dim=1)
+            last = last + 1
+            out = self.model(input_ids=next_ids[:, None], attention_mask=attention, position_ids=last[:, None],
+                             cache=cache, use_cache=True)
+            cache, next_ids = out.cache, out.logits[:, -1].argmax(-1)
 
     def answer_losses(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16) -> list[float]:
         """Mean negative log-likelihood of each answer (teacher-forced, answer tokens only)."""
