@@ -203,9 +203,6 @@ class DedupIndex:
             return None, record_id, norm
         return ("exact" if first[0] == exact else "normalised"), first[1], norm
 
-    def __len__(self) -> int:
-        return len(self._seen)
-
 
 # --- token lengths -------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ written under the output folder; the adapter appears there only once it is compl
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -86,17 +85,15 @@ class TrainConfig:
 # --- data ----------------------------------------------------------------------------------------
 
 def read_jsonl(path: str) -> list[dict]:
+    """A prepared split, read by the data stage's own JSONL reader (line numbers in errors)."""
+    from ftkit.readers import InputError, read_records
+
     if not Path(path).is_file():
         raise UserError(f"{path}: no such file (run `make data` first)")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-    return records
+    try:
+        return [record.data for record in read_records(path, "jsonl", "utf-8")]
+    except InputError as err:
+        raise UserError(str(err)) from None
 
 
 def conversation_of(record: dict) -> prompts.Conversation:
