@@ -34,8 +34,12 @@ ifeq ($(MAKELEVEL),0)
 endif
 
 # --- models and data -----------------------------------------------------------------------------
-# the embedded default, built offline by `make tiny-model`
-TINY_MODEL  ?= models/tiny-llama
+# FAMILY=llama2|llama3|qwen2.5|qwen3 picks the embedded tiny model of that family and the chat format
+# (empty: detected from BASE_MODEL's chat template; `make demo FAMILY=qwen2.5`)
+FAMILY      ?=
+FAMILY_FLAG  = $(if $(FAMILY),--family $(FAMILY))
+# the embedded default, built offline by `make tiny-model` (FAMILY=qwen2.5 ... for another family's)
+TINY_MODEL  ?= models/tiny-$(if $(filter-out llama2,$(FAMILY)),$(FAMILY),llama)
 # on a GPU host: BASE_MODEL=meta-llama/Llama-2-7b-chat-hf (or a local folder)
 BASE_MODEL  ?= $(TINY_MODEL)
 SEED        ?= 42
@@ -85,7 +89,7 @@ RATINGS     ?=
 # export
 MERGED_DIR  ?= $(MODEL_DIR)/merged_model
 GGUF_DIR    ?= models/gguf
-MODEL_NAME  ?= llama2-finetuned
+MODEL_NAME  ?= $(or $(FAMILY),llama2)-finetuned
 # GGUF types, several allowed: QUANT="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
 GGUF_QUANT  ?= $(or $(filter-out 1 yes true,$(QUANT)),Q4_K_M)
 SYSTEM_PROMPT ?=
@@ -96,13 +100,24 @@ MIN_TOKENS_PER_SEC ?= 5
 ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(MODEL_DIR) --eval-output $(EVAL_OUTPUT) \
   --gguf-dir $(GGUF_DIR)
 
+# --- settings are prerequisites -------------------------------------------------------------------
+# $(call settings,FILE,TEXT) names FILE, which holds TEXT (a stage's resolved command) and is rewritten
+# only when TEXT changes: a stage that lists it re-runs, with every later stage, when a setting that
+# shapes it changes (EPOCHS, BASE_MODEL, FAMILY, GGUF types, ...), and an unchanged command does nothing.
+shell_quote = '$(subst ','"'"',$(1))'
+# A first stamp is dated 2000, so outputs made before it (by the scripts, or an older Makefile) stand.
+settings = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))); \
+  if [ ! -f $(1) ]; then printf '%s\n' "$$t" > $(1) && touch -t 200001010000 $(1); \
+  elif [ "$$(cat $(1))" != "$$t" ]; then printf '%s\n' "$$t" > $(1); fi)$(1)
+
 .PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "main variables (all listed, with comments, at the top of the Makefile; any can be set: make train EPOCHS=1):"
-	@echo "  BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA) DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
+	@echo "  FAMILY=$(FAMILY) (llama2 llama3 qwen2.5 qwen3; empty: detected) BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA)"
+	@echo "  DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
 	@echo "  EPOCHS=$(EPOCHS) BATCH_SIZE=$(BATCH_SIZE) LR=$(LR) LORA_R=$(LORA_R) LORA_ALPHA=$(LORA_ALPHA) QUANT=$(QUANT) NUM_GPUS=$(NUM_GPUS)"
 	@echo "  TRAIN_CONFIG=$(TRAIN_CONFIG) GGUF_DIR=$(GGUF_DIR) MODEL_NAME=$(MODEL_NAME) REPORT_DIR=$(REPORT_DIR) RUN=$(RUN) FLAVOUR=$(FLAVOUR)"
 
@@ -113,12 +128,17 @@ setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent
 llama.cpp: ## populate the llama.cpp/ submodule at its pinned commit (offline, from the package registry)
 	@PYTHON=$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bash docker/fetch_llama_cpp.sh
 
-TINY_SOURCES := ftkit/tiny_model.py ftkit/prompts.py ftkit/sample_data.py ftkit/assets/tokenizer_corpus.txt
+TINY_SOURCES := ftkit/tiny_model.py ftkit/tiny_tokenizers.py ftkit/families.py ftkit/prompts.py ftkit/sample_data.py \
+  ftkit/assets/tokenizer_corpus.txt
 
 $(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PY_DEP)
-	$(RUN_PY) scripts/build_tiny_model.py --output-dir $(TINY_MODEL)
+	$(RUN_PY) scripts/build_tiny_model.py --family $(or $(FAMILY),llama2) --output-dir $(TINY_MODEL)
 
-tiny-model: $(TINY_MODEL)/config.json ## build the embedded tiny Llama (tokenizer + random weights) under models/
+# every family's tiny model by its folder name (models/tiny-llama is the llama2 one)
+models/tiny-%/config.json: $(TINY_SOURCES) | $(PY_DEP)
+	$(RUN_PY) scripts/build_tiny_model.py --family $(if $(filter llama,$*),llama2,$*) --output-dir $(@D)
+
+tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=llama2|llama3|qwen2.5|qwen3)
 
 $(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.py | $(PY_DEP)
 	$(RUN_PY) scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED)
@@ -131,10 +151,14 @@ TOKENIZER_DEP := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),$(TINY_MODEL)/config
 # one run writes the three splits (a grouped target)
 DATA_SPLITS := $(foreach split,train validation test,$(DATA_DIR)/$(DATA_NAME)_$(split).jsonl)
 
-$(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py $(TOKENIZER_DEP) | $(PY_DEP)
-	$(RUN_PY) scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
-	  $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
-	  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL)
+DATA_CMD = scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
+  $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
+  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL) \
+  $(FAMILY_FLAG)
+
+$(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py ftkit/families.py $(TOKENIZER_DEP) \
+		$(call settings,$(DATA_DIR)/.settings-data,$(DATA_CMD)) | $(PY_DEP)
+	$(RUN_PY) $(DATA_CMD)
 
 data: $(DATA_SPLITS) ## validate, dedup and split RAW_DATA into train/validation/test JSONL
 
@@ -145,14 +169,15 @@ TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LEN) $(call train_flag,--seed,SEED) \
-  $(if $(QLORA),--use-quantization) $(if $(RESUME),--resume) $(TRAIN_ARGS)
+  $(if $(QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) $(TRAIN_ARGS)
 TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(RUN_PY) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
   $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(RUN_PY))
 TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
 VAL_FILE    ?= $(DATA_DIR)/$(DATA_NAME)_validation.jsonl
 
 $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py \
-		ftkit/train_callbacks.py ftkit/prompts.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) | $(PY_DEP)
+		ftkit/train_callbacks.py ftkit/prompts.py ftkit/families.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) \
+		$(call settings,$(MODEL_DIR)/.settings-train,$(filter-out --resume,$(TRAIN_LAUNCH) $(TRAIN_FLAGS))) | $(PY_DEP)
 	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
 
 train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QUANT=1 NUM_GPUS=...)
@@ -160,19 +185,24 @@ train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODE
 ADAPTER := $(MODEL_DIR)/lora_adapter/adapter_config.json
 TEST_FILE ?= $(DATA_DIR)/$(DATA_NAME)_test.jsonl
 
-$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py | $(PY_DEP)
-	$(RUN_PY) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter \
-	  --test-data $(TEST_FILE) --output $(EVAL_OUTPUT) --max-new-tokens $(MAX_NEW_TOKENS) --batch-size $(EVAL_BATCH) \
-	  $(if $(HUMAN_SHEET),--human-sheet $(HUMAN_SHEET))
+EVAL_CMD = scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter \
+  --test-data $(TEST_FILE) --output $(EVAL_OUTPUT) --max-new-tokens $(MAX_NEW_TOKENS) --batch-size $(EVAL_BATCH) \
+  $(if $(HUMAN_SHEET),--human-sheet $(HUMAN_SHEET)) $(FAMILY_FLAG)
+
+$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py \
+		$(call settings,$(dir $(EVAL_OUTPUT)).settings-eval,$(EVAL_CMD)) | $(PY_DEP)
+	$(RUN_PY) $(EVAL_CMD)
 
 eval: $(EVAL_OUTPUT).summary.json ## base vs fine-tuned on the test split: CSV, summary with CI, chart (RATINGS=sheet to import)
 	$(if $(RATINGS),$(RUN_PY) scripts/evaluate_model.py --output $(EVAL_OUTPUT) --import-ratings $(RATINGS))
 
 chat: $(ADAPTER) | $(PY_DEP) ## talk to base and fine-tuned side by side (/reset /system /both /quit)
-	$(RUN_PY) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive
+	$(RUN_PY) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive $(FAMILY_FLAG)
 
-$(MERGED_DIR)/config.json: $(ADAPTER) ftkit/merge.py | $(PY_DEP)
-	$(RUN_PY) scripts/merge_lora.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --output $(MERGED_DIR)
+MERGE_CMD = scripts/merge_lora.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --output $(MERGED_DIR)
+
+$(MERGED_DIR)/config.json: $(ADAPTER) ftkit/merge.py $(call settings,$(MODEL_DIR)/.settings-merge,$(MERGE_CMD)) | $(PY_DEP)
+	$(RUN_PY) $(MERGE_CMD)
 
 merge: $(MERGED_DIR)/config.json ## merge the adapter into the base (16/32-bit) and check logits/greedy equality
 
@@ -180,9 +210,13 @@ MODELFILE := $(GGUF_DIR)/Modelfile
 # the file the Modelfile points at: the first non-F16 type asked for (a new type re-runs the stage)
 GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_QUANT)) F16).gguf
 
-$(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py | $(PY_DEP)
-	$(RUN_PY) scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_QUANT) --output-dir $(GGUF_DIR) \
-	  --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)")
+GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_QUANT) --output-dir $(GGUF_DIR) \
+  --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") \
+  $(FAMILY_FLAG)
+
+$(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py \
+		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP)
+	$(RUN_PY) $(GGUF_CMD)
 
 gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (QUANT=Q4_K_M), verify, write the Modelfile
 
@@ -213,14 +247,16 @@ gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B 
 bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
 	$(RUN_PY) scripts/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN)
 
-bench-train: $(TOKENIZER_DEP) | $(PY_DEP) ## benchmark train_lora.py against a plain TRL recipe (tokens/s, eval loss)
-	$(RUN_PY) scripts/bench_train.py --base-model $(BASE_MODEL)
+# the Llama-2 and the Qwen vocabulary (32k vs 152k): where the output layer matters
+BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5
+bench-train: $(foreach m,$(BENCH_TRAIN_MODELS),$(if $(filter models/tiny-%,$(m)),$(m)/config.json)) | $(PY_DEP) ## benchmark train_lora.py (sparse and dense output layer) against a plain TRL recipe, per model
+	for model in $(BENCH_TRAIN_MODELS); do $(RUN_PY) scripts/bench_train.py --base-model $$model || exit 1; done
 
 bench-data: | $(PY_DEP) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
 	$(RUN_PY) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
 
-demo: setup ## set up, then the whole pipeline on the tiny model and the sample data, ending in the acceptance table
-	@echo "demo: embedded tiny random Llama + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
+demo: setup ## set up, then the whole pipeline on a tiny model (FAMILY=qwen2.5 ...) and the sample data, ending in the acceptance table
+	@echo "demo: embedded tiny random $(or $(FAMILY),llama2) model + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
 	$(MAKE) --no-print-directory all BASE_MODEL=$(TINY_MODEL) RAW_DATA=$(SAMPLE_DIR)/sample_data.json
 
 test: setup ## set up, then run the whole test suite (slow end-to-end tests included)

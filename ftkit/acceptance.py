@@ -324,8 +324,8 @@ class Checker:
             raise Fail("not measured: the GGUF did not load (see the loading item)", "", status="SKIP")
         target = self._modelfile_target()
         llm = Llama(model_path=str(target), n_ctx=512, verbose=False, seed=0)
-        prompt = prompts.render_text(prompts.from_alpaca({"instruction": "中国的首都是哪里？"}))
-        ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokenizer, _ = self._family()
+        ids = prompts.render_ids(prompts.from_alpaca({"instruction": "中国的首都是哪里？"}), tokenizer).prompt_ids
         tokens, started = 0, time.perf_counter()
         for _ in llm.generate(ids, temp=0.0, top_k=1):
             tokens += 1  # decode speed: EOS is not a reason to stop measuring
@@ -353,20 +353,41 @@ class Checker:
             raise Fail(f"better on average but not clearly: {text}", "more test data narrows the interval", status="WARN")
         return text
 
+    def _family(self):
+        """The chat family of the merged model (the training run's --family, if one was given)."""
+        from ftkit import families
+        from ftkit.train import load_tokenizer
+
+        if getattr(self, "_tokenizer", None) is None:
+            manifest = Path(self.paths.model_dir) / "run_manifest.json"
+            chosen = json.loads(manifest.read_text()).get("arguments", {}).get("family") if manifest.is_file() else None
+            self._tokenizer = load_tokenizer(str(Path(self.paths.model_dir) / "merged_model"))
+            families.bind(self._tokenizer, chosen)
+        return self._tokenizer, families.family_of(self._tokenizer)
+
     def deploy_modelfile(self) -> str:
-        from ftkit.ollama import template_of
+        from ftkit.ollama import family_of_modelfile, stops_of, template_of
 
         target = self._modelfile_target()
         modelfile = Path(self.paths.gguf_dir) / "Modelfile"
         if not target.is_file():
             raise Fail(f"{modelfile}: FROM points at {target.name}, which does not exist", "run `make gguf`")
-        text = modelfile.read_text(encoding="utf-8")
-        if template_of(modelfile) != prompts.OLLAMA_LLAMA2_TEMPLATE:
-            raise Fail(f"{modelfile}: TEMPLATE is not the training format's", "re-run `make gguf` (do not edit the TEMPLATE)")
-        missing = [s for s in prompts.OLLAMA_STOP if f'PARAMETER stop "{s}"' not in text]
+        _, family = self._family()
+        written = family_of_modelfile(modelfile)
+        if written != family.name:
+            raise Fail(f"{modelfile}: written for family {written}, but the model is {family.name}", "re-run `make gguf`")
+        if not family.proven:
+            raise Fail(f"{modelfile}: the model's chat format is outside the family registry, so no Ollama "
+                       "TEMPLATE is proven to render the training text", "write and check a TEMPLATE by hand, or "
+                       "use a model of a listed family", status="WARN")
+        if template_of(modelfile) != family.ollama_template:
+            raise Fail(f"{modelfile}: TEMPLATE is not the {family.name} training format's",
+                       "re-run `make gguf` (do not edit the TEMPLATE)")
+        missing = [s for s in family.stops if s not in stops_of(modelfile)]
         if missing:
             raise Fail(f"{modelfile}: stop parameters missing: {', '.join(missing)}", "re-run `make gguf`")
-        return f"{modelfile}: FROM {target.name}, TEMPLATE = training format, {len(prompts.OLLAMA_STOP)} stops"
+        return (f"{modelfile}: FROM {target.name}, TEMPLATE = {family.name} training format, "
+                f"{len(family.stops)} stops")
 
     # --- 文档记录 -----------------------------------------------------------------------------
     def docs_report(self) -> str:

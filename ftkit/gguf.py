@@ -175,16 +175,16 @@ def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> li
 
 
 def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
-            check: bool = True, n_gpu_layers: int = 0) -> dict:
+            check: bool = True, n_gpu_layers: int = 0, family: str | None = None) -> dict:
     """See _convert; holds the output folder's lock (one run per folder)."""
     from ftkit.lock import output_lock
 
     with output_lock(out_dir, "gguf"):
-        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers)
+        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers, family)
 
 
 def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
-            check: bool = True, n_gpu_layers: int = 0) -> dict:
+             check: bool = True, n_gpu_layers: int = 0, family: str | None = None) -> dict:
     """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
     from ftkit.merge import refuse_quantized
     from ftkit.train import load_tokenizer
@@ -212,7 +212,8 @@ def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], 
         info["size_bytes"] = Path(info["path"]).stat().st_size
     report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
     if check:
-        report["verification"] = verify_files(model_path, files, load_tokenizer(model_path), test_data, n_gpu_layers)
+        report["verification"] = verify_files(model_path, files, load_tokenizer(model_path, family=family), test_data,
+                                              n_gpu_layers)
     write_json_atomic(out / "quant_report.json", report)
     return report
 

@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftkit import families
 from ftkit.cli import UserError, check_model_source
+
+CONTEXT_CAP = 4096  # tokens; what Ollama's num_ctx is capped at too
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,9 @@ class Generation:
     seconds: float  # wall time of the batch that produced it, shared evenly by its members
 
 
-def _cut_at_eos(ids: list[int], eos: int | None, pad: int | None) -> list[int]:
+def _cut_at_eos(ids: list[int], stops: set[int], pad: int | None) -> list[int]:
     for i, token in enumerate(ids):
-        if token == eos:
+        if token in stops:
             return ids[:i]
     while ids and pad is not None and ids[-1] == pad:
         ids = ids[:-1]
@@ -47,6 +50,9 @@ class HFChatModel:
     def __init__(self, model, tokenizer, name: str, adapter: bool | None = None):
         """adapter: None for a plain model; True/False for a PeftModel with the adapter on/off."""
         self.model, self.tokenizer, self.name, self.adapter = model, tokenizer, name, adapter
+        # every token that ends an answer: the family's end of turn and the generation config's EOS list
+        config = getattr(model, "generation_config", None)
+        self.stop_ids = families.stop_token_ids(tokenizer, getattr(config, "eos_token_id", None))
 
     def _context(self):
         return self.model.disable_adapter() if self.adapter is False else contextlib.nullcontext()
@@ -81,9 +87,9 @@ class HFChatModel:
             else:
                 torch.manual_seed(decoding.seed)
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, pad_token_id=pad,
-                                          eos_token_id=tok.eos_token_id, do_sample=True, temperature=decoding.temperature,
+                                          eos_token_id=self.stop_ids, do_sample=True, temperature=decoding.temperature,
                                           top_p=decoding.top_p, max_new_tokens=decoding.max_new_tokens)
-                rows = [_cut_at_eos(row, tok.eos_token_id, pad) for row in out[:, width:].tolist()]
+                rows = [_cut_at_eos(row, set(self.stop_ids), pad) for row in out[:, width:].tolist()]
         seconds = (time.perf_counter() - started) / len(batch)
         return [Generation(tok.decode(ids, skip_special_tokens=True).strip(), ids, seconds) for ids in rows]
 
@@ -94,7 +100,7 @@ class HFChatModel:
         of very different lengths that is most of the work. Same tokens as generate (tested), faster."""
         import torch
 
-        eos = self.tokenizer.eos_token_id
+        stops = set(self.stop_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens count from 0
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
         cache, last = out.cache, positions[:, -1]
@@ -104,7 +110,7 @@ class HFChatModel:
         while True:
             keep = []
             for i, (row, token) in enumerate(zip(alive, next_ids.tolist(), strict=True)):
-                if token != eos:
+                if token not in stops:
                     generated[row].append(token)
                     if len(generated[row]) < max_new_tokens:
                         keep.append(i)
@@ -153,7 +159,7 @@ class HFChatModel:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = {"input_ids": torch.tensor([prompt_ids], device=self.device), "streamer": streamer,
                   "max_new_tokens": decoding.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id,
-                  "eos_token_id": self.tokenizer.eos_token_id, "do_sample": not decoding.greedy}
+                  "eos_token_id": self.stop_ids, "do_sample": not decoding.greedy}
         if not decoding.greedy:
             kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
         else:
@@ -173,21 +179,28 @@ class GGUFChatModel:
     """A GGUF through llama-cpp-python, fed the renderer's token ids (BOS included, so none is added)."""
 
     def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 0, n_gpu_layers: int = 0):
-        """n_ctx 0: the context length the model was trained with."""
+        """n_ctx 0: the context the model was trained with, at most CONTEXT_CAP (llama.cpp reserves the KV
+        cache and the logits for the whole context up front: 131,072 tokens for Llama-3.1)."""
         from llama_cpp import Llama
 
         if not Path(path).is_file():
             raise UserError(f"{path}: no such GGUF file")
         self.tokenizer, self.name, self.path = tokenizer, name, path
+        if not n_ctx:
+            meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+            trained = int(meta.get(f"{meta.get('general.architecture')}.context_length", CONTEXT_CAP))
+            n_ctx = min(trained, CONTEXT_CAP)
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0,
                          n_gpu_layers=n_gpu_layers)
+        # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
+        self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
 
     def _tokens(self, prompt_ids: list[int], decoding: Decoding):
         self.llm.reset()
         kwargs = {"temp": 0.0, "top_k": 1} if decoding.greedy else {"temp": decoding.temperature, "top_p": decoding.top_p}
         count = 0
         for token in self.llm.generate(prompt_ids, reset=True, **kwargs):
-            if token == self.llm.token_eos() or count >= decoding.max_new_tokens:
+            if token in self.stop_ids or count >= decoding.max_new_tokens:
                 return
             count += 1
             yield token
@@ -259,7 +272,7 @@ def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = Fal
 
 def load_models(base_model: str, lora_model: str | None = None, merged_model: str | None = None,
                 gguf: str | None = None, trust_remote_code: bool = False, with_base: bool = True,
-                allow_pickle: bool = False):
+                allow_pickle: bool = False, family: str | None = None):
     """(tokenizer, base ChatModel or None, candidate ChatModel or None).
 
     With a LoRA adapter, base and fine-tuned share one copy of the weights (the adapter switched off
@@ -270,7 +283,7 @@ def load_models(base_model: str, lora_model: str | None = None, merged_model: st
         raise UserError("give only one of --lora-model, --merged-model, --gguf")
     if lora_model and not Path(lora_model, "adapter_config.json").exists():
         raise UserError(f"{lora_model}: no adapter_config.json (run `make train` first)")
-    tokenizer = load_tokenizer(lora_model or merged_model or base_model, trust_remote_code)
+    tokenizer = load_tokenizer(lora_model or merged_model or base_model, trust_remote_code, family)
     base = candidate = None
     if lora_model:
         from peft import PeftModel

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ftkit import prompts
+from ftkit import families
 from ftkit.cli import UserError
 from ftkit.io import write_text_atomic
 
@@ -43,17 +43,23 @@ def _triple_quoted(text: str, what: str) -> str:
 
 
 def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, num_ctx: int = 4096,
-                   sampling: dict | None = None) -> str:
-    """The Modelfile. FROM is relative to the Modelfile's folder, where the GGUF lies."""
+                   sampling: dict | None = None, family: families.Family | None = None) -> str:
+    """The Modelfile. FROM is relative to the Modelfile's folder, where the GGUF lies. The family
+    (from `tokenizer`, or given) supplies the TEMPLATE and the stop list."""
+    family = family or (families.family_of(tokenizer) if tokenizer is not None else families.FAMILIES["llama2"])
     lines = [f"# Made by ftkit: ollama create <name> -f {Path(gguf_file).parent}/Modelfile",
-             f"FROM ./{Path(gguf_file).name}"]
-    if tokenizer is None or prompts.uses_llama2_format(tokenizer):
-        lines.append(f"TEMPLATE {_triple_quoted(prompts.OLLAMA_LLAMA2_TEMPLATE, 'the template')}")
+             f"# family: {family.name}", f"FROM ./{Path(gguf_file).name}"]
+    if family.proven:
+        lines.append(f"TEMPLATE {_triple_quoted(family.ollama_template, 'the template')}")
         # an explicit stop list replaces the one Ollama would detect, so it lists every marker
-        lines += [f'PARAMETER stop "{stop}"' for stop in prompts.OLLAMA_STOP]
+        lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
     else:
-        lines.append("# no TEMPLATE: the model's own chat template travels in the GGUF (tokenizer.chat_template)")
-        log.warning("ollama: %s has its own chat template; Ollama will use the one stored in the GGUF", gguf_file)
+        # Ollama does not run the GGUF's Jinja template: it guesses one of its own, or uses {{ .Prompt }}
+        lines.append("# UNPROVEN: no TEMPLATE: this model's chat format is not in ftkit's family registry; Ollama "
+                     "will guess a template. Write one that renders exactly the training text before serving.")
+        log.warning("ollama: %s: the model's chat format is outside the family registry (%s): the Modelfile has "
+                    "no proven TEMPLATE, and Ollama may render prompts differently from training", gguf_file,
+                    ", ".join(families.FAMILIES))
     lines.append(f"PARAMETER num_ctx {int(num_ctx)}")
     for key, value in (sampling or {}).items():
         if key not in SAMPLING:
@@ -64,6 +70,15 @@ def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, nu
     if system:
         lines.append(f"SYSTEM {_triple_quoted(system, '--system')}")
     return "\n".join(lines) + "\n"
+
+
+def family_of_modelfile(modelfile: str | Path) -> str | None:
+    m = re.search(r"^# family: (\S+)$", Path(modelfile).read_text(encoding="utf-8"), re.M)
+    return m.group(1) if m else None
+
+
+def stops_of(modelfile: str | Path) -> list[str]:
+    return re.findall(r'^PARAMETER stop "(.*)"$', Path(modelfile).read_text(encoding="utf-8"), re.M)
 
 
 def write_modelfile(path: str | Path, gguf_file: str, **kwargs) -> Path:

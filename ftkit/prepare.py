@@ -57,6 +57,7 @@ class PrepareConfig:
     seed: int = 42
     max_length: int = 1024
     tokenizer: str | None = None  # a model folder or Hub id; None: token lengths are not checked
+    family: str | None = None     # chat format family; None: detected from the tokenizer
 
 
 class Rejected(Exception):
@@ -360,7 +361,7 @@ def _all_records(config: PrepareConfig) -> Iterator[RawRecord]:
         yield from read_records(path, config.input_format, config.encoding)
 
 
-def load_tokenizer(name: str | None):
+def load_tokenizer(name: str | None, family: str | None = None):
     if not name:
         return None
     from transformers import AutoTokenizer
@@ -371,10 +372,17 @@ def load_tokenizer(name: str | None):
         check_model_source(name, "tokenizer")
     except UserError as err:
         raise InputError(f"--tokenizer {err}") from None
+    from ftkit import families
+
     try:
-        return AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
         raise InputError(f"--tokenizer {name}: cannot load a tokenizer ({str(err).splitlines()[0]})") from None
+    try:
+        families.bind(tokenizer, family)
+    except UserError as err:
+        raise InputError(f"--tokenizer {name}: {err}") from None
+    return tokenizer
 
 
 @dataclass
@@ -473,7 +481,7 @@ def _prepare(config: PrepareConfig, progress) -> Summary:
 
 
 def _prepare_into(config: PrepareConfig, progress) -> Summary:
-    tokenizer = load_tokenizer(config.tokenizer)
+    tokenizer = load_tokenizer(config.tokenizer, config.family)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = config.output_name

@@ -13,12 +13,17 @@ are built the way Meta builds them: for each completed turn
 `[BOS] + encode(f"[INST] {user} [/INST]")`, where `encode` applies sentencepiece's dummy prefix (the
 first piece is "▁["). BOS/EOS are ids, never text, so BOS is never duplicated.
 
-A base model that ships its own chat template (Qwen, Llama-3, ...) is rendered with that template.
+Other families (Llama-3, Qwen2.5, Qwen3, or a model outside the registry that ships a chat template)
+are rendered with the model's own chat template, with the arguments its family fixes
+(ftkit.families): the prompt is the template's generation prompt, and the answer runs up to and
+including the family's end-of-turn token.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from ftkit import families
 
 B_INST, E_INST = "[INST]", "[/INST]"
 B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
@@ -41,22 +46,6 @@ LLAMA2_CHAT_TEMPLATE = (
     "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
     "{% endif %}{% endfor %}"
 )
-
-
-# The same format as an Ollama (Go text/template) TEMPLATE, built from the same pieces. llama.cpp adds
-# the first BOS itself, so the text starts at [INST]; later turns start with <s>. A system message
-# wins over the Modelfile's SYSTEM. tests/test_export.py renders it with Go's own text/template and
-# compares it byte for byte with render_llama2_text.
-OLLAMA_LLAMA2_TEMPLATE = (
-    '{{- $system := .System }}{{- range .Messages }}{{- if eq .Role "system" }}{{- $system = .Content }}{{- end }}{{- end }}'
-    '{{- $first := true }}{{- range .Messages }}'
-    '{{- if eq .Role "user" }}{{- if not $first }}' + BOS_TEXT + '{{- end }}'
-    + B_INST + ' {{ if and $first $system }}' + B_SYS + '{{ $system }}' + E_SYS + '{{ end }}{{ .Content }} ' + E_INST
-    + '{{- $first = false }}'
-    '{{- else if eq .Role "assistant" }} {{ .Content }} ' + EOS_TEXT + '{{- end }}'
-    '{{- end }}'
-)
-OLLAMA_STOP = (B_INST, E_INST, B_SYS.strip(), E_SYS.strip(), EOS_TEXT)
 
 
 class PromptError(ValueError):
@@ -199,11 +188,8 @@ def llama2_prompt_chars(conv: Conversation, text: str) -> int:
 
 
 def uses_llama2_format(tokenizer) -> bool:
-    """True when the tokenizer has no chat template of its own, or carries the Llama-2 one."""
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, dict):
-        template = template.get("default")
-    return not template or (B_INST in template and "<<SYS>>" in template)
+    """True when the tokenizer's family is Llama-2 (no chat template of its own, or Meta's)."""
+    return families.family_of(tokenizer).meta_renderer
 
 
 def _encode(tokenizer, text: str) -> list[int]:
@@ -232,32 +218,35 @@ def _render_llama2_ids(conv: Conversation, tokenizer) -> RenderedIds:
     return RenderedIds(ids + prompt, _split_answer(full, prompt, "final turn") + [eos])
 
 
-def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:
-    def encode_chat(messages, generation_prompt):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-        return _encode(tokenizer, text)  # the template writes its special tokens as text
+def _apply_template(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+    family = families.family_of(tokenizer)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                         **family.template_kwargs)
 
-    prompt = encode_chat(conv.without_last_answer().to_messages(), True)
+
+def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:
+    prompt = _encode(tokenizer, _apply_template(tokenizer, conv.without_last_answer().to_messages(), True))
     if conv.is_open:
-        return RenderedIds(prompt)
-    full = encode_chat(conv.to_messages(), False)
+        return RenderedIds(prompt)  # the template writes its special tokens (and any BOS) as text
+    full = _encode(tokenizer, _apply_template(tokenizer, conv.to_messages(), False))
     answer = _split_answer(full, prompt, "chat template")
-    eos = tokenizer.eos_token_id
-    if eos is not None and eos not in answer:
-        answer.append(eos)
+    # supervise the answer and the token that ends the turn; what the template writes after it
+    # (ChatML's newline) belongs to the next turn
+    end = families.end_of_turn_id(tokenizer)
+    if end is not None:
+        answer = answer[: answer.index(end) + 1] if end in answer else answer + [end]
     return RenderedIds(prompt, answer)
 
 
 def render_ids(conv: Conversation, tokenizer) -> RenderedIds:
-    """Token ids of a conversation for this tokenizer: prompt ids and (if answered) answer ids + EOS."""
+    """Token ids of a conversation for this tokenizer: prompt ids and (if answered) answer ids + end of turn."""
     if uses_llama2_format(tokenizer):
         return _render_llama2_ids(conv, tokenizer)
     return _render_template_ids(conv, tokenizer)
 
 
 def render_text(conv: Conversation, tokenizer=None) -> str:
-    """The conversation as text: the Llama-2 format, or the tokenizer's own chat template."""
+    """The conversation as text: the Llama-2 format, or the family's rendering with the model's template."""
     if tokenizer is None or uses_llama2_format(tokenizer):
         return render_llama2_text(conv)
-    return tokenizer.apply_chat_template(conv.to_messages(), tokenize=False,
-                                         add_generation_prompt=conv.is_open)
+    return _apply_template(tokenizer, conv.to_messages(), conv.is_open)

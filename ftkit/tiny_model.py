@@ -135,3 +135,97 @@ def build(out_dir: str | Path, spec: TinyLlamaSpec = TinyLlamaSpec()) -> Path:
         (tmp / "tiny_model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("tiny-model: wrote %s (%d parameters)", out_dir, manifest["parameters"])
     return out_dir
+
+
+# --- the other families: the real tokenizer and chat template, a tiny body of the real architecture --
+
+@dataclass(frozen=True)
+class TinyFamilySpec:
+    """A few-million-parameter body of the family's real architecture, with the full vocabulary and the
+    context length the real model declares, so what breaks on the real model breaks here first."""
+    hidden_size: int = 256          # multiple of 256: k-quants apply without fallback
+    intermediate_size: int = 768
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2    # grouped-query attention, as in every real model of these families
+    seed: int = 0
+
+
+def _family_config(family: str, spec: TinyFamilySpec):
+    """transformers config of the family's real architecture, at a tiny size."""
+    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+
+    shape = {"hidden_size": spec.hidden_size, "intermediate_size": spec.intermediate_size,
+             "num_hidden_layers": spec.num_hidden_layers, "num_attention_heads": spec.num_attention_heads,
+             "num_key_value_heads": spec.num_key_value_heads}
+    if family == "qwen2.5":  # Qwen2.5-0.5B/7B-Instruct: q/k/v bias, tied embeddings (0.5B), 32k context
+        return Qwen2Config(vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                           tie_word_embeddings=True, use_sliding_window=False, bos_token_id=151643,
+                           eos_token_id=151645, **shape)
+    if family == "qwen3":  # Qwen3-0.6B: q/k norms, explicit head_dim, tied embeddings, 40k context
+        return Qwen3Config(vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                           head_dim=spec.hidden_size // spec.num_attention_heads, tie_word_embeddings=True,
+                           attention_bias=False, bos_token_id=151643, eos_token_id=151645, **shape)
+    if family == "llama3":  # Llama-3.1-8B-Instruct: llama3 rope scaling, 128k context, untied output layer
+        return LlamaConfig(vocab_size=128256, max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                           rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                            "original_max_position_embeddings": 8192},
+                           bos_token_id=128000, eos_token_id=[128001, 128008, 128009], **shape)
+    raise ValueError(f"no tiny model for family {family!r}")
+
+
+# what the Hub checkpoints put in tokenizer_config.json / generation_config.json
+_TOKENIZER_SETTINGS = {
+    "qwen2.5": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+                "model_max_length": 131072},
+    "qwen3": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+              "model_max_length": 131072},
+    "llama3": {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+               "model_max_length": 131072},
+}
+_GENERATION_EOS = {"qwen2.5": [151645, 151643], "qwen3": [151645, 151643], "llama3": [128001, 128008, 128009]}
+
+
+def write_family_tokenizer(family: str, out_dir: Path) -> None:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from ftkit import families, tiny_tokenizers
+
+    source = tiny_tokenizers.LLAMA3 if family == "llama3" else tiny_tokenizers.QWEN2
+    settings = _TOKENIZER_SETTINGS[family]
+    template_file = families.get(family).template_file
+    template = (tiny_tokenizers.ROOT / "llama.cpp" / "models" / "templates" / template_file).read_text(encoding="utf-8")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizers.build_tokenizer(family, source),
+                                   **{k: v for k, v in settings.items() if k != "tokenizer_class"},
+                                   clean_up_tokenization_spaces=False, chat_template=template)
+    fast.save_pretrained(out_dir)
+    config_file = out_dir / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["tokenizer_class"] = settings["tokenizer_class"]  # as the Hub checkpoint names it
+    config_file.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n")
+    AutoTokenizer.from_pretrained(out_dir)  # it must load the way a user's model does
+
+
+def build_family(out_dir: str | Path, family: str, spec: TinyFamilySpec = TinyFamilySpec()) -> Path:
+    """The tiny model of a family (qwen2.5, qwen3, llama3) into `out_dir` (replaced atomically)."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        log.info("tiny-model: %s tokenizer from llama.cpp's vocab file", family)
+        write_family_tokenizer(family, tmp)
+        config = _family_config(family, spec)
+        log.info("tiny-model: random %s weights (seed %d, vocab %d)", config.model_type, spec.seed, config.vocab_size)
+        torch.manual_seed(spec.seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        eos = _GENERATION_EOS[family]
+        model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=eos,
+                                                   pad_token_id=eos[-1] if family != "llama3" else None, do_sample=False)
+        model.save_pretrained(tmp, safe_serialization=True)
+        manifest = {"family": family, "spec": asdict(spec), "parameters": sum(p.numel() for p in model.parameters()),
+                    "vocab_size": config.vocab_size}
+        (tmp / "tiny_model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("tiny-model: wrote %s (%s, %d parameters)", out_dir, family, manifest["parameters"])
+    return out_dir

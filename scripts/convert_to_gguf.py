@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import log, run, setup_logging
+from ftkit.families import FAMILIES
 from ftkit.gguf import DEFAULT_QUANTS, KNOWN_QUANTS
 
 
@@ -36,6 +37,8 @@ def parse_args(argv=None):
     ap.add_argument("--model-name", default="llama2-finetuned", help="file name prefix and Ollama model name")
     ap.add_argument("--create-modelfile", action="store_true", help="also write <output-dir>/Modelfile for Ollama")
     ap.add_argument("--system", help="SYSTEM prompt for the Modelfile")
+    ap.add_argument("--family", choices=tuple(FAMILIES),
+                    help="chat format family: the Modelfile's TEMPLATE and stops (default: detected from the model)")
     ap.add_argument("--num-ctx", type=int, default=None,
                     help="Modelfile context length (default: the model's max_position_embeddings, at most 4096)")
     ap.add_argument("--temperature", type=float, help="Modelfile sampling temperature (only written when given)")
@@ -57,7 +60,7 @@ def main():
 
     ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
     report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
-                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers)
+                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family)
     print(gguf.format_table(report))
     log.info("gguf: report in %s/quant_report.json", args.output_dir)
     if args.create_modelfile:
@@ -67,7 +70,7 @@ def main():
         target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
         sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
         num_ctx = args.num_ctx or ollama.context_length(args.model_path)
-        ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=load_tokenizer(args.model_path),
+        ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=load_tokenizer(args.model_path, family=args.family),
                                system=args.system, num_ctx=num_ctx, sampling=sampling)
     if report.get("verification") and not report["verification"]["passed"]:
         log.error("gguf: verification FAILED (see quant_report.json): the GGUF does not reproduce the merged model")

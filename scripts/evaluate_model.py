@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import UserError, log, run, setup_logging
+from ftkit.families import FAMILIES
 
 
 def parse_args(argv=None):
@@ -42,6 +43,8 @@ def parse_args(argv=None):
     models.add_argument("--merged-model", help="a merged model folder to evaluate as the fine-tuned side")
     models.add_argument("--gguf", help="a GGUF file to evaluate as the fine-tuned side (llama-cpp-python)")
     models.add_argument("--no-base", action="store_true", help="skip the base model (faster; no comparison)")
+    models.add_argument("--family", choices=tuple(FAMILIES),
+                        help="chat format family (default: detected from the model's chat template)")
     models.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
     models.add_argument("--allow-pickle", action="store_true", help="load pickled weights (*.bin) when there are no safetensors")
     mode = ap.add_argument_group("what to do")
@@ -118,7 +121,8 @@ def main():
     decoding = Decoding(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     want_base = not args.no_base and (args.model != "finetuned" or args.test_data)
     tokenizer, base, candidate = load_models(args.base_model, args.lora_model, args.merged_model, args.gguf,
-                                             args.trust_remote_code, with_base=want_base, allow_pickle=args.allow_pickle)
+                                             args.trust_remote_code, with_base=want_base, allow_pickle=args.allow_pickle,
+                                             family=args.family)
     if args.test_data:
         batch(args, tokenizer, base, candidate, decoding)
     if args.interactive or args.prompt:

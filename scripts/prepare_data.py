@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import UserError, log, run, setup_logging
+from ftkit.families import FAMILIES
 from ftkit.prepare import percentiles
 from ftkit.readers import ENCODINGS, FORMATS
 
@@ -52,6 +53,8 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=42, help="split seed (default: %(default)s)")
     ap.add_argument("--max-length", type=int, default=1024,
                     help="reject records whose prompt + answer exceed this many tokens (default: %(default)s)")
+    ap.add_argument("--family", default=None, choices=tuple(FAMILIES),
+                    help="chat format family of the tokenizer's model (default: detected from its chat template)")
     ap.add_argument("--tokenizer", default=None,
                     help="model folder or Hub id whose tokenizer measures lengths (default: $BASE_MODEL, else "
                          f"{DEFAULT_TOKENIZER} if built; 'none' skips token lengths)")
@@ -111,7 +114,8 @@ def main():
     config = PrepareConfig(inputs=args.input, output_dir=args.output_dir, output_name=args.output_name,
                            input_format=args.input_format, format_type=args.format_type, encoding=args.encoding,
                            columns=columns, val_ratio=args.val_ratio, test_ratio=args.test_ratio, seed=args.seed,
-                           max_length=args.max_length, tokenizer=tokenizer)
+                           max_length=args.max_length, tokenizer=tokenizer,
+                           family=args.family)
     log.info("data: reading %s (tokenizer: %s)", ", ".join(args.input), tokenizer or "none")
     with tqdm(unit="rec", desc="prepare", disable=None, mininterval=1) as bar:
         try:

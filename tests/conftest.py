@@ -21,6 +21,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def family_model(tmp_path_factory):
+    """family name -> the embedded tiny model of that family (qwen2.5, qwen3, llama3), built once on first use."""
+    from ftkit.tiny_model import build_family
+
+    built = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_family(tmp_path_factory.mktemp("models") / f"tiny-{name}", name)
+        return built[name]
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 

@@ -67,7 +67,7 @@ def test_make_help_lists_every_target():
 
 def test_make_variables_are_overridable():
     out = run_make("-n", "-B", "tiny-model", "TINY_MODEL=/tmp/elsewhere", "PYTHON=mypython", "RUN=local").stdout
-    assert "mypython scripts/build_tiny_model.py --output-dir /tmp/elsewhere" in out
+    assert "mypython scripts/build_tiny_model.py --family llama2 --output-dir /tmp/elsewhere" in out
 
 
 def test_every_script_has_help():

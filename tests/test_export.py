@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from conftest import run_script
 
-from ftkit import ollama, prompts
+from ftkit import families, ollama, prompts
 from ftkit.cli import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-GO_RENDERER = ROOT / "tests" / "go" / "render_template.go"
+GO_RENDERER = ROOT / "tests" / "go" / "ollama_template.go"
 
 
 script = run_script
@@ -102,6 +102,7 @@ def test_gguf_evaluates_with_the_same_metrics(exported, trained_run, tiny_model_
 
 
 def go_render(template: str, messages: list[dict], system: str = "") -> str:
+    """The prompt Ollama would build: tests/go/ollama_template.go fills the template as Ollama does."""
     result = subprocess.run(["go", "run", str(GO_RENDERER)], input=json.dumps(
         {"template": template, "system": system, "messages": messages}), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -132,7 +133,7 @@ def test_modelfile_template_rendered_by_go_equals_the_training_format(name, tmp_
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
 def test_modelfile_system_is_used_when_the_chat_has_none(tmp_path):
-    template = prompts.OLLAMA_LLAMA2_TEMPLATE
+    template = families.FAMILIES["llama2"].ollama_template
     messages = [{"role": "user", "content": "你好"}]
     expected = prompts.render_llama2_text(prompts.Conversation((prompts.Turn("你好"),), "你是助手。"))
     assert go_render(template, messages, system="你是助手。") == expected[len(prompts.BOS_TEXT):]
@@ -144,13 +145,13 @@ def test_modelfile_system_is_used_when_the_chat_has_none(tmp_path):
 def test_modelfile_written_by_the_guide_command(exported):
     out, _ = exported
     text = (out / "Modelfile").read_text()
-    assert text.splitlines()[1] == "FROM ./tiny-ft-Q8_0.gguf"  # the first non-F16 type asked for, beside it
+    assert text.splitlines()[1:3] == ["# family: llama2", "FROM ./tiny-ft-Q8_0.gguf"]  # the first non-F16 type asked for, beside it
     for stop in ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"):
         assert f'PARAMETER stop "{stop}"' in text
     assert "PARAMETER num_ctx 1024" in text  # the tiny model's trained context
     assert 'SYSTEM """你是一个有用的助手。"""' in text
     assert "temperature" not in text  # sampling only where the user asked
-    assert ollama.template_of(out / "Modelfile") == prompts.OLLAMA_LLAMA2_TEMPLATE
+    assert ollama.template_of(out / "Modelfile") == families.FAMILIES["llama2"].ollama_template
 
 
 def test_user_text_cannot_break_the_modelfile_or_a_shell(tmp_path):

@@ -50,7 +50,8 @@ def check_prepare(tmp_path, path, **kwargs):
     stats = json.loads((out / "train_stats.json").read_text(encoding="utf-8"))
     c = stats["counts"]
     assert c["kept"] + c["rejected"] + c["duplicates"] == c["input"] == summary.input_records
-    kept = sum(len((out / f"train_{s}.jsonl").read_text(encoding="utf-8").splitlines()) for s in ("train", "validation", "test"))
+    # JSONL lines end at \n only (str.splitlines would also split inside a record at U+0085 or U+2028)
+    kept = sum((out / f"train_{s}.jsonl").read_bytes().count(b"\n") for s in ("train", "validation", "test"))
     assert kept == c["kept"]
 
 

@@ -241,3 +241,51 @@ def test_early_stopping_needs_a_consistent_checkpoint_schedule():
         TrainConfig(early_stopping_patience=2, save_steps=7)
     with pytest.raises(ValueError, match="needs validation data"):
         TrainConfig(early_stopping_patience=2, val_data="none")
+
+
+@pytest.mark.parametrize("family", ["llama2", "qwen2.5"])
+def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_dir, family_model, prepared_data):
+    """The output layer on supervised positions only (our default on every device) against TRL's CPU path
+    (every position, in tiles) and against transformers' own full-logits loss: same loss, same gradients,
+    including a batch row with no supervised token."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from ftkit.train import encode_split, load_tokenizer, score_supervised_positions_only
+
+    model_dir = str(tiny_model_dir if family == "llama2" else family_model(family))
+    tokenizer = load_tokenizer(model_dir)
+    rows = encode_split(str(prepared_data / "train_train.jsonl"), tokenizer, 1024).rows[:3]
+    rows.append({"input_ids": rows[0]["input_ids"], "labels": [-100] * len(rows[0]["labels"])})  # nothing supervised
+    width = max(len(r["input_ids"]) for r in rows)
+    pad = tokenizer.pad_token_id
+    batch = {"input_ids": torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows]),
+             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
+             "labels": torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in rows])}
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    model = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False))
+
+    def loss_and_grads(**kwargs):
+        model.zero_grad()
+        loss = model(**batch, **kwargs).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    try:
+        score_supervised_positions_only(True)
+        sparse = loss_and_grads(fused_lm_head=True)
+        score_supervised_positions_only(False)
+        dense = loss_and_grads(fused_lm_head=True)
+    finally:
+        score_supervised_positions_only(True)
+    full = loss_and_grads()  # transformers' own loss over the full logits
+    assert sparse[0] == pytest.approx(dense[0], rel=1e-6) and sparse[0] == pytest.approx(full[0], rel=1e-5)
+    assert len(sparse[1]) > 0
+    for name, grad in sparse[1].items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grad, dense[1][name], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(grad, full[1][name], rtol=1e-3, atol=1e-6)

@@ -1,0 +1,359 @@
+"""Model families: real tokenizers and chat templates on the embedded tiny models, one rendering for
+training, evaluation and Ollama, proven token for token and byte for byte."""
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ftkit import families, ollama, prompts
+from ftkit.cli import UserError
+from ftkit.tiny_tokenizers import reference_cases
+
+ROOT = Path(__file__).resolve().parents[1]
+GO_HARNESS = ROOT / "tests" / "go" / "ollama_template.go"
+BPE_FAMILIES = ("qwen2.5", "qwen3", "llama3")
+# llama.cpp's converter text for the pre-tokenizer hash (conversion/base.py, get_vocab_base_pre)
+CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
+          '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
+          '------======= нещо на Български \'\'\'\'\'\'```````""""......!!!!!!?????? I\'ve been \'told he\'s there, '
+          '\'RE you sure? \'M not sure I\'ll make it, \'D you like some tea? We\'Ve a\'lL')
+
+
+@pytest.fixture(scope="session")
+def family_tokenizer(family_model):
+    from ftkit.train import load_tokenizer
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_tokenizer(str(family_model(name)))
+        return cache[name]
+    return get
+
+
+def converter_pre_tokenizers() -> dict[str, str]:
+    """hash -> name, as llama.cpp's converter (at the pinned commit) recognises pre-tokenizers."""
+    text = (ROOT / "llama.cpp" / "conversion" / "base.py").read_text()
+    return dict(re.findall(r'if chkhsh == "([0-9a-f]{64})":\s*\n(?:\s*#.*\n)*\s*res = "([^"]+)"', text))
+
+
+# --- tokenizers ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_tokenizer_is_the_real_one_as_llama_cpp_knows_it(name, family_tokenizer):
+    tokenizer = family_tokenizer(name)
+    family = families.get(name)
+    digest = hashlib.sha256(str(tokenizer.encode(CHKTXT)).encode()).hexdigest()
+    assert converter_pre_tokenizers().get(digest) == family.llama_cpp_pre  # the converter will accept it
+    vocab_file = "ggml-vocab-llama-bpe.gguf" if name == "llama3" else "ggml-vocab-qwen2.gguf"
+    cases = reference_cases(vocab_file)
+    assert len(cases) > 40
+    wrong = [(text, ids) for text, ids in cases if tokenizer.encode(text, add_special_tokens=False) != ids]
+    assert not wrong, wrong[:3]
+
+
+REAL_IDS = {
+    "qwen2.5": {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|vision_start|>": 151652,
+                "<tool_call>": 151657, "<|file_sep|>": 151664},
+    "qwen3": {"<|im_end|>": 151645, "<tool_response>": 151665, "<think>": 151667, "</think>": 151668},
+    "llama3": {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|finetune_right_pad_id|>": 128004,
+               "<|start_header_id|>": 128006, "<|eom_id|>": 128008, "<|eot_id|>": 128009, "<|python_tag|>": 128010,
+               "<|reserved_special_token_247|>": 128255},
+}
+
+
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_special_tokens_at_their_real_ids_and_the_real_architecture(name, family_model, family_tokenizer):
+    tokenizer = family_tokenizer(name)
+    for token, token_id in REAL_IDS[name].items():
+        assert tokenizer.convert_tokens_to_ids(token) == token_id, token
+        assert tokenizer.encode(token, add_special_tokens=False) == [token_id]  # one token, never split
+    config = json.loads((family_model(name) / "config.json").read_text())
+    expected = {"qwen2.5": ("qwen2", 151936, 32768, True), "qwen3": ("qwen3", 151936, 40960, True),
+                "llama3": ("llama", 128256, 131072, False)}[name]
+    assert (config["model_type"], config["vocab_size"], config["max_position_embeddings"],
+            config["tie_word_embeddings"]) == expected
+    assert config["num_key_value_heads"] < config["num_attention_heads"]  # grouped-query attention
+    if name == "llama3":
+        assert config["rope_parameters"]["rope_type"] == "llama3"
+    from safetensors import safe_open
+
+    with safe_open(family_model(name) / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert ("model.layers.0.self_attn.q_proj.bias" in keys) == (name == "qwen2.5")  # Qwen2: q/k/v bias
+    assert ("model.layers.0.self_attn.q_norm.weight" in keys) == (name == "qwen3")  # Qwen3: q/k norms
+    generation = json.loads((family_model(name) / "generation_config.json").read_text())
+    assert families.end_of_turn_id(tokenizer) in generation["eos_token_id"]
+    assert tokenizer.pad_token_id != families.end_of_turn_id(tokenizer)  # padding never hides the end of a turn
+
+
+# --- detection -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_family_is_detected_from_the_model(name, family_tokenizer):
+    assert families.family_of(family_tokenizer(name)).name == name
+
+
+def test_llama2_and_unknown_templates(tiny_tokenizer, family_model):
+    from ftkit.train import load_tokenizer
+
+    assert families.detect(tiny_tokenizer).name == "llama2"
+    other = load_tokenizer(str(family_model("qwen2.5")))
+    other.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    assert families.detect(other).name == "template"  # ChatML without Qwen's default system: not claimed
+
+
+def test_a_wrong_family_override_is_refused(family_model):
+    from ftkit.train import load_tokenizer
+
+    with pytest.raises(UserError, match="<\\|eot_id\\|>"):
+        load_tokenizer(str(family_model("qwen2.5")), family="llama3")
+
+
+# --- training rendering ----------------------------------------------------------------------------
+
+DIALOG = [{"role": "system", "content": "你是一个地理老师。"}, {"role": "user", "content": "中国的首都是哪里？"},
+          {"role": "assistant", "content": "北京。"}, {"role": "user", "content": "日本的呢？"},
+          {"role": "assistant", "content": "日本的首都是东京。"}]
+
+
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_labels_cover_the_answer_and_its_end_of_turn_and_the_prompt_is_the_generation_prompt(name, family_tokenizer):
+    tokenizer = family_tokenizer(name)
+    family = families.get(name)
+    conv = prompts.from_messages(DIALOG)
+    rendered = prompts.render_ids(conv, tokenizer)
+    asked = prompts.render_ids(conv.without_last_answer(), tokenizer)
+    assert rendered.prompt_ids == asked.prompt_ids  # trained on exactly the prompt used at inference
+    assert rendered.answer_ids[-1] == tokenizer.convert_tokens_to_ids(family.end_of_turn)
+    assert tokenizer.decode(rendered.answer_ids[:-1]) == "日本的首都是东京。"
+    # the same ids as the model's own chat template, rendered by transformers
+    real = tokenizer.apply_chat_template(DIALOG[:-1], add_generation_prompt=True, tokenize=False, **family.template_kwargs)
+    assert tokenizer.encode(real, add_special_tokens=False) == asked.prompt_ids
+    if family.bos_text:
+        assert asked.prompt_ids.count(tokenizer.convert_tokens_to_ids(family.bos_text)) == 1  # BOS once
+
+
+def test_qwen3_thinking_off_agrees_between_training_and_inference(family_tokenizer):
+    tokenizer = family_tokenizer("qwen3")
+    conv = prompts.from_messages(DIALOG)
+    prompt = prompts.render_text(conv.without_last_answer(), tokenizer)
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    full = prompts.render_text(conv, tokenizer)
+    assert full == prompt + "日本的首都是东京。<|im_end|>\n"
+    assert full.count("<think>") == 1  # history answers carry no think block, as the real template renders them
+
+
+def test_qwen25_default_system_is_in_the_training_text(family_tokenizer):
+    tokenizer = family_tokenizer("qwen2.5")
+    text = prompts.render_text(prompts.from_alpaca({"instruction": "你好", "output": "你好！"}), tokenizer)
+    assert text.startswith(f"<|im_start|>system\n{families.QWEN25_DEFAULT_SYSTEM}<|im_end|>\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_data_and_training_rows_from_the_one_renderer(name, family_model, family_tokenizer, tmp_path):
+    from ftkit import sample_data
+    from ftkit.io import write_json_atomic
+    from ftkit.prepare import PrepareConfig, prepare
+    from ftkit.train import encode_split
+
+    write_json_atomic(tmp_path / "raw.json", sample_data.generate(num=40))
+    prepare(PrepareConfig(inputs=[str(tmp_path / "raw.json")], output_dir=str(tmp_path), tokenizer=str(family_model(name))))
+    tokenizer = family_tokenizer(name)
+    record = json.loads((tmp_path / "train_train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert record["text"] == prompts.render_text(prompts.from_messages(record["messages"]), tokenizer)
+    row = encode_split(str(tmp_path / "train_train.jsonl"), tokenizer, 1024).rows[0]
+    ids = prompts.render_ids(prompts.from_messages(record["messages"]), tokenizer)
+    assert row["input_ids"] == ids.input_ids
+    assert row["labels"] == [-100] * len(ids.prompt_ids) + ids.answer_ids
+
+
+# --- the Ollama TEMPLATE, filled the way Ollama fills it ----------------------------------------------
+
+def go_render(template: str, messages: list[dict], system: str = "") -> str:
+    result = subprocess.run(["go", "run", str(GO_HARNESS)], capture_output=True, text=True, timeout=300,
+                            input=json.dumps({"template": template, "system": system, "messages": messages}))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def generation_prompt(name: str, tokenizer, messages: list[dict]) -> str:
+    """What the model was trained to answer: the HF chat template's generation prompt (Llama-2: Meta's
+    construction), without the first BOS, which llama.cpp adds as an id."""
+    family = families.get(name)
+    if family.meta_renderer:
+        text = prompts.render_llama2_text(prompts.from_messages(messages))
+    else:
+        text = prompts.render_text(prompts.from_messages(messages), tokenizer)
+    if family.bos_text:
+        assert text.startswith(family.bos_text)
+        text = text[len(family.bos_text):]
+    return text
+
+
+SHAPES = {  # (chat messages, the Modelfile's SYSTEM)
+    "one turn, default system": ([{"role": "user", "content": "中国的首都是哪里？"}], ""),
+    "system in the chat": ([{"role": "system", "content": "你是一个地理老师。"}, {"role": "user", "content": "日本的首都是哪里？"}], ""),
+    "system from the Modelfile": ([{"role": "user", "content": "日本的首都是哪里？"}], "你是一个地理老师。"),
+    "multi-turn with history": (DIALOG[:-1], ""),
+}
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", ("llama2", *BPE_FAMILIES))
+def test_ollama_template_renders_the_training_prompt_byte_for_byte(name, shape, family_tokenizer, tiny_tokenizer):
+    tokenizer = tiny_tokenizer if name == "llama2" else family_tokenizer(name)
+    messages, modelfile_system = SHAPES[shape]
+    as_trained = messages if not modelfile_system else [{"role": "system", "content": modelfile_system}] + messages
+    expected = generation_prompt(name, tokenizer, as_trained)
+    assert go_render(families.get(name).ollama_template, messages, modelfile_system) == expected
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
+def test_the_harness_catches_a_template_without_the_default_system(family_tokenizer):
+    tokenizer = family_tokenizer("qwen2.5")
+    messages = SHAPES["one turn, default system"][0]
+    broken = families.QWEN25_OLLAMA_TEMPLATE.replace(families.QWEN25_DEFAULT_SYSTEM, "")
+    assert go_render(broken, messages) != generation_prompt("qwen2.5", tokenizer, messages)
+
+
+@pytest.mark.parametrize("name", ("llama2", *BPE_FAMILIES))
+def test_modelfile_has_the_family_template_and_every_stop(name, tmp_path):
+    family = families.get(name)
+    path = ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m-Q4_K_M.gguf"), family=family, num_ctx=4096)
+    assert ollama.template_of(path) == family.ollama_template
+    assert ollama.stops_of(path) == list(family.stops) and family.end_of_turn in family.stops
+    assert ollama.family_of_modelfile(path) == name
+
+
+def test_a_model_outside_the_registry_gets_a_loud_unproven_modelfile(tmp_path, caplog):
+    path = ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m.gguf"), family=families.TEMPLATE_ONLY)
+    assert ollama.template_of(path) is None and "UNPROVEN" in path.read_text()
+    assert "outside the family registry" in caplog.text
+
+
+# --- the whole pipeline, per family ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def family_run(family_model, tmp_path_factory):
+    """family name -> (run folder, make's output): `make all FAMILY=<name>` on its tiny model and the sample
+    data, every output under one temporary folder, exactly as a user runs it."""
+    from conftest import run_make
+
+    runs = {}
+
+    def get(name: str):
+        if name not in runs:
+            run = tmp_path_factory.mktemp(f"run-{name}")
+            variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
+                         f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
+                         f"REPORT_DIR={run / 'reports'}", "RUN=local"]
+            runs[name] = (run, run_make("all", *variables, check=False), variables)
+        return runs[name]
+    return get
+
+
+def acceptance_of(run: Path) -> dict[str, str]:
+    return {item["key"]: item["status"] for item in json.loads((run / "reports" / "acceptance.json").read_text())["items"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_make_all_passes_acceptance_for_the_family(name, family_run):
+    run, result, _ = family_run(name)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    statuses = acceptance_of(run)
+    assert "FAIL" not in statuses.values(), statuses
+    assert statuses["deploy.modelfile"] == "PASS" and statuses["deploy.quality"] in ("PASS", "WARN")
+    assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_run):
+    from llama_cpp import Llama
+
+    from ftkit.train import load_tokenizer
+
+    run, result, _ = family_run(name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run / "gguf" / "quant_report.json").read_text())
+    v = report["verification"]
+    for quant in report["files"]:
+        assert v[quant]["token_ids"]["identical"] == v[quant]["token_ids"]["prompts"] == 3, v[quant]["token_ids"]
+    assert v["F16"]["greedy_vs_hf"]["identical"] == v["F16"]["greedy_vs_hf"]["prompts"]  # same answers as HF
+    q4 = report["files"]["Q4_K_M"]
+    assert q4["tensor_types"].get("q4_K", 0) > 0 and q4["fallback_tensors"] >= 0  # fallbacks counted, not hidden
+    tokenizer = load_tokenizer(str(run / "model" / "merged_model"))
+    family = families.get(name)
+    llm = Llama(model_path=report["files"]["F16"]["path"], vocab_only=True, verbose=False)
+    meta = llm.metadata
+    assert meta["tokenizer.ggml.pre"] == family.llama_cpp_pre  # the converter recognised the tokenizer
+    assert int(meta["tokenizer.ggml.eos_token_id"]) == families.end_of_turn_id(tokenizer)
+    # llama.cpp's own tokenizer: a conversation's generation prompt gives HF's ids, BOS once
+    conv = prompts.from_messages(DIALOG[:-1])
+    text = prompts.render_text(conv, tokenizer)
+    assert llm.tokenize(text.encode(), add_bos=False, special=True) == prompts.render_ids(conv, tokenizer).prompt_ids
+    # the merged model carries what export and serving need
+    merged = run / "model" / "merged_model"
+    for name_ in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        assert (merged / name_).exists(), name_
+    del llm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family_run):
+    """A model that always answers 'x <end of turn>' stops there, in transformers and in llama.cpp."""
+    from ftkit.inference import Decoding, GGUFChatModel, HFChatModel, load_hf
+    from ftkit.train import load_tokenizer
+
+    run, result, _ = family_run(name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged = str(run / "model" / "merged_model")
+    tokenizer = load_tokenizer(merged)
+    end = families.end_of_turn_id(tokenizer)
+    ids = prompts.render_ids(prompts.from_alpaca({"instruction": "你好"}), tokenizer).prompt_ids
+    hf = HFChatModel(load_hf(merged), tokenizer, "merged")
+    gguf = GGUFChatModel(str(run / "gguf" / f"{name}-finetuned-F16.gguf"), tokenizer)
+    assert end in hf.stop_ids and end in gguf.stop_ids
+    for model in (hf, gguf):
+        out = model.generate([ids], Decoding(max_new_tokens=64))[0]
+        assert end not in out.token_ids
+        assert len(out.token_ids) < 64  # the fine-tuned tiny model learned to end its turn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BPE_FAMILIES)
+def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name, family_run, tmp_path):
+    from ftkit.acceptance import Paths, Thresholds, run_checks
+
+    run, result, _ = family_run(name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.lock"))
+    paths = Paths(str(copy / "data"), "train", str(copy / "model"), str(copy / "reports" / "evaluation_results.csv"),
+                  str(copy / "gguf"), str(copy / "reports" / "training_report.md"))
+    modelfile = copy / "gguf" / "Modelfile"
+    original = modelfile.read_text()
+    family = families.get(name)
+
+    def modelfile_status(text):
+        modelfile.write_text(text)
+        return {i.key: i.status for i in run_checks(paths, Thresholds(min_records=10))}["deploy.modelfile"]
+
+    assert modelfile_status(original) == "PASS"
+    assert modelfile_status(original.replace(f'PARAMETER stop "{family.end_of_turn}"\n', "")) == "FAIL"
+    shifted = original.replace("<|im_start|>assistant\n", "<|im_start|>assistant\n\n", 1) if "qwen" in name else \
+        original.replace("<|end_header_id|>\n\n", "<|end_header_id|>\n", 1)
+    assert modelfile_status(shifted) == "FAIL"  # one newline moved
+    if family.default_system:
+        assert modelfile_status(original.replace(family.default_system, "")) == "FAIL"
