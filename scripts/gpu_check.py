@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Prove and measure the GPU path: LoRA bf16, QLoRA NF4 and padding-free training on a random model with
-the exact Llama-2-7B shape, then merge -> GGUF (F16 + Q4_K_M) -> llama.cpp prompt and decode speed.
+the exact Llama-2-7B shape, then merge -> GGUF (F16 + Q4_K_M) -> llama.cpp prompt and decode speed; and
+the output layer at supervised positions only against every position (lora vs lora_dense, i.e.
+--no-sparse-logits) on the Llama-2-7B shape (32k vocabulary) and the Qwen2.5-7B shape (152k).
 
 Everything runs through the toolkit's own code (ftkit.train.run_training, ftkit.merge, ftkit.gguf) on
 generated data at sequence length --seq-len, with no network: random weights cost the same FLOPs and
@@ -32,6 +34,10 @@ LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers
              "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096}
 TINY = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 4, "vocab_size": 3000, "max_position_embeddings": 1024}
+QWEN25_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+             "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768}
+TINY_QWEN = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768}
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
 ANCHORS = ("LLaMA-Factory, Llama-2-7B on one A100 (published): LoRA 2,392 tokens/s/GPU at ~18 GB; "
            "QLoRA 4-bit 2,415 tokens/s at ~9 GB; Unsloth 4,007 (LoRA) and 3,726 (QLoRA)")
@@ -43,33 +49,46 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps per mode (default: 20, dry run 4)")
     ap.add_argument("--seq-len", type=int, default=None, help="tokens per example (default: 1024, dry run 256)")
     ap.add_argument("--batch-size", type=int, default=None, help="examples per step (default: 4, dry run 2)")
-    ap.add_argument("--modes", default="lora,qlora,padding_free", help="training modes (default: %(default)s)")
+    ap.add_argument("--modes", default="lora,lora_dense,qlora,padding_free",
+                    help="training modes; lora_dense is lora with the output layer at every position (default: %(default)s)")
+    ap.add_argument("--skip-qwen", action="store_true", help="skip the Qwen2.5-7B-shape output-layer comparison")
     ap.add_argument("--skip-gguf", action="store_true", help="skip merge -> GGUF -> llama.cpp (slow for 7B)")
     ap.add_argument("--work-dir", default=None, help="where the random model and outputs go (default: temporary)")
     ap.add_argument("--output", default="reports/gpu_check.json", help="JSON results (default: %(default)s)")
     return ap.parse_args(argv)
 
 
-def build_random_model(work: Path, shape: dict, dtype_name: str) -> Path:
-    """The tiny tokenizer with a random model of the given shape, saved as safetensors."""
+def build_random_model(work: Path, shape: dict, dtype_name: str, family: str = "llama2") -> Path:
+    """A random model of the given shape with the family's tokenizer (the tiny Llama's, or Qwen2.5's real
+    one), saved as safetensors."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from ftkit.tiny_model import build
+    from ftkit.tiny_model import build, write_family_tokenizer
 
-    tokenizer_dir = build(work / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(**shape, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=3,
-                         tie_word_embeddings=False)
+    out = work / f"random-{family}"
+    out.mkdir(parents=True, exist_ok=True)
+    if family == "qwen2.5":
+        write_family_tokenizer("qwen2.5", out)
+        tokenizer = AutoTokenizer.from_pretrained(out)
+        config = Qwen2Config(**shape, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+                             bos_token_id=151643, eos_token_id=151645)
+        model_class = Qwen2ForCausalLM
+    else:
+        tokenizer_dir = build(work / "tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        config = LlamaConfig(**shape, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=3,
+                             tie_word_embeddings=False)
+        model_class = LlamaForCausalLM
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype)
-    out = work / "random-model"
+        model = model_class(config).to(dtype)
     model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    (out / "tokenizer.model").write_bytes((tokenizer_dir / "tokenizer.model").read_bytes())
+    if family != "qwen2.5":
+        tokenizer.save_pretrained(out)
+        (out / "tokenizer.model").write_bytes((tokenizer_dir / "tokenizer.model").read_bytes())
     params = sum(p.numel() for p in model.parameters())
     del model
     gc.collect()
@@ -86,6 +105,7 @@ def generated_data(work: Path, tokenizer, count: int, seq_len: int) -> Path:
 
     sentences = [s for s in CORPUS_FILE.read_text(encoding="utf-8").splitlines() if len(s) > 10 and "[" not in s]
     rng = random.Random(0)
+    work.mkdir(parents=True, exist_ok=True)
     path = work / "train.jsonl"
     with open(path, "w", encoding="utf-8") as f:
         for i in range(count):
@@ -126,6 +146,7 @@ def train_mode(mode: str, model_dir: Path, data: Path, work: Path, steps: int, b
     config = TrainConfig(base_model=str(model_dir), train_data=str(data), val_data="none", output_dir=str(work / mode),
                          max_steps=steps, epochs=1, batch_size=batch, max_length=seq_len + 8, learning_rate=2e-4,
                          lora_r=8, lora_alpha=16, precision=precision, use_quantization=mode == "qlora",
+                         sparse_logits=mode != "lora_dense",
                          padding_free=mode == "padding_free", group_by_length=False, logging_steps=1,
                          warmup_ratio=0.0, lr_scheduler="constant", save_steps=10**6)
     if torch.cuda.is_available():
@@ -207,6 +228,14 @@ def main():
         tokenizer = load_tokenizer(str(model_dir))
         data = generated_data(work, tokenizer, steps * batch, seq_len)
         results = [train_mode(m, model_dir, data, work, steps, batch, seq_len, precision, params) for m in modes]
+        output_layer = {"llama2-7b" if not dry else "tiny-llama": [r for r in results if r["mode"] in ("lora", "lora_dense")]}
+        if not args.skip_qwen:
+            qwen_dir = build_random_model(work, TINY_QWEN if dry else QWEN25_7B, precision, "qwen2.5")
+            qwen_data = generated_data(work / "qwen-data", load_tokenizer(str(qwen_dir)), steps * batch, seq_len)
+            qwen_params = count_parameters(qwen_dir)
+            output_layer["qwen2.5-7b" if not dry else "tiny-qwen2.5"] = [
+                train_mode(m, qwen_dir, qwen_data, work / "qwen", steps, batch, seq_len, precision, qwen_params)
+                for m in ("lora", "lora_dense")]
         deploy = {}
         if not args.skip_gguf and (work / modes[0] / "lora_adapter").exists():
             try:
@@ -216,7 +245,7 @@ def main():
     document = {"dry_run": dry, "shape": TINY if dry else LLAMA2_7B, "parameters": params, "steps": steps,
                 "seq_len": seq_len, "batch_size": batch, "precision": precision, "hardware": hardware(),
                 "mfu_formula": "6 * N_parameters * tokens_per_s / peak_bf16_flops", "anchors": ANCHORS,
-                "training": results, "gguf": deploy}
+                "training": results, "output_layer": output_layer, "gguf": deploy}
     write_json_atomic(args.output, document)
     print(f"\nGPU path check ({'DRY RUN: tiny shapes on the CPU' if dry else 'Llama-2-7B shape, random weights'}), "
           f"{params / 1e6:,.1f} M parameters, seq {seq_len}, batch {batch}, {steps} steps, {precision}")
@@ -228,11 +257,19 @@ def main():
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
         print(f"{r['mode']:<14}{r['tokens_per_s']:>10,.0f}{r['step_time_s']:>8.2f}{r['peak_memory_gib']:>10.2f}{mfu:>7}  "
               f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} ({'fell' if r['loss_fell'] else 'DID NOT FALL'})")
+    for shape, runs in output_layer.items():
+        by_mode = {r["mode"]: r for r in runs if "skipped" not in r}
+        if {"lora", "lora_dense"} <= set(by_mode):
+            sparse, dense = by_mode["lora"], by_mode["lora_dense"]
+            print(f"output layer, {shape}: supervised positions only {sparse['tokens_per_s']:,.0f} tokens/s, "
+                  f"{sparse['peak_memory_gib']:.2f} GiB; every position {dense['tokens_per_s']:,.0f} tokens/s, "
+                  f"{dense['peak_memory_gib']:.2f} GiB ({sparse['tokens_per_s'] / dense['tokens_per_s']:.2f}x)")
     for quant, d in deploy.items():
         print(f"GGUF {quant:<8} prompt {d['prompt_tokens_per_s']:,.0f} tokens/s, decode {d['decode_tokens_per_s']:,.0f} "
               f"tokens/s, {d['size_gib']:.2f} GiB, GPU layers {d['gpu_layers']}")
     print(f"MFU = {document['mfu_formula']}\nanchors: {ANCHORS}")
-    failed = [r["mode"] for r in results if "skipped" not in r and not r["loss_fell"]]
+    every_run = results + [r for runs in output_layer.values() for r in runs]
+    failed = [r["mode"] for r in every_run if "skipped" not in r and not r["loss_fell"]]
     if failed:
         log.error("gpu-check: loss did not fall for %s", ", ".join(failed))
         return 1

@@ -19,7 +19,11 @@ def test_gpu_check_dry_run_trains_every_mode_and_measures_the_gguf(tmp_path):
     report = json.loads(output.read_text())
     assert report["dry_run"] and report["shape"]["hidden_size"] == 256 and report["parameters"] > 3_000_000
     modes = {r["mode"]: r for r in report["training"]}
-    assert set(modes) == {"lora", "qlora", "padding_free"}
+    assert set(modes) == {"lora", "lora_dense", "qlora", "padding_free"}
+    assert set(report["output_layer"]) == {"tiny-llama", "tiny-qwen2.5"}  # 32k and 152k vocabularies
+    qwen = {r["mode"]: r for r in report["output_layer"]["tiny-qwen2.5"]}
+    assert set(qwen) == {"lora", "lora_dense"} and all(r["loss_fell"] for r in qwen.values())
+    assert "output layer, tiny-qwen2.5: supervised positions only" in result.stdout
     for mode in modes.values():
         assert mode["steps"] == 6 and mode["tokens_per_s"] > 0 and mode["peak_memory_gib"] > 0
         assert mode["loss_fell"], mode
