@@ -4,6 +4,12 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# grouped targets (the data stage writes three files in one run) need GNU make 4.3 or newer
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+  $(error ftkit needs GNU make 4.3 or newer; this is $(MAKE_VERSION). On macOS: brew install make, then run gmake)
+endif
+# a stage that fails leaves no half-written target behind for the next make to trust
+.DELETE_ON_ERROR:
 
 # --- environment ---------------------------------------------------------------------------------
 VENV        ?= .venv
@@ -56,6 +62,8 @@ DATA_DIR    ?= data/finetune
 DATA_NAME   ?= train
 VAL_RATIO   ?= 0.1
 TEST_RATIO  ?= 0.1
+# the longest example (prompt + answer, in tokens) for the data stage and training alike; longer ones are
+# dropped, never cut (a preset's max_length applies when you do not set it)
 MAX_LENGTH  ?= 1024
 BENCH_RECORDS ?= 1000000
 # training: each maps to a train_lora.py flag (see `python scripts/train_lora.py --help`)
@@ -65,10 +73,8 @@ BATCH_SIZE  ?= 4
 LR          ?= 2e-4
 LORA_R      ?= 8
 LORA_ALPHA  ?= 16
-MAX_LEN     ?= $(MAX_LENGTH)
-# QUANT=1 (or QLORA=1): QLoRA, a 4-bit NF4 base; for `make gguf`, QUANT names the GGUF type(s) instead
-QUANT       ?=
-QLORA       ?= $(if $(filter 1 yes true,$(QUANT)),1)
+# QLORA=1: QLoRA, a 4-bit NF4 base (--use-quantization)
+QLORA       ?=
 # RESUME=1: continue from the latest checkpoint
 RESUME      ?=
 # NUM_GPUS>1 runs under `accelerate launch` (DDP; ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml etc.)
@@ -90,13 +96,32 @@ RATINGS     ?=
 MERGED_DIR  ?= $(MODEL_DIR)/merged_model
 GGUF_DIR    ?= models/gguf
 MODEL_NAME  ?= $(or $(FAMILY),llama2)-finetuned
-# GGUF types, several allowed: QUANT="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
-GGUF_QUANT  ?= $(or $(filter-out 1 yes true,$(QUANT)),Q4_K_M)
+# GGUF types, several allowed: GGUF_TYPES="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
+GGUF_TYPES  ?= Q4_K_M
 SYSTEM_PROMPT ?=
 # report and acceptance
 REPORT      ?= $(REPORT_DIR)/training_report.md
 MIN_RECORDS ?= 100
 MIN_TOKENS_PER_SEC ?= 5
+# old spellings that meant two things, or two knobs for one idea: refused, with the new one named
+ifneq ($(QUANT),)
+  $(error QUANT is ambiguous and no longer read: QLORA=1 trains with QLoRA; GGUF_TYPES="Q4_K_M Q8_0" picks the GGUF types)
+endif
+ifneq ($(MAX_LEN),)
+  $(error MAX_LEN is gone: MAX_LENGTH=$(MAX_LEN) sets the longest example for the data stage and training alike)
+endif
+ifneq ($(filter-out 1 0 yes no true false,$(QLORA)),)
+  $(error QLORA=$(QLORA): use QLORA=1 (QLoRA) or leave it out (LoRA))
+endif
+USE_QLORA := $(filter 1 yes true,$(QLORA))
+
+# $(call preset_value,KEY): KEY's value in TRAIN_CONFIG; $(call used,KEY,VAR): what training really uses:
+# VAR when you set it, else the preset's KEY, else VAR's default here
+preset_value = $(if $(TRAIN_CONFIG),$(shell sed -n 's/^$(1): *\([^ #]*\).*/\1/p' $(TRAIN_CONFIG) 2>/dev/null))
+from_preset = $(and $(TRAIN_CONFIG),$(filter file default,$(origin $(2))),$(call preset_value,$(1)))
+used = $(if $(call from_preset,$(1),$(2)),$(call preset_value,$(1)),$($(2)))
+shown = $(2)=$(call used,$(1),$(2))$(if $(call from_preset,$(1),$(2)), [$(TRAIN_CONFIG)])
+
 ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(MODEL_DIR) --eval-output $(EVAL_OUTPUT) \
   --gguf-dir $(GGUF_DIR)
 
@@ -118,7 +143,9 @@ help: ## list the targets
 	@echo "main variables (all listed, with comments, at the top of the Makefile; any can be set: make train EPOCHS=1):"
 	@echo "  FAMILY=$(FAMILY) (llama2 llama3 qwen2.5 qwen3; empty: detected) BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA)"
 	@echo "  DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
-	@echo "  EPOCHS=$(EPOCHS) BATCH_SIZE=$(BATCH_SIZE) LR=$(LR) LORA_R=$(LORA_R) LORA_ALPHA=$(LORA_ALPHA) QUANT=$(QUANT) NUM_GPUS=$(NUM_GPUS)"
+	@echo "  training (the values used; [file]: from that preset): $(call shown,epochs,EPOCHS) $(call shown,batch_size,BATCH_SIZE)"
+	@echo "    $(call shown,learning_rate,LR) $(call shown,lora_r,LORA_R) $(call shown,lora_alpha,LORA_ALPHA) $(call shown,max_length,MAX_LENGTH)"
+	@echo "    QLORA=$(QLORA) NUM_GPUS=$(NUM_GPUS) GGUF_TYPES=\"$(GGUF_TYPES)\""
 	@echo "  TRAIN_CONFIG=$(TRAIN_CONFIG) GGUF_DIR=$(GGUF_DIR) MODEL_NAME=$(MODEL_NAME) REPORT_DIR=$(REPORT_DIR) RUN=$(RUN) FLAVOUR=$(FLAVOUR)"
 
 setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent)
@@ -153,7 +180,8 @@ DATA_SPLITS := $(foreach split,train validation test,$(DATA_DIR)/$(DATA_NAME)_$(
 
 DATA_CMD = scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FORMAT) --format-type $(FORMAT_TYPE) \
   $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
-  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(MAX_LENGTH) --tokenizer $(BASE_MODEL) \
+  --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(call used,max_length,MAX_LENGTH) \
+  --tokenizer $(BASE_MODEL) \
   $(FAMILY_FLAG)
 
 $(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py ftkit/families.py $(TOKENIZER_DEP) \
@@ -168,8 +196,8 @@ TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   --base-model $(BASE_MODEL) --output-dir $(MODEL_DIR) --train-data $(TRAIN_FILE) --val-data $(VAL_FILE) \
   $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
-  $(call train_flag,--max-length,MAX_LEN) $(call train_flag,--seed,SEED) \
-  $(if $(QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) $(TRAIN_ARGS)
+  $(call train_flag,--max-length,MAX_LENGTH) $(call train_flag,--seed,SEED) \
+  $(if $(USE_QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) $(TRAIN_ARGS)
 TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(RUN_PY) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
   $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(RUN_PY))
 TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
@@ -180,7 +208,7 @@ $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftki
 		$(call settings,$(MODEL_DIR)/.settings-train,$(filter-out --resume,$(TRAIN_LAUNCH) $(TRAIN_FLAGS))) | $(PY_DEP)
 	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
 
-train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QUANT=1 NUM_GPUS=...)
+train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QLORA=1 NUM_GPUS=...)
 
 ADAPTER := $(MODEL_DIR)/lora_adapter/adapter_config.json
 TEST_FILE ?= $(DATA_DIR)/$(DATA_NAME)_test.jsonl
@@ -208,9 +236,9 @@ merge: $(MERGED_DIR)/config.json ## merge the adapter into the base (16/32-bit) 
 
 MODELFILE := $(GGUF_DIR)/Modelfile
 # the file the Modelfile points at: the first non-F16 type asked for (a new type re-runs the stage)
-GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_QUANT)) F16).gguf
+GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_TYPES)) F16).gguf
 
-GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_QUANT) --output-dir $(GGUF_DIR) \
+GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_TYPES) --output-dir $(GGUF_DIR) \
   --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") \
   $(FAMILY_FLAG)
 
@@ -218,7 +246,7 @@ $(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prom
 		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP)
 	$(RUN_PY) $(GGUF_CMD)
 
-gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (QUANT=Q4_K_M), verify, write the Modelfile
+gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile
 
 ollama: $(GGUF_MAIN) | $(PY_DEP) ## ollama create + smoke test (prints the commands when ollama is absent)
 	$(RUN_PY) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)

@@ -16,47 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ftkit import prompts
+from ftkit.artifacts import Paths
 from ftkit.io import sha256_file
 
 CHECKLIST_MIN_RECORDS = 100
 DEFAULT_MIN_TOKENS_PER_SECOND = 5.0
 SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval": "模型评估 Evaluation",
             "deploy": "模型部署 Deployment", "docs": "文档记录 Documentation"}
-
-
-@dataclass
-class Paths:
-    data_dir: str = "data/finetune"
-    data_name: str = "train"
-    model_dir: str = "models/finetuned"
-    eval_output: str = "reports/evaluation_results.csv"
-    gguf_dir: str = "models/gguf"
-    report: str = "reports/training_report.md"
-
-    def split(self, name: str) -> Path:
-        return Path(self.data_dir) / f"{self.data_name}_{name}.jsonl"
-
-    @property
-    def stats(self) -> Path:
-        return Path(self.data_dir) / f"{self.data_name}_stats.json"
-
-    @property
-    def summary(self) -> Path:
-        return Path(f"{self.eval_output}.summary.json")
-
-    @staticmethod
-    def add_flags(parser) -> None:
-        """The artifact locations as command-line flags (make_report.py and acceptance_check.py)."""
-        d = Paths()
-        parser.add_argument("--data-dir", default=d.data_dir, help="prepared data folder (default: %(default)s)")
-        parser.add_argument("--data-name", default=d.data_name, help="prepared data --output-name (default: %(default)s)")
-        parser.add_argument("--model-dir", default=d.model_dir, help="training output folder (default: %(default)s)")
-        parser.add_argument("--eval-output", default=d.eval_output, help="evaluation CSV (default: %(default)s)")
-        parser.add_argument("--gguf-dir", default=d.gguf_dir, help="GGUF folder (default: %(default)s)")
-
-    @classmethod
-    def from_args(cls, args, report: str) -> Paths:
-        return cls(args.data_dir, args.data_name, args.model_dir, args.eval_output, args.gguf_dir, report)
 
 
 @dataclass
@@ -335,7 +301,7 @@ class Checker:
         note = " [threshold overridden]" if self.thresholds.min_tokens_per_second != DEFAULT_MIN_TOKENS_PER_SECOND else ""
         if rate < self.thresholds.min_tokens_per_second:
             raise Fail(f"{rate:.1f} tokens/s < {self.thresholds.min_tokens_per_second:g}{note} ({target.name}, measured now)",
-                       "use a smaller quantization (QUANT=Q4_K_M) or a GPU (n_gpu_layers)")
+                       "use a smaller quantization (GGUF_TYPES=Q4_K_M) or a GPU (n_gpu_layers)")
         return f"{rate:.1f} tokens/s >= {self.thresholds.min_tokens_per_second:g}{note} ({target.name}, measured now, CPU)"
 
     def deploy_quality(self) -> str:

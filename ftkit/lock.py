@@ -1,13 +1,15 @@
-"""One run per output folder: a lock file naming its owner, refused while the owner lives.
+"""One run per output folder: an advisory lock held by the operating system, released when its owner dies.
 
 Two runs writing into the same folder would interleave checkpoints and overwrite each other's
-results. A run takes `<folder>/.ftkit.lock` (created exclusively, holding pid, host and command); a
-second run is refused with the owner's pid. A lock whose process is gone (a crash, kill -9) is taken
-over with a log line.
+results. A run holds an exclusive `flock` on `<folder>/.ftkit.lock` and writes its pid, host and
+command into it; a second run is refused with that owner's pid and command. The kernel drops the lock
+when the process ends in any way (exit, crash, kill -9, a container stopped), so no guessing from
+pids or host names is needed: a lock file nobody holds is simply taken.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -22,21 +24,29 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".ftkit.lock"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _read(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def _acquire(path: Path) -> int | None:
+    """An open descriptor holding the lock on `path`, or None when another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed the file as we locked it: lock the one now at that path
 
 
 @contextlib.contextmanager
@@ -48,28 +58,20 @@ def output_lock(folder: str | os.PathLike, stage: str):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
+    left = _read(path)
+    fd = _acquire(path)
+    if fd is None:
+        owner = _read(path)
+        raise UserError(f"{folder} is in use by another run ({owner.get('stage')}, pid {owner.get('pid')} on "
+                        f"{owner.get('host')}: {owner.get('command', '?')}); wait for it to finish")
+    if left.get("pid"):
+        log.info("%s: the lock file of pid %s is no longer held (that run ended); taking it", folder, left["pid"])
     me = {"pid": os.getpid(), "host": socket.gethostname(), "stage": stage, "started": time.time(),
           "command": " ".join(sys.argv)}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _read(path)
-            pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and host == me["host"] and _alive(pid) and pid != me["pid"]:
-                raise UserError(f"{folder} is in use by another run ({owner.get('stage')}, pid {pid}: "
-                                f"{owner.get('command', '?')}); wait for it to finish") from None
-            if host not in (None, me["host"]):
-                raise UserError(f"{folder} is locked by a run on host {host} (pid {pid}); if that run is over, "
-                                f"delete {path}") from None
-            log.warning("%s: taking over a stale lock of pid %s (that process is gone)", folder, pid)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(me, f)
-        break
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(me).encode())
     try:
         yield
     finally:
-        if _read(path).get("pid") == me["pid"]:
-            path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # before unlocking, so a waiting run never locks a file about to vanish
+        os.close(fd)

@@ -58,14 +58,56 @@ def load_yaml(path: str, schema) -> dict:
         raise ValueError(f"--config {path}: invalid YAML ({err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a mapping of option names to values")
-    names = {f.name for f in dataclasses.fields(schema)}
+    fields = {f.name: f for f in dataclasses.fields(schema)}
     values = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
-        if name not in names:
+        if name not in fields:
             raise ValueError(f"--config {path}: unknown option {key!r}")
-        values[name] = value
+        values[name] = typed_value(value, fields[name], f"--config {path}: {key}")
     return values
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def typed_value(value, field: dataclasses.Field, where: str):
+    """A YAML value converted to its field's type, as the command line would convert it: PyYAML reads
+    `2e-4` (no dot) as a string, `yes` as a boolean; people write both. Wrong types are named here."""
+    kind = _base_type(field.type)
+    if value is None:
+        return None
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                converted = value
+            elif str(value).strip().lower() in _TRUE + _FALSE:
+                converted = str(value).strip().lower() in _TRUE
+            else:
+                raise ValueError
+        elif kind is int:
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or not isinstance(number, int | float) or float(number) != int(number):
+                raise ValueError
+            converted = int(number)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            converted = float(value)
+        elif kind is str:
+            if isinstance(value, list | dict):
+                raise ValueError
+            converted = str(value)
+        else:
+            converted = value
+    except (TypeError, ValueError):
+        expected = {bool: "true or false", int: "a whole number", float: "a number (2e-4, 0.0002)",
+                    str: "a text"}.get(kind, getattr(kind, "__name__", str(kind)))
+        raise ValueError(f"{where}: expected {expected}, got {value!r}") from None
+    choices = field.metadata.get("choices")
+    if choices and converted not in choices:
+        raise ValueError(f"{where}: {converted!r} is not one of {', '.join(map(str, choices))}")
+    return converted
 
 
 def parse(schema, parser: argparse.ArgumentParser, argv=None):

@@ -89,6 +89,32 @@ def _apply_columns(data: dict, columns: dict[str, str]) -> dict:
     return renamed
 
 
+# words that name each alpaca field in the layouts people bring (zh_instruction, question, 问题, ...)
+_FIELD_WORDS = {"instruction": ("instruction", "question", "prompt", "query", "问题", "指令", "提问"),
+                "input": ("input", "context", "输入", "上下文"),
+                "output": ("output", "answer", "response", "completion", "回答", "答案", "输出")}
+
+
+def column_hint(fields: Counter) -> str:
+    """For records in no known layout: the field names seen and a --columns mapping to try."""
+    if not fields:
+        return ""
+    seen = [name for name, _ in fields.most_common(12)]
+    mapping = {}
+    for canonical, words in _FIELD_WORDS.items():
+        match = next((name for name in seen if name not in mapping.values()
+                      and any(word in name.lower() for word in words)), None)
+        if match:
+            mapping[canonical] = match
+    text = f"; the records' fields are: {', '.join(seen)}"
+    if "instruction" in mapping and "output" in mapping:
+        spec = ",".join(f"{k}={v}" for k, v in mapping.items())
+        text += f". Map them to instruction/input/output with --columns {spec} (make data COLUMNS={spec})"
+    else:
+        text += ". Name which is the question and which the answer with --columns instruction=FIELD,output=FIELD"
+    return text
+
+
 def _detect_type(data: dict, requested: str) -> str:
     if requested != "auto":
         return requested
@@ -405,6 +431,7 @@ class _Stage:
         self.dedup = DedupIndex()
         self.category_ids: dict[object, int] = {}
         self.categories = array("H")  # category id per kept record, for the stratified split
+        self.unknown_fields: Counter = Counter()  # field names of records in no known layout, for the hint
 
     def parse(self, records: list[RawRecord]) -> _Chunk:
         chunk = _Chunk(start=self.summary.input_records)
@@ -415,6 +442,8 @@ class _Stage:
             except Rejected as err:
                 self.summary.rejected[err.reason] += 1
                 chunk.rejections.append((position, _rejection(raw, err.reason, err.detail)))
+                if err.reason == "unknown_format" and isinstance(raw.data, dict):
+                    self.unknown_fields.update(str(k) for k in raw.data)
                 continue
             text = prompts.render_text(parsed.conv, self.tokenizer)
             if len(text) > self.config.max_length * MAX_CHARS_PER_TOKEN:
@@ -507,7 +536,8 @@ def _prepare_into(config: PrepareConfig, progress) -> Summary:
         summary = stage.summary
         if summary.kept == 0:
             raise InputError(f"{', '.join(config.inputs)}: no valid record remains "
-                             f"(rejected: {dict(summary.rejected) or 'none'}, duplicates: {sum(summary.duplicates.values())})")
+                             f"(rejected: {dict(summary.rejected) or 'none'}, duplicates: {sum(summary.duplicates.values())})"
+                             f"{column_hint(stage.unknown_fields)}")
         labels = assign_splits(stage.categories, config.val_ratio, config.test_ratio, config.seed)
         category_names = {v: k for k, v in stage.category_ids.items()}
         _write_splits(kept_path, labels, out_dir, name, summary, category_names, stage.categories)

@@ -14,7 +14,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ftkit.acceptance import Paths
+from ftkit.artifacts import Paths
 from ftkit.io import write_text_atomic
 from ftkit.train_outputs import git_commit, hardware, package_versions
 

@@ -22,7 +22,8 @@ from ftkit.cli import run, setup_logging
 
 
 def main():
-    from ftkit.acceptance import CHECKLIST_MIN_RECORDS, DEFAULT_MIN_TOKENS_PER_SECOND, Paths
+    from ftkit.acceptance import CHECKLIST_MIN_RECORDS, DEFAULT_MIN_TOKENS_PER_SECOND
+    from ftkit.artifacts import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)

@@ -18,7 +18,7 @@ from ftkit.cli import log, run, setup_logging
 
 
 def main():
-    from ftkit.acceptance import Paths
+    from ftkit.artifacts import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)

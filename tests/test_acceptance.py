@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_script
 
-from ftkit.acceptance import Paths, Thresholds, run_checks
+from ftkit.acceptance import Thresholds, run_checks
+from ftkit.artifacts import Paths
 from ftkit.report import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +209,28 @@ def test_make_all_skips_finished_stages_and_reruns_what_a_changed_input_affects(
     run_make("data", *variables)  # really redo the data stage (make -n cannot show what follows from it)
     planned = run_make("-n", "all", *variables).stdout
     assert all(s in planned for s in stages[1:]), planned  # everything downstream of the data is redone
+
+
+def test_a_changed_setting_reruns_its_stage_and_every_later_one_and_the_same_command_twice_does_nothing(
+        finished_run, tiny_model_dir, tmp_path):
+    from conftest import run_make
+
+    run = copy_of(finished_run, tmp_path)
+    variables = [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
+                 f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
+                 f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", "RUN=local"]
+    stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
+
+    def planned(*extra):
+        out = run_make("-n", "all", *variables, *extra).stdout
+        return [s for s in stages if s in out]
+
+    assert planned() == []
+    assert planned("EPOCHS=1") == list(stages[1:])  # the data do not depend on the epochs; all after it does
+    run_make("train", *variables, "EPOCHS=1")  # really retrain (seconds on the tiny model)
+    assert "train_lora.py" not in run_make("-n", "train", *variables, "EPOCHS=1").stdout  # twice: nothing to do
+    assert planned("EPOCHS=1") == list(stages[2:])  # what follows the new adapter is still to redo
+    assert planned("EPOCHS=1", "GGUF_TYPES=Q8_0")[-1] == "convert_to_gguf.py"
+    assert "convert_to_gguf.py" in planned("EPOCHS=1", "SYSTEM_PROMPT=你是助手")
+    assert planned("EPOCHS=1", "MAX_LENGTH=512") == list(stages)  # the data stage's own setting
+    assert planned("EPOCHS=1", "BASE_MODEL=models/other") == list(stages)  # another tokenizer measures lengths

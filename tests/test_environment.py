@@ -96,3 +96,12 @@ def test_a_missing_local_model_folder_is_named_plainly(script, args):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "no such" in last and "folder" in last, last
+
+
+def test_an_old_make_is_refused_with_a_clear_message_and_failed_targets_are_deleted():
+    from conftest import run_make
+
+    old = run_make("help", ".FEATURES=", check=False)  # what make 3.81 (macOS) reports: no grouped targets
+    assert old.returncode != 0 and "needs GNU make 4.3 or newer" in old.stderr and "brew install make" in old.stderr
+    database = run_make("-pn", "help").stdout
+    assert "\n.DELETE_ON_ERROR:" in database

@@ -334,7 +334,8 @@ def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name, family_run, tmp_path):
-    from ftkit.acceptance import Paths, Thresholds, run_checks
+    from ftkit.acceptance import Thresholds, run_checks
+    from ftkit.artifacts import Paths
 
     run, result, _ = family_run(name)
     assert result.returncode == 0, result.stderr[-3000:]

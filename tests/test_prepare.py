@@ -268,3 +268,21 @@ def test_guide_steps_1_and_2_verbatim(tmp_path, tiny_model_dir):
         assert (tmp_path / "data" / "finetune" / f"train_{split}.jsonl").stat().st_size > 0
     stats = json.loads((tmp_path / "data" / "finetune" / "train_stats.json").read_text())
     assert stats["counts"]["kept"] >= 100 and stats["token_lengths"]["tokenizer"] == "models/tiny-llama"
+
+
+def test_records_in_no_known_layout_get_their_fields_and_a_columns_mapping(tmp_path):
+    from conftest import run_script
+
+    path = write_jsonl(tmp_path / "zh.jsonl", [{"zh_instruction": f"问题{i}", "zh_input": "", "zh_output": f"回答{i}"}
+                                               for i in range(20)])
+    result = run_script("prepare_data.py", "--input", str(path), "--output-dir", str(tmp_path / "o"), "--tokenizer", "none")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "zh_instruction, zh_input, zh_output" in line
+    assert "--columns instruction=zh_instruction,input=zh_input,output=zh_output" in line and "make data COLUMNS=" in line
+    mapped = run_script("prepare_data.py", "--input", str(path), "--output-dir", str(tmp_path / "o"), "--tokenizer", "none",
+                        "--columns", "instruction=zh_instruction,input=zh_input,output=zh_output")
+    assert mapped.returncode == 0, mapped.stderr[-2000:]  # the proposed mapping works as printed
+    vague = write_jsonl(tmp_path / "v.jsonl", [{"a": "x", "b": "y"}])
+    result = run_script("prepare_data.py", "--input", str(vague), "--output-dir", str(tmp_path / "p"), "--tokenizer", "none")
+    assert "fields are: a, b" in result.stderr and "--columns instruction=FIELD,output=FIELD" in result.stderr

@@ -164,30 +164,44 @@ def test_kill_9_during_gguf_conversion_leaves_no_gguf_it_did_not_finish(merged, 
 
 # --- concurrency -------------------------------------------------------------------------------
 
-def write_lock(folder: Path, pid: int):
-    import socket
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from ftkit.lock import output_lock
+with output_lock(sys.argv[1], "data"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ".ftkit.lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "stage": "data",
-                                                    "command": "prepare_data.py (the other run)"}))
 
-
-def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
+def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"instruction": "问", "output": "答"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    other = subprocess.Popen(["sleep", "60"])
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out"), str(ROOT)],
+                             stdout=subprocess.PIPE, text=True)
     try:
-        write_lock(tmp_path / "out", other.pid)
+        assert other.stdout.readline().strip() == "locked"
         line = one_line_error(cli("prepare_data.py", "--input", str(data), "--output-dir", str(tmp_path / "out"),
                                   "--tokenizer", "none"))
-        assert f"in use by another run (data, pid {other.pid}" in line
+        assert f"in use by another run (data, pid {other.pid}" in line and "HOLD" not in line
         assert not (tmp_path / "out" / "train_train.jsonl").exists()
     finally:
-        other.kill()
+        other.kill()  # kill -9: no clean-up runs, the lock file stays behind, the kernel drops the lock
         other.wait()
+    assert (tmp_path / "out" / ".ftkit.lock").exists()
     result = cli("prepare_data.py", "--input", str(data), "--output-dir", str(tmp_path / "out"), "--tokenizer", "none")
-    assert result.returncode == 0 and "taking over a stale lock" in result.stderr  # its owner is gone now
+    assert result.returncode == 0 and f"pid {other.pid} is no longer held" in result.stderr
     assert not (tmp_path / "out" / ".ftkit.lock").exists()  # released at the end
+
+
+def test_a_lock_left_on_another_host_does_not_block(tmp_path):
+    """A container gets a new host name each run: a lock file it left must not need deleting by hand."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".ftkit.lock").write_text(json.dumps({"pid": 1, "host": "container-from-yesterday"}))
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "问", "output": "答"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = cli("prepare_data.py", "--input", str(data), "--output-dir", str(tmp_path / "out"), "--tokenizer", "none")
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_two_real_runs_at_once_one_waits_its_turn_or_is_refused(tmp_path, tiny_model_dir):

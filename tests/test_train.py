@@ -58,6 +58,25 @@ def test_yaml_config_keys_are_the_flags_and_the_command_line_wins(tmp_path):
     assert exit_info.value.code == 2
 
 
+def test_yaml_values_are_converted_by_their_field_type_as_people_write_them(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    # PyYAML reads 2e-4 (no dot) as a string and "3" as a string; both are what people write
+    config.write_text('learning_rate: 2e-4\nepochs: "3"\nlora_r: 1.6e1\ngradient_checkpointing: "yes"\n'
+                      "group_by_length: off\nval_data: none\n")
+    parsed = parse(TrainConfig, build_parser(TrainConfig, ""), ["--config", str(config)])
+    assert (parsed.learning_rate, parsed.epochs, parsed.lora_r) == (2e-4, 3.0, 16)
+    assert parsed.gradient_checkpointing is True and parsed.group_by_length is False and parsed.val_data is None
+    for bad, says in (("lora_r: 2.5", "lora_r: expected a whole number, got 2.5"),
+                      ("learning_rate: fast", "learning_rate: expected a number (2e-4, 0.0002), got 'fast'"),
+                      ("packing: maybe", "packing: expected true or false, got 'maybe'"),
+                      ("eval_strategy: daily", "eval_strategy: 'daily' is not one of epoch, steps, no"),
+                      ("base_model: [a, b]", "base_model: expected a text")):
+        config.write_text(bad + "\n")
+        with pytest.raises(SystemExit) as exit_info:
+            parse(TrainConfig, build_parser(TrainConfig, ""), ["--config", str(config)])
+        assert exit_info.value.code == 2 and says in capsys.readouterr().err, bad
+
+
 def test_shipped_presets_parse(tmp_path):
     for preset in sorted((ROOT / "configs").glob("*.yaml")):
         parsed = parse(TrainConfig, build_parser(TrainConfig, ""), ["--config", str(preset)])
@@ -209,8 +228,23 @@ def test_two_process_ddp_really_runs_two_ranks(prepared_data, tiny_model_dir, tm
     assert model(torch.tensor([[1, 260, 263]])).logits.shape[-1] == 3000
 
 
+def test_one_meaning_per_make_variable_and_help_shows_the_values_used():
+    refused = run_make("-n", "train", "QUANT=1", check=False)
+    assert refused.returncode != 0 and "QLORA=1 trains with QLoRA" in refused.stderr and "GGUF_TYPES=" in refused.stderr
+    assert "MAX_LENGTH=512 sets" in run_make("-n", "train", "MAX_LEN=512", check=False).stderr
+    assert "QLORA=maybe" in run_make("-n", "train", "QLORA=maybe", check=False).stderr
+    gguf = run_make("-n", "-B", "gguf", 'GGUF_TYPES=Q8_0 F16', "RUN=local").stdout
+    assert "--quantization Q8_0 F16" in gguf
+    # one max length for both stages, even while the tiny preset supplies the other hyperparameters
+    planned = run_make("-n", "-B", "train", "MAX_LENGTH=512", "RUN=local").stdout
+    assert planned.count("--max-length 512") == 2, planned  # prepare_data.py and train_lora.py
+    shown = run_make("help").stdout
+    assert "EPOCHS=5 [configs/tiny-cpu.yaml]" in shown and "LR=2.0e-3 [configs/tiny-cpu.yaml]" in shown
+    assert "EPOCHS=2 BATCH_SIZE=8 [configs/tiny-cpu.yaml]" in run_make("help", "EPOCHS=2").stdout
+
+
 def test_make_train_passes_every_variable():
-    out = run_make("-n", "-B", "train", "EPOCHS=1", "BATCH_SIZE=2", "LR=1e-3", "LORA_R=4", "LORA_ALPHA=8", "QUANT=1",
+    out = run_make("-n", "-B", "train", "EPOCHS=1", "BATCH_SIZE=2", "LR=1e-3", "LORA_R=4", "LORA_ALPHA=8", "QLORA=1",
                    "NUM_GPUS=2", "MODEL_DIR=/tmp/m", "BASE_MODEL=/tmp/base", "RUN=local").stdout.splitlines()[-1]
     assert "accelerate.commands.launch --num_processes 2 --multi_gpu scripts/train_lora.py" in out
     for flag in ("--epochs 1", "--batch-size 2", "--learning-rate 1e-3", "--lora-r 4", "--lora-alpha 8",

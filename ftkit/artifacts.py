@@ -1,0 +1,41 @@
+"""Where a run's artifacts lie: one place that every reader of a finished run (the report, the
+acceptance check) asks, below both of them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Paths:
+    data_dir: str = "data/finetune"
+    data_name: str = "train"
+    model_dir: str = "models/finetuned"
+    eval_output: str = "reports/evaluation_results.csv"
+    gguf_dir: str = "models/gguf"
+    report: str = "reports/training_report.md"
+
+    def split(self, name: str) -> Path:
+        return Path(self.data_dir) / f"{self.data_name}_{name}.jsonl"
+
+    @property
+    def stats(self) -> Path:
+        return Path(self.data_dir) / f"{self.data_name}_stats.json"
+
+    @property
+    def summary(self) -> Path:
+        return Path(f"{self.eval_output}.summary.json")
+
+    @staticmethod
+    def add_flags(parser) -> None:
+        """The artifact locations as command-line flags (make_report.py and acceptance_check.py)."""
+        d = Paths()
+        parser.add_argument("--data-dir", default=d.data_dir, help="prepared data folder (default: %(default)s)")
+        parser.add_argument("--data-name", default=d.data_name, help="prepared data --output-name (default: %(default)s)")
+        parser.add_argument("--model-dir", default=d.model_dir, help="training output folder (default: %(default)s)")
+        parser.add_argument("--eval-output", default=d.eval_output, help="evaluation CSV (default: %(default)s)")
+        parser.add_argument("--gguf-dir", default=d.gguf_dir, help="GGUF folder (default: %(default)s)")
+
+    @classmethod
+    def from_args(cls, args, report: str) -> Paths:
+        return cls(args.data_dir, args.data_name, args.model_dir, args.eval_output, args.gguf_dir, report)
