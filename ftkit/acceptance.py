@@ -114,8 +114,8 @@ class Checker:
         return f"{checked} records have instruction/input/output (and messages)"
 
     def data_splits(self) -> str:
+        from ftkit.loading import conversation_of
         from ftkit.prepare import normalise, question_key
-        from ftkit.train import conversation_of
 
         stats = _json(self.paths.stats, "run `make data`")
         keys, counts = {}, {}
@@ -322,7 +322,7 @@ class Checker:
     def _family(self):
         """The chat family of the merged model (the training run's --family, if one was given)."""
         from ftkit import families
-        from ftkit.train import load_tokenizer
+        from ftkit.loading import load_tokenizer
 
         if getattr(self, "_tokenizer", None) is None:
             manifest = Path(self.paths.model_dir) / "run_manifest.json"

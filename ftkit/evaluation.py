@@ -17,7 +17,7 @@ from ftkit import faults, metrics, prompts
 from ftkit.cli import UserError
 from ftkit.inference import Decoding, perplexity
 from ftkit.io import atomic_path, sha256_file, write_json_atomic
-from ftkit.train import conversation_of, read_jsonl
+from ftkit.loading import conversation_of, read_jsonl
 
 log = logging.getLogger(__name__)
 

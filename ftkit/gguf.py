@@ -22,8 +22,9 @@ from pathlib import Path
 
 from ftkit import faults, prompts
 from ftkit.cli import UserError
-from ftkit.inference import Decoding, GGUFChatModel, HFChatModel, load_hf
+from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
 from ftkit.io import write_json_atomic
+from ftkit.loading import load_hf
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def agreement(reference_logits, logits) -> dict:
 
 def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> list[list[int]]:
     """Prompt + answer ids from the test split, up to about `positions` tokens in all."""
-    from ftkit.train import conversation_of, read_jsonl
+    from ftkit.loading import conversation_of, read_jsonl
 
     convs = [conversation_of(r) for r in read_jsonl(test_data)] if test_data and Path(test_data).exists() else []
     convs += [prompts.Conversation(c.turns[:-1] + (prompts.Turn(c.turns[-1].user, "好的。"),), c.system)
@@ -186,8 +187,8 @@ def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], t
 def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
              check: bool = True, n_gpu_layers: int = 0, family: str | None = None) -> dict:
     """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
+    from ftkit.loading import load_tokenizer
     from ftkit.merge import refuse_quantized
-    from ftkit.train import load_tokenizer
 
     if not Path(model_path, "config.json").exists():
         raise UserError(f"{model_path}: no config.json (run `make merge` first: the GGUF is made from the merged model)")

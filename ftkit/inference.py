@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit import families
-from ftkit.cli import UserError, check_model_source
+from ftkit.cli import UserError
+from ftkit.loading import load_hf, load_tokenizer
 
 CONTEXT_CAP = 4096  # tokens; what Ollama's num_ctx is capped at too
 
@@ -245,31 +246,6 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
 
 
-def pickle_hint(path: str) -> str:
-    """Why a folder that has only pickled weights would not load, and the way out."""
-    if any(Path(path).glob("*.bin")) and not any(Path(path).glob("*.safetensors")):
-        return ("; its weights are pickle files (*.bin), which can run code when loaded: convert them to "
-                "safetensors, or pass --allow-pickle if you trust their source")
-    return ""
-
-
-def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = False):
-    """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors unless allow_pickle."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    check_model_source(path)
-    cuda = torch.cuda.is_available()
-    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=not allow_pickle, device_map="auto" if cuda else None)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the model {path} ({str(err).splitlines()[0]}){pickle_hint(path)}") from None
-    model.eval()
-    return model
-
-
 def load_models(base_model: str, lora_model: str | None = None, merged_model: str | None = None,
                 gguf: str | None = None, trust_remote_code: bool = False, with_base: bool = True,
                 allow_pickle: bool = False, family: str | None = None):
@@ -277,7 +253,6 @@ def load_models(base_model: str, lora_model: str | None = None, merged_model: st
 
     With a LoRA adapter, base and fine-tuned share one copy of the weights (the adapter switched off
     for the base)."""
-    from ftkit.train import load_tokenizer
 
     if sum(x is not None for x in (lora_model, merged_model, gguf)) > 1:
         raise UserError("give only one of --lora-model, --merged-model, --gguf")

@@ -84,8 +84,7 @@ def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "aut
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ftkit.inference import pickle_hint
-    from ftkit.train import copy_sentencepiece_model, load_tokenizer
+    from ftkit.loading import copy_sentencepiece_model, load_tokenizer, pickle_hint
 
     check_model_source(base_model, "base model")
     if not Path(adapter, "adapter_config.json").exists():

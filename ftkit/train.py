@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit import families, prompts
-from ftkit.cli import UserError, check_model_source
+from ftkit.cli import UserError
 from ftkit.io import atomic_dir, write_json_atomic
+from ftkit.loading import conversation_of, copy_sentencepiece_model, load_tokenizer, pickle_hint, read_jsonl
 from ftkit.options import option
 
 log = logging.getLogger(__name__)
@@ -88,23 +88,6 @@ class TrainConfig:
 
 # --- data ----------------------------------------------------------------------------------------
 
-def read_jsonl(path: str) -> list[dict]:
-    """A prepared split, read by the data stage's own JSONL reader (line numbers in errors)."""
-    from ftkit.readers import InputError, read_records
-
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such file (run `make data` first)")
-    try:
-        return [record.data for record in read_records(path, "jsonl", "utf-8")]
-    except InputError as err:
-        raise UserError(str(err)) from None
-
-
-def conversation_of(record: dict) -> prompts.Conversation:
-    """A prepared record (messages) or a raw alpaca one."""
-    return prompts.from_messages(record["messages"]) if "messages" in record else prompts.from_alpaca(record)
-
-
 @dataclass
 class Encoded:
     rows: list[dict]          # {"input_ids", "labels"}
@@ -158,33 +141,10 @@ def check_4bit_possible() -> None:
                         "train without it, or on a CUDA GPU") from None
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False, family: str | None = None):
-    """The tokenizer, bound to its chat family (detected, or `family`), with a pad token that is never
-    the end of a turn."""
-    from transformers import AutoTokenizer
-
-    from ftkit import families
-
-    check_model_source(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the tokenizer of {name} ({str(err).splitlines()[0]})") from None
-    if tokenizer.pad_token is None:
-        # Llama-2 and Llama-3 ship no pad token. Labels of padding are -100 and attention masks them, so
-        # any id works; one that is not EOS keeps the end of a turn unambiguous.
-        spare = next((t for t in ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>")
-                      if t in tokenizer.get_vocab()), None)
-        tokenizer.pad_token = tokenizer.unk_token or spare or tokenizer.eos_token
-    families.bind(tokenizer, family)
-    return tokenizer
-
-
 def load_model(config: TrainConfig, precision: str):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from ftkit.inference import pickle_hint
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, "use_safetensors": not config.allow_pickle}
@@ -406,22 +366,6 @@ def _ranks_that_trained() -> list[int]:
     ranks = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, dist.get_rank())
     return sorted(ranks)
-
-
-def copy_sentencepiece_model(base_model: str, dest: Path) -> None:
-    """save_pretrained writes tokenizer.json but not tokenizer.model, which llama.cpp needs for exact
-    sentencepiece conversion."""
-    source = Path(base_model) / "tokenizer.model"
-    if not source.exists():
-        if Path(base_model).is_dir():
-            return  # a local model without one: a byte-level BPE tokenizer (Qwen, Llama-3) needs none
-        try:
-            from huggingface_hub import hf_hub_download
-
-            source = Path(hf_hub_download(base_model, "tokenizer.model"))
-        except Exception:  # noqa: BLE001 - a model without a sentencepiece file is fine
-            return
-    shutil.copy(source, dest / "tokenizer.model")
 
 
 def summarize(metrics: dict) -> str:

@@ -32,7 +32,7 @@ def parse_args(argv=None):
 
 def prompt_ids(args, tokenizer) -> list[list[int]]:
     from ftkit import prompts, sample_data
-    from ftkit.train import conversation_of, read_jsonl
+    from ftkit.loading import conversation_of, read_jsonl
 
     convs = [conversation_of(r).without_last_answer() for r in read_jsonl(args.test_data)] if Path(args.test_data).exists() else []
     for record in sample_data.generate(sample_data.pool_size(), seed=1):

@@ -36,8 +36,7 @@ def main():
     from llama_cpp import Llama
 
     from ftkit import prompts
-    from ftkit.inference import load_hf
-    from ftkit.train import load_tokenizer
+    from ftkit.loading import load_hf, load_tokenizer
 
     tokenizer = load_tokenizer(args.merged_model)
     ids = prompts.render_ids(prompts.from_alpaca({"instruction": "请介绍一下北京。"}), tokenizer).prompt_ids

@@ -64,7 +64,7 @@ def main():
     print(gguf.format_table(report))
     log.info("gguf: report in %s/quant_report.json", args.output_dir)
     if args.create_modelfile:
-        from ftkit.train import load_tokenizer
+        from ftkit.loading import load_tokenizer
 
         chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
         target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)

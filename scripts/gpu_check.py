@@ -210,7 +210,7 @@ def main():
     import torch
 
     from ftkit.io import write_json_atomic
-    from ftkit.train import load_tokenizer
+    from ftkit.loading import load_tokenizer
     from ftkit.train_outputs import hardware
 
     if not args.dry_run and not torch.cuda.is_available():

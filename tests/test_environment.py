@@ -105,3 +105,22 @@ def test_an_old_make_is_refused_with_a_clear_message_and_failed_targets_are_dele
     assert old.returncode != 0 and "needs GNU make 4.3 or newer" in old.stderr and "brew install make" in old.stderr
     database = run_make("-pn", "help").stdout
     assert "\n.DELETE_ON_ERROR:" in database
+
+
+def test_package_modules_import_each_other_in_one_direction_only():
+    """No import circles, at module level or inside functions: arrows point down."""
+    import ast
+    from collections import defaultdict
+
+    graph = defaultdict(set)
+    for path in (ROOT / "ftkit").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ftkit":
+                targets = [node.module.split(".")[1]] if "." in node.module else [a.name for a in node.names]
+                graph[path.stem].update(t for t in targets if t != path.stem)
+
+    def reaches(start, goal, seen):
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph.get(start, ()))
+
+    circles = sorted(m for m in list(graph) if reaches(m, m, {m}))
+    assert not circles, circles

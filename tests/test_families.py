@@ -25,7 +25,7 @@ CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u
 
 @pytest.fixture(scope="session")
 def family_tokenizer(family_model):
-    from ftkit.train import load_tokenizer
+    from ftkit.loading import load_tokenizer
 
     cache = {}
 
@@ -100,7 +100,7 @@ def test_family_is_detected_from_the_model(name, family_tokenizer):
 
 
 def test_llama2_and_unknown_templates(tiny_tokenizer, family_model):
-    from ftkit.train import load_tokenizer
+    from ftkit.loading import load_tokenizer
 
     assert families.detect(tiny_tokenizer).name == "llama2"
     other = load_tokenizer(str(family_model("qwen2.5")))
@@ -110,7 +110,7 @@ def test_llama2_and_unknown_templates(tiny_tokenizer, family_model):
 
 
 def test_a_wrong_family_override_is_refused(family_model):
-    from ftkit.train import load_tokenizer
+    from ftkit.loading import load_tokenizer
 
     with pytest.raises(UserError, match="<\\|eot_id\\|>"):
         load_tokenizer(str(family_model("qwen2.5")), family="llama3")
@@ -281,7 +281,7 @@ def test_make_all_passes_acceptance_for_the_family(name, family_run):
 def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_run):
     from llama_cpp import Llama
 
-    from ftkit.train import load_tokenizer
+    from ftkit.loading import load_tokenizer
 
     run, result, _ = family_run(name)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -313,8 +313,8 @@ def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family_run):
     """A model that always answers 'x <end of turn>' stops there, in transformers and in llama.cpp."""
-    from ftkit.inference import Decoding, GGUFChatModel, HFChatModel, load_hf
-    from ftkit.train import load_tokenizer
+    from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
+    from ftkit.loading import load_hf, load_tokenizer
 
     run, result, _ = family_run(name)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -254,7 +254,7 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path):
 # --- security ----------------------------------------------------------------------------------
 
 def test_remote_code_does_not_run_without_the_flag(tmp_path):
-    from ftkit.inference import load_hf
+    from ftkit.loading import load_hf
 
     model = tmp_path / "custom"
     model.mkdir()
@@ -274,7 +274,7 @@ def test_pickled_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftkit.inference import load_hf
+    from ftkit.loading import load_hf
 
     pickled = tmp_path / "pickled"
     pickled.mkdir()

@@ -287,7 +287,8 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from ftkit.train import encode_split, load_tokenizer, score_supervised_positions_only
+    from ftkit.loading import load_tokenizer
+    from ftkit.train import encode_split, score_supervised_positions_only
 
     model_dir = str(tiny_model_dir if family == "llama2" else family_model(family))
     tokenizer = load_tokenizer(model_dir)
