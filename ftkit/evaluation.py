@@ -164,11 +164,16 @@ def _evaluate(test_data: str, output: str, models: list, tokenizer, decoding: De
         "aggregate": {name: r["aggregate"] for name, r in results.items()},
         **compare(results),
     }
+    if "base" in results and "finetuned" in results:
+        from ftkit.human_eval import answers_digest
+
+        summary["answers_sha256"] = answers_digest([c.id for c in cases], {
+            name: [r["answer"] for r in results[name]["rows"]] for name in ("base", "finetuned")})
     previous = summary_path(out)
-    if previous.exists():  # keep imported human ratings across re-runs of the same test set
-        old = json.loads(previous.read_text(encoding="utf-8"))
-        if old.get("human_evaluation") and old.get("test_data", {}).get("sha256") == summary["test_data"]["sha256"]:
-            summary["human_evaluation"] = old["human_evaluation"]
+    if previous.exists():  # imported human ratings stay only while they rate exactly these answers
+        old = json.loads(previous.read_text(encoding="utf-8")).get("human_evaluation")
+        if old and old.get("answers_sha256") == summary.get("answers_sha256"):
+            summary["human_evaluation"] = old
     write_json_atomic(previous, summary)
     plot_comparison(chart_path(out), results)
     return summary

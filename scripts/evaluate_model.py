@@ -12,8 +12,9 @@ ROUGE-L per jieba word (correct for Chinese), BLEU (sacrebleu zh), exact match, 
 Interactive (--interactive): both models answer side by side, streaming, with history; commands
 /reset, /system <text>, /both, /base, /finetuned, /quit. --prompt "..." answers once and exits.
 
-Human evaluation: --human-sheet sheet.csv writes a blind A/B sheet (answers shuffled per row, key in
-sheet.csv.key.json); after rating, --import-ratings sheet.csv adds win rates and mean scores to the summary.
+Human evaluation: --human-sheet sheet.csv writes a blind A/B sheet (answers shuffled per row; the key stays
+beside the results, in <output>.human_key.json); after rating, --import-ratings sheet.csv adds win rates
+and mean scores to the summary, only if the sheet rated the answers that summary holds.
 
 The fine-tuned side is --lora-model (adapter on --base-model), --merged-model DIR or --gguf FILE.
 --merge-output DIR merges the LoRA adapter into the base (same code as `make merge`) and saves it.
@@ -79,9 +80,12 @@ def batch(args, tokenizer, base, candidate, decoding) -> None:
     from ftkit.io import sha256_file
 
     models = [m for m in (base, candidate) if m is not None]
+    from ftkit.train_outputs import adapter_digest
+
     describe = {"base": args.base_model if base else None,
                 "finetuned": args.lora_model or args.merged_model or args.gguf,
-                "finetuned_kind": "lora" if args.lora_model else "merged" if args.merged_model else "gguf" if args.gguf else None}
+                "finetuned_kind": "lora" if args.lora_model else "merged" if args.merged_model else "gguf" if args.gguf else None,
+                "adapter_sha256": adapter_digest(Path(args.lora_model)) if args.lora_model else None}
     summary = evaluation.evaluate(args.test_data, args.output, models, tokenizer, decoding, args.batch_size,
                                   args.system, describe)
     print(evaluation.format_table(summary))
@@ -93,8 +97,9 @@ def batch(args, tokenizer, base, candidate, decoding) -> None:
             rows = list(csv.DictReader(f))
         cases = evaluation.load_test_cases(args.test_data, tokenizer, args.system)
         answers = {name: [r[f"{name}_answer"] for r in rows] for name in ("base", "finetuned")}
-        human_eval.write_sheet(args.human_sheet, cases, answers, sha256_file(args.test_data), args.seed)
-        log.info("eval: blind rating sheet %s (key: %s)", args.human_sheet, human_eval.key_path(args.human_sheet))
+        key = human_eval.write_sheet(args.human_sheet, cases, answers, sha256_file(args.test_data), args.output,
+                                     describe["adapter_sha256"], args.seed)
+        log.info("eval: blind rating sheet %s for the rater (the key stays in %s)", args.human_sheet, key)
 
 
 def main():
@@ -110,9 +115,9 @@ def main():
         merge_adapter(args.base_model, args.lora_model, args.merge_output, trust_remote_code=args.trust_remote_code,
                       allow_pickle=args.allow_pickle)
     if args.import_ratings:
-        from ftkit import evaluation, human_eval
+        from ftkit import human_eval
 
-        ratings = human_eval.import_ratings(args.import_ratings, evaluation.summary_path(args.output))
+        ratings = human_eval.import_ratings(args.import_ratings, args.output)
         log.info("eval: %d ratings: mean score base %.2f / fine-tuned %.2f, fine-tuned preferred in %.0f%% (ties %.0f%%)",
                  ratings["rows"], ratings["mean_score"]["base"], ratings["mean_score"]["finetuned"],
                  100 * ratings["win_rate"]["finetuned"], 100 * ratings["tie_rate"])

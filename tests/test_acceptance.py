@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory, prepared_data, trained_run, tiny_model_dir) -
     script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
            "--test-data", str(run / "data" / "train_test.jsonl"), "--output", str(output),
            "--human-sheet", str(reports / "sheet.csv"), "--max-new-tokens", "48")
-    key = json.loads(Path(f"{reports / 'sheet.csv'}.key.json").read_text())["rows"]
+    key = json.loads(Path(f"{output}.human_key.json").read_text())["rows"]
     with open(reports / "sheet.csv", encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:

@@ -78,8 +78,11 @@ def test_batch_evaluation_finetuned_beats_base(trained_run, prepared_data, tiny_
     assert Path(f"{output}.png").read_bytes()[:4] == b"\x89PNG"
     assert "ROUGE-L (char) delta" in result.stdout and "95% CI" in result.stdout
 
-    # the blind sheet: A/B shuffled per row, the key beside it
-    key = json.loads(Path(f"{sheet}.key.json").read_text())["rows"]
+    # the blind sheet: A/B shuffled per row, the key beside the results, away from the sheet
+    assert not Path(f"{sheet}.key.json").exists()
+    key_doc = json.loads(Path(f"{output}.human_key.json").read_text())
+    key = key_doc["rows"]
+    assert key_doc["answers_sha256"] == summary["answers_sha256"] and key_doc["adapter"] == summary["models"]["adapter_sha256"]
     assert {v["A"] for v in key.values()} == {"base", "finetuned"}
     with open(sheet, encoding="utf-8-sig", newline="") as f:
         sheet_rows = list(csv.DictReader(f))
@@ -94,7 +97,6 @@ def test_batch_evaluation_finetuned_beats_base(trained_run, prepared_data, tiny_
             writer = csv.DictWriter(f, fieldnames=list(sheet_rows[0]))
             writer.writeheader()
             writer.writerows(rows_to_write)
-    Path(f"{tmp_path / 'half.csv'}.key.json").write_text(Path(f"{sheet}.key.json").read_text())
     bad = eval_cli("--output", str(output), "--import-ratings", str(tmp_path / "half.csv"))
     assert bad.returncode == 2 and "half.csv:4 (row 3): score_B is empty" in bad.stderr and "Traceback" not in bad.stderr
     good = eval_cli("--output", str(output), "--import-ratings", str(sheet))
@@ -102,6 +104,24 @@ def test_batch_evaluation_finetuned_beats_base(trained_run, prepared_data, tiny_
     human = json.loads(Path(f"{output}.summary.json").read_text())["human_evaluation"]
     assert human["win_rate"] == {"base": 0.0, "finetuned": 1.0}
     assert human["mean_score"] == {"base": 2.0, "finetuned": 4.0} and human["rows"] == len(test)
+
+    # ratings are bound to what was rated: an edited answer, or a summary of other answers, is refused
+    edited = [dict(r) for r in sheet_rows]
+    edited[0]["answer_A"] += "（改）"
+    with open(tmp_path / "edited.csv", "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(sheet_rows[0]))
+        writer.writeheader()
+        writer.writerows(edited)
+    refused = eval_cli("--output", str(output), "--import-ratings", str(tmp_path / "edited.csv"))
+    assert refused.returncode == 2 and "not the ones the sheet was written with" in refused.stderr
+    summary_file = Path(f"{output}.summary.json")
+    retrained = json.loads(summary_file.read_text())
+    retrained["answers_sha256"] = "0" * 64  # what a re-evaluation of a retrained adapter records
+    del retrained["human_evaluation"]
+    summary_file.write_text(json.dumps(retrained))
+    refused = eval_cli("--output", str(output), "--import-ratings", str(sheet))
+    assert refused.returncode == 2 and "ratings are for other answers" in refused.stderr
+    assert "human_evaluation" not in json.loads(summary_file.read_text())
 
 
 @pytest.mark.slow
