@@ -20,6 +20,7 @@ from ftkit.artifacts import Paths
 from ftkit.io import sha256_file
 
 CHECKLIST_MIN_RECORDS = 100
+VALIDATION_SAMPLE = 32  # records of the validation split re-measured by acceptance
 DEFAULT_MIN_TOKENS_PER_SECOND = 5.0
 SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval": "模型评估 Evaluation",
             "deploy": "模型部署 Deployment", "docs": "文档记录 Documentation"}
@@ -188,11 +189,44 @@ class Checker:
         if best == 0:
             raise Fail(f"validation loss never fell below the first evaluation: {trail}",
                        "lower the learning rate, check the data, or stop after the first epoch")
+        remeasured = self._remeasure_validation_loss(metrics.get("final_eval_loss"))
         if values[-1] > values[best]:
             raise Fail(f"validation loss fell ({trail}) but rose after evaluation {best + 1} (epoch "
-                       f"{evals[best].get('epoch')}): likely overfitting",
+                       f"{evals[best].get('epoch')}): likely overfitting; {remeasured}",
                        "use fewer epochs or --early-stopping-patience 1", status="WARN")
-        return f"validation loss {trail}"
+        return f"validation loss {trail}; {remeasured}"
+
+    def _remeasure_validation_loss(self, logged) -> str:
+        """The adapter's loss on a fixed sample of the validation split, measured now, against the logged
+        final validation loss: a consistent set of edited logs does not pass. Tolerance: 5% (the trainer
+        averages per-batch means, this is a token mean) or 3 standard errors of the sample, the larger."""
+        import statistics
+
+        from ftkit.inference import load_models
+        from ftkit.loading import conversation_of
+
+        if not isinstance(logged, int | float):
+            raise Fail("metrics.json has no final validation loss", "re-run `make train` with --val-data")
+        args = self._manifest().get("arguments", {})
+        records = _jsonl(Path(args.get("val_data") or self.paths.split("validation")), "run `make data`")
+        sample = records[:: max(1, len(records) // VALIDATION_SAMPLE)][:VALIDATION_SAMPLE]
+        started = time.perf_counter()
+        tokenizer, _, adapter = load_models(args["base_model"], str(Path(self.paths.model_dir) / "lora_adapter"),
+                                            with_base=False, family=args.get("family"))
+        pairs = [(r.prompt_ids, r.answer_ids) for r in (prompts.render_ids(conversation_of(x), tokenizer) for x in sample)
+                 if len(r.input_ids) <= args.get("max_length", 10**9)]
+        losses = adapter.answer_losses(pairs)
+        seconds = time.perf_counter() - started
+        weights = [len(a) for _, a in pairs]
+        measured = sum(x * w for x, w in zip(losses, weights, strict=True)) / sum(weights)
+        spread = statistics.stdev(losses) / math.sqrt(len(losses)) if len(losses) > 1 else 0.0
+        tolerance = max(0.05 * abs(logged), 3 * spread)
+        text = (f"re-measured now on {len(pairs)} validation records: {measured:.4f} vs logged {logged:.4f} "
+                f"(tolerance {tolerance:.4f}, {seconds:.1f} s)")
+        if abs(measured - logged) > tolerance:
+            raise Fail(f"the adapter does not reproduce its logged validation loss: {text}",
+                       "re-run `make train`; do not edit its outputs")
+        return text
 
     def train_adapter(self) -> str:
         from safetensors.torch import load_file
@@ -439,6 +473,18 @@ def to_json(items: list[Item], thresholds: Thresholds) -> dict:
             "items": [asdict(i) for i in items]}
 
 
+def verdict(result: dict) -> str:
+    """The closing line: PASSED only when nothing waits; WARN items are named as waiting for a person."""
+    counts = result["counts"]
+    if not result["passed"]:
+        head = "FAILED"
+    elif counts["WARN"]:
+        head = f"PASSED — {counts['WARN']} item(s) wait for a person"
+    else:
+        head = "PASSED"
+    return f"{head}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
 def format_line(item: Item) -> str:
     line = f"{item.status:<5} {item.key:<20} {item.title}\n      {item.evidence}"
     return line + (f"\n      -> {item.fix}" if item.fix and item.status != "PASS" else "")
@@ -447,7 +493,7 @@ def format_line(item: Item) -> str:
 def to_markdown(items: list[Item], thresholds: Thresholds) -> str:
     result = to_json(items, thresholds)
     lines = ["# 验收检查 Acceptance check", "",
-             f"Result: **{'PASS' if result['passed'] else 'FAIL'}** — " + ", ".join(f"{v} {k}" for k, v in result["counts"].items()), ""]
+             f"Result: **{verdict(result)}**", ""]
     if thresholds.overridden:
         lines += ["Thresholds overridden: " + "; ".join(thresholds.overridden), ""]
     for section, name in SECTIONS.items():

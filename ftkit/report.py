@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ftkit.artifacts import Paths
 from ftkit.io import write_text_atomic
-from ftkit.train_outputs import git_commit, hardware, package_versions
 
 PLACEHOLDER = "【待填写】"
 HUMAN_SECTIONS = ("改进点 Improvements", "已知问题 Known issues")
@@ -118,7 +117,8 @@ def evaluation_section(paths: Paths, report_dir: Path) -> str:
         if chart.resolve().parent != report_dir.resolve():
             shutil.copy(chart, report_dir / chart.name)
         lines += [f"![base vs fine-tuned]({chart.name})", ""]
-    lines.append(f"{summary['test_data']['records']} test records, greedy decoding, per-record results in `{paths.eval_output}`.")
+    lines.append(f"{summary['test_data']['records']} test records, {decoding_text(summary.get('decoding', {}))}, "
+                 f"per-record results in `{paths.eval_output}`.")
     return "\n".join(lines)
 
 
@@ -159,14 +159,28 @@ def human_section(paths: Paths) -> str:
     ]) + f"\n\n{human['rows']} questions rated blind (ties {100 * human['tie_rate']:.0f}%), sheet `{human['sheet']}`."
 
 
-def environment_section() -> str:
-    hw = hardware()
-    versions = package_versions()
-    git = git_commit()
-    rows = [["commit", f"{git['commit']}{' (uncommitted changes)' if git['dirty'] else ''}"],
-            ["hardware", f"{hw['cpu']}, {hw['cpu_count']} CPUs" + (f", GPU {', '.join(hw['gpus'])}" if hw.get("gpus") else ", no GPU")],
-            ["platform", f"{hw['platform']}, Python {hw['python']}"]] + [[k, v] for k, v in versions.items()]
-    return _table(["", ""], rows)
+def environment_section(paths: Paths) -> str:
+    """The machine and software that trained, from the training run's manifest (not the machine that
+    happens to run `make report`)."""
+    manifest = _load(Path(paths.model_dir) / "run_manifest.json")
+    if not manifest:
+        return _missing("training manifest", "make train")
+    hw, versions, git = manifest.get("hardware", {}), manifest.get("versions", {}), manifest.get("git", {})
+    rows = [["commit", f"{git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}"],
+            ["hardware", f"{hw.get('cpu')}, {hw.get('cpu_count')} CPUs"
+             + (f", GPU {', '.join(hw['gpus'])}" if hw.get("gpus") else ", no GPU")],
+            ["platform", f"{hw.get('platform')}, Python {hw.get('python')}"],
+            ["precision", f"{manifest.get('precision')}, {manifest.get('world_size', 1)} process(es)"]]
+    rows += [[k, v] for k, v in versions.items()]
+    return "Recorded by the training run (`run_manifest.json`):\n\n" + _table(["", ""], rows)
+
+
+def decoding_text(decoding: dict) -> str:
+    """The decoding the evaluation used, as a phrase."""
+    if not decoding or decoding.get("temperature", 0) <= 0:
+        return f"greedy decoding, at most {decoding.get('max_new_tokens', '?')} new tokens"
+    return (f"sampling at temperature {decoding['temperature']:g}, top-p {decoding.get('top_p', 1):g}, seed "
+            f"{decoding.get('seed', 0)}, at most {decoding.get('max_new_tokens', '?')} new tokens")
 
 
 def build(paths: Paths, output: str | Path) -> str:
@@ -188,7 +202,7 @@ def build(paths: Paths, output: str | Path) -> str:
         ("6. 量化与部署 Quantization and deployment", quantization_section(paths)),
         ("7. 人工评估 Human evaluation", human_section(paths)),
         ("8. 验收 Acceptance", "See `acceptance.md` beside this report (`make acceptance` writes it)."),
-        ("9. 环境 Environment", environment_section()),
+        ("9. 环境 Environment", environment_section(paths)),
         (f"10. {HUMAN_SECTIONS[0]}", by_hand(f"10. {HUMAN_SECTIONS[0]}",
                                              "What did fine-tuning improve, with examples? (a person writes this)")),
         (f"11. {HUMAN_SECTIONS[1]}", by_hand(f"11. {HUMAN_SECTIONS[1]}",

@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--output-dir", default="reports", help="where acceptance.json/.md go (default: %(default)s)")
     args = ap.parse_args()
     setup_logging()
-    from ftkit.acceptance import Thresholds, format_line, run_checks, to_json, to_markdown
+    from ftkit.acceptance import Thresholds, format_line, run_checks, to_json, to_markdown, verdict
     from ftkit.io import write_json_atomic, write_text_atomic
 
     thresholds = Thresholds(args.min_records, args.min_tokens_per_second)
@@ -46,8 +46,7 @@ def main():
     out = Path(args.output_dir)
     write_json_atomic(out / "acceptance.json", result)
     write_text_atomic(out / "acceptance.md", to_markdown(items, thresholds))
-    print(f"\n{'PASSED' if result['passed'] else 'FAILED'}: " + ", ".join(f"{v} {k}" for k, v in result["counts"].items())
-          + f" — {out / 'acceptance.md'}")
+    print(f"\n{verdict(result)} — {out / 'acceptance.md'}")
     return 0 if result["passed"] else 1
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run every stage benchmark and put each figure beside its baseline: reports/bench.json and a table.
+"""Run every stage benchmark and put each figure beside its baseline: reports/bench.json, a table, and a
+record appended to docs/benchmarks.json (README's table is generated from those records by make docs).
 
 Each benchmark measures its own baseline in the same run (same process or same command):
   data   prepare_data records/s vs a bare JSON parse-and-write pass          target >= 20,000 records/s
@@ -15,6 +16,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
@@ -32,6 +34,9 @@ def parse_args(argv=None):
     ap.add_argument("--test-data", default="data/finetune/train_test.jsonl", help="test split (default: %(default)s)")
     ap.add_argument("--records", type=int, default=1_000_000, help="records for the data benchmark (default: %(default)s)")
     ap.add_argument("--output", default="reports/bench.json", help="where to write the figures (default: %(default)s)")
+    ap.add_argument("--runs", default="docs/benchmarks.json",
+                    help="the project's record of runs this one is appended to; `make docs` makes README's table "
+                         "from it (default: %(default)s; 'none' to leave it alone)")
     return ap.parse_args(argv)
 
 
@@ -77,12 +82,17 @@ def main():
     print(f"{'benchmark':<26}{'ftkit':>12}{'baseline':>12}{'ratio':>8}  {'target':<32}met")
     for name, ours, base, met, target in rows:
         print(f"{name:<26}{ours:>12,.0f}{base:>12,.0f}{ours / base:>7.1f}x  {target:<32}{'yes' if met else 'NO'}")
-    write_json_atomic(args.output, {
-        "machine": {**machine, "python": platform.python_version()},
-        "data": data, "train": train, "eval": evals, "gguf": gguf,
-        "summary": [{"benchmark": n, "ftkit": o, "baseline": b, "ratio": o / b, "target": t, "met": m}
-                    for n, o, b, m, t in rows]})
+    document = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": {**machine, "python": platform.python_version()},
+                "summary": [{"benchmark": n, "ftkit": o, "baseline": b, "ratio": o / b, "target": t, "met": m}
+                            for n, o, b, m, t in rows]}
+    write_json_atomic(args.output, {**document, "data": data, "train": train, "eval": evals, "gguf": gguf})
     log.info("bench: wrote %s", args.output)
+    if args.runs != "none":
+        from ftkit.benchmarks import add_run
+
+        log.info("bench: %d run(s) now in %s (make docs puts them in README.md)", len(add_run(args.runs, document)),
+                 args.runs)
 
 
 if __name__ == "__main__":

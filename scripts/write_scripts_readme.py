@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write scripts/README.md: every stage script's purpose, flags, inputs, outputs and an example,
 taken from the scripts' own --help so the document cannot drift from the code (a test regenerates it
-and compares).
+and compares); and README.md's benchmark table, from the runs recorded in docs/benchmarks.json.
 
 example: python scripts/write_scripts_readme.py            (make docs)
 """
@@ -59,9 +59,17 @@ def render() -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default=str(HERE / "README.md"), help="where to write (default: scripts/README.md)")
+    ap.add_argument("--readme", default=str(HERE.parent / "README.md"),
+                    help="whose benchmark table to regenerate from docs/benchmarks.json ('none': skip; default: README.md)")
     args = ap.parse_args()
     Path(args.output).write_text(render(), encoding="utf-8")
     print(f"wrote {args.output}")
+    if args.readme != "none":
+        sys.path.insert(0, str(HERE.parent))
+        from ftkit.benchmarks import write_readme
+
+        write_readme(args.readme, HERE.parent / "docs" / "benchmarks.json")
+        print(f"wrote the benchmark table of {args.readme} from docs/benchmarks.json")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,39 @@ def test_the_cli_prints_a_line_per_item_and_writes_json_and_markdown(finished_ru
     data = json.loads((run / "reports" / "acceptance.json").read_text())
     assert data["passed"] and data["counts"]["PASS"] == 17 and data["overridden_thresholds"]
     assert "## 数据准备 Data" in (run / "reports" / "acceptance.md").read_text()
+    assert result.stdout.strip().splitlines()[-1].startswith("PASSED: 17 PASS")  # nothing waits for a person
+
+
+def test_passed_says_how_many_items_wait_for_a_person(finished_run, tmp_path):
+    from ftkit.acceptance import run_checks, to_json, verdict
+
+    run = copy_of(finished_run, tmp_path)
+    summary_path = run / "reports" / "evaluation_results.csv.summary.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["human_evaluation"]
+    summary_path.write_text(json.dumps(summary))
+    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
+                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    line = verdict(to_json(run_checks(paths, Thresholds(min_records=10)), Thresholds(min_records=10)))
+    assert line.startswith("PASSED — 1 item(s) wait for a person: 16 PASS, 1 WARN, 0 FAIL")
+
+
+def test_the_report_describes_the_machine_that_trained_and_the_decoding_used(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    manifest_path = run / "model" / "run_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["hardware"].update(cpu="TrainingBox-9000", cpu_count=96, gpus=["NVIDIA H200"])
+    manifest_path.write_text(json.dumps(manifest))
+    summary_path = run / "reports" / "evaluation_results.csv.summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["decoding"].update(temperature=0.7, top_p=0.9)
+    summary_path.write_text(json.dumps(summary))
+    report = run / "reports" / "r.md"
+    script("make_report.py", "--data-dir", str(run / "data"), "--model-dir", str(run / "model"), "--eval-output",
+           str(run / "reports" / "evaluation_results.csv"), "--gguf-dir", str(run / "gguf"), "--output", str(report))
+    text = report.read_text(encoding="utf-8")
+    assert "TrainingBox-9000, 96 CPUs, GPU NVIDIA H200" in text  # not this machine
+    assert "sampling at temperature 0.7, top-p 0.9" in text and "greedy decoding" not in text
 
 
 def test_delete_the_test_split(finished_run, tmp_path):
@@ -124,6 +157,30 @@ def test_validation_loss_rising_only_at_the_end_is_a_warning(finished_run, tmp_p
     run = copy_of(finished_run, tmp_path)
     set_eval_losses(run, [6.0, 5.0, 4.5, 4.8, 5.1])
     assert not_passing(run) == {"train.val_loss_fell": "WARN"}
+
+
+def test_a_consistent_set_of_edited_logs_is_caught_by_measuring_again(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    better = [round(e["eval_loss"] * 0.7, 4) for e in metrics["eval_loss_per_epoch"]]  # a nicer-looking run
+    set_eval_losses(run, better)
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    metrics["final_eval_loss"] = better[-1]
+    (run / "model" / "metrics.json").write_text(json.dumps(metrics))
+    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
+                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    items = {i.key: i for i in run_checks(paths, Thresholds())}
+    assert items["train.val_loss_fell"].status == "FAIL"
+    assert "does not reproduce its logged validation loss" in items["train.val_loss_fell"].evidence
+    assert {k for k, i in items.items() if i.status != "PASS"} == {"train.val_loss_fell"}
+
+
+def test_the_untouched_run_reproduces_its_validation_loss(finished_run):
+    paths = Paths(str(finished_run / "data"), "train", str(finished_run / "model"),
+                  str(finished_run / "reports" / "evaluation_results.csv"), str(finished_run / "gguf"),
+                  str(finished_run / "reports" / "training_report.md"))
+    item = next(i for i in run_checks(paths, Thresholds()) if i.key == "train.val_loss_fell")
+    assert item.status == "PASS" and "re-measured now on 24 validation records" in item.evidence
 
 
 def test_faked_metrics_disagreeing_with_the_log(finished_run, tmp_path):

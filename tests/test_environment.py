@@ -78,7 +78,7 @@ def test_every_script_has_help():
 
 def test_scripts_readme_is_generated_from_the_current_help(tmp_path):
     fresh = tmp_path / "README.md"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "write_scripts_readme.py"), "--output", str(fresh)],
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "write_scripts_readme.py"), "--output", str(fresh), "--readme", "none"],
                    check=True, capture_output=True, timeout=300)
     assert fresh.read_text() == (ROOT / "scripts" / "README.md").read_text(), "run `make docs` and commit scripts/README.md"
     listed = set(re.findall(r"^## (\S+\.py)$", fresh.read_text(), re.M))
@@ -124,3 +124,11 @@ def test_package_modules_import_each_other_in_one_direction_only():
 
     circles = sorted(m for m in list(graph) if reaches(m, m, {m}))
     assert not circles, circles
+
+
+def test_readme_benchmark_table_is_made_from_the_recorded_runs():
+    from ftkit.benchmarks import load_runs, render_table, section
+
+    runs = load_runs(ROOT / "docs" / "benchmarks.json")
+    assert runs, "no recorded `make bench` run"
+    assert section((ROOT / "README.md").read_text(encoding="utf-8")) == render_table(runs), "run `make docs`"

@@ -159,6 +159,38 @@ def test_kill_9_mid_epoch_then_resume_ends_with_the_same_steps(prepared_data, ti
 
 
 @pytest.mark.slow
+def cpu_has_avx512_bf16() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
+
+
+@pytest.mark.skipif(not cpu_has_avx512_bf16(), reason="bitsandbytes repacks 4-bit weights only on AVX-512-bf16 CPUs")
+def test_without_the_portable_kernel_qlora_gradients_vanish_after_an_evaluation_pass(tiny_model_dir, tiny_tokenizer):
+    """The bug the fix below defends against, reproduced: bitsandbytes' own kernel choice on this CPU."""
+    import torch
+    from bitsandbytes.nn import Linear4bit
+    from peft import get_peft_model
+
+    from ftkit.train import TrainConfig, load_model, lora_config
+
+    config = TrainConfig(base_model=str(tiny_model_dir), use_quantization=True, lora_r=8)
+    model = get_peft_model(load_model(config, "fp32"), lora_config(config))
+    for layer in model.modules():
+        if isinstance(layer, Linear4bit):
+            layer.support_avx512bf16_for_cpu = True  # undo keep_4bit_gradients_on_cpu
+    ids = prompts.render_ids(prompts.from_alpaca({"instruction": "中国的首都是哪里？", "output": "中国的首都是北京。"}),
+                             tiny_tokenizer)
+    batch = {"input_ids": torch.tensor([ids.input_ids]),
+             "labels": torch.tensor([[-100] * len(ids.prompt_ids) + ids.answer_ids])}
+    model.eval()
+    with torch.no_grad():
+        model(**batch)  # an evaluation pass: bitsandbytes repacks the 4-bit weights
+    model.train()
+    model(**batch).loss.backward()
+    grads = [p.grad.abs().sum().item() for n, p in model.named_parameters() if "lora_B" in n and p.requires_grad]
+    assert grads and any(g == 0 for g in grads)  # LoRA layers below a repacked base layer learn nothing
+
+
 def test_qlora_on_cpu_keeps_lora_gradients_after_an_evaluation_pass(tiny_model_dir, tiny_tokenizer):
     """bitsandbytes 0.50 on CPU zeroes gradients after a no-grad forward unless its bf16 kernel is off."""
     import torch
