@@ -386,8 +386,27 @@ class Checker:
         missing = [s for s in family.stops if s not in stops_of(modelfile)]
         if missing:
             raise Fail(f"{modelfile}: stop parameters missing: {', '.join(missing)}", "re-run `make gguf`")
-        return (f"{modelfile}: FROM {target.name}, TEMPLATE = {family.name} training format, "
-                f"{len(family.stops)} stops")
+        text = f"{modelfile}: FROM {target.name}, TEMPLATE = {family.name} training format, {len(family.stops)} stops"
+        return text + self._quantization_cost(target)
+
+    def _quantization_cost(self, target: Path) -> str:
+        """WARN when the Modelfile's type loses more than the margins against F16 on the task's own metrics."""
+        from ftkit.gguf import best_within_margin, within_margin
+
+        report = _json(Path(self.paths.gguf_dir) / "quant_report.json", "run `make gguf`")
+        metrics = report.get("task_metrics")
+        chosen = next((q for q, info in report.get("files", {}).items() if Path(info["path"]).name == target.name), None)
+        if not metrics or chosen not in metrics["types"]:
+            return "; no task metrics per GGUF type (make gguf with the test split)"
+        figs, f16, margins = metrics["types"][chosen], metrics["types"]["F16"], report["margins"]
+        cost = (f"{chosen} vs F16 on {metrics['records']} test records: loss {figs['delta_vs_f16']['loss']:+.4f}, "
+                f"ROUGE-L {figs['delta_vs_f16']['rougeL_char']:+.3f}")
+        if not within_margin(figs, f16, margins):
+            best = best_within_margin(report)
+            raise Fail(f"{cost}, beyond the margins (ROUGE-L -{margins['rougeL_char']:g}, loss "
+                       f"+{100 * margins['loss']:g}%)", f"use {best} (the smallest type within them): make gguf "
+                       f'GGUF_TYPES="{best}"' if best else "keep F16 or choose a larger type", status="WARN")
+        return f"; {cost}, within the margins"
 
     # --- 文档记录 -----------------------------------------------------------------------------
     def docs_report(self) -> str:

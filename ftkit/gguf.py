@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_QUANTS = ("Q4_K_M",)
+# how much a quantization may lose against F16 on the task before acceptance warns: ROUGE-L (char),
+# absolute; answer loss, relative
+DEFAULT_MARGINS = {"rougeL_char": 0.02, "loss": 0.02}
+# the guide's FAQ: sizes of a 7B model's files, in GB
+GUIDE_7B_SIZES_GB = {"Q4_K_M": 4, "Q5_K_M": 5, "Q8_0": 8}
 KNOWN_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K")
 _FALLBACK = re.compile(r"(\d+) of (\d+) tensor\(s\) required fallback quantization")
 _CONVERTING = re.compile(r"converting to (\w+)")
@@ -176,16 +181,16 @@ def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> li
 
 
 def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
-            check: bool = True, n_gpu_layers: int = 0, family: str | None = None) -> dict:
+            check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None) -> dict:
     """See _convert; holds the output folder's lock (one run per folder)."""
     from ftkit.lock import output_lock
 
     with output_lock(out_dir, "gguf"):
-        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers, family)
+        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers, family, margins)
 
 
 def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
-             check: bool = True, n_gpu_layers: int = 0, family: str | None = None) -> dict:
+             check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None) -> dict:
     """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
     from ftkit.loading import load_tokenizer
     from ftkit.merge import refuse_quantized
@@ -213,8 +218,11 @@ def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], 
         info["size_bytes"] = Path(info["path"]).stat().st_size
     report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
     if check:
-        report["verification"] = verify_files(model_path, files, load_tokenizer(model_path, family=family), test_data,
-                                              n_gpu_layers)
+        tokenizer = load_tokenizer(model_path, family=family)
+        report["verification"] = verify_files(model_path, files, tokenizer, test_data, n_gpu_layers)
+        if test_data and Path(test_data).is_file():
+            report["margins"] = dict(margins or DEFAULT_MARGINS)
+            report["task_metrics"] = task_metrics(model_path, files, tokenizer, test_data, n_gpu_layers)
     write_json_atomic(out / "quant_report.json", report)
     return report
 
@@ -240,6 +248,69 @@ def verify_files(model_path: str, files: dict, tokenizer, test_data: str | None,
                              if isinstance(r, dict))
                          and f16["greedy_vs_hf"]["identical"] == f16["greedy_vs_hf"]["prompts"])
     return results
+
+
+def task_metrics(model_path: str, files: dict, tokenizer, test_data: str, n_gpu_layers: int = 0,
+                 max_new_tokens: int = 64) -> dict:
+    """The evaluation's own metrics — answer loss and ROUGE-L (char) — on the test split, for the merged
+    HF model and every GGUF type, through llama.cpp: what a quantization costs on this task."""
+    from ftkit import metrics
+    from ftkit.evaluation import load_test_cases, run_model
+
+    cases = load_test_cases(test_data, tokenizer)
+    scorer, decoding = metrics.Scorer(), Decoding(max_new_tokens=max_new_tokens)
+
+    def figures(model, batch_size):
+        aggregate = run_model(model, cases, decoding, batch_size, scorer)["aggregate"]
+        return {"loss": aggregate["loss"], "rougeL_char": aggregate["rougeL_char"]}
+
+    log.info("gguf: task metrics on %d test records (HF merged model, then each GGUF)", len(cases))
+    result = {"records": len(cases), "max_new_tokens": max_new_tokens,
+              "hf": figures(HFChatModel(load_hf(model_path), tokenizer, "merged"), 16), "types": {}}
+    for quant, info in files.items():
+        gguf = GGUFChatModel(info["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers)
+        result["types"][quant] = figures(gguf, 1)
+        del gguf
+    f16 = result["types"]["F16"]
+    for quant, figs in result["types"].items():
+        figs["delta_vs_f16"] = {k: figs[k] - f16[k] for k in ("loss", "rougeL_char")}
+        figs["size_vs_f16"] = files[quant]["size_bytes"] / files["F16"]["size_bytes"]
+    return result
+
+
+def within_margin(figures: dict, f16: dict, margins: dict) -> bool:
+    return (f16["rougeL_char"] - figures["rougeL_char"] <= margins["rougeL_char"]
+            and figures["loss"] <= f16["loss"] * (1 + margins["loss"]))
+
+
+def best_within_margin(report: dict) -> str | None:
+    """The smallest GGUF type whose task metrics stay within the margins of F16."""
+    metrics, margins = report.get("task_metrics"), report.get("margins", DEFAULT_MARGINS)
+    if not metrics:
+        return None
+    f16 = metrics["types"]["F16"]
+    fits = [q for q, figs in metrics["types"].items() if within_margin(figs, f16, margins)]
+    return min(fits, key=lambda q: report["files"][q]["size_bytes"]) if fits else None
+
+
+def format_task_table(report: dict) -> str:
+    metrics = report.get("task_metrics")
+    if not metrics:
+        return ""
+    margins = report.get("margins", DEFAULT_MARGINS)
+    f16 = metrics["types"]["F16"]
+    lines = [f"task metrics on {metrics['records']} test records (margins: ROUGE-L -{margins['rougeL_char']:g}, "
+             f"loss +{100 * margins['loss']:g}% vs F16)",
+             f"{'model':<12}{'size':>9}{'vs F16':>8}{'7B size (guide)':>17}{'loss':>9}{'ROUGE-L':>9}{'Δloss':>9}"
+             f"{'ΔROUGE-L':>10}  within margin",
+             f"{'HF merged':<12}{'':>9}{'':>8}{'':>17}{metrics['hf']['loss']:>9.4f}{metrics['hf']['rougeL_char']:>9.3f}"]
+    for quant, figs in metrics["types"].items():
+        size = report["files"][quant]["size_bytes"] / 2**20
+        guide = f"about {GUIDE_7B_SIZES_GB[quant]} GB" if quant in GUIDE_7B_SIZES_GB else ""
+        lines.append(f"{quant:<12}{size:>7.1f}Mi{figs['size_vs_f16']:>8.2f}{guide:>17}{figs['loss']:>9.4f}"
+                     f"{figs['rougeL_char']:>9.3f}{figs['delta_vs_f16']['loss']:>+9.4f}"
+                     f"{figs['delta_vs_f16']['rougeL_char']:>+10.3f}  {'yes' if within_margin(figs, f16, margins) else 'NO'}")
+    return "\n".join(lines)
 
 
 def format_table(report: dict) -> str:

@@ -136,11 +136,15 @@ def quantization_section(paths: Paths) -> str:
     report = _load(Path(paths.gguf_dir) / "quant_report.json")
     if not report:
         return _missing("quantization report", "make gguf")
-    from ftkit.gguf import format_table
+    from ftkit.gguf import format_table, format_task_table
 
     merge = _load(Path(paths.model_dir) / "merge_report.json") or {}
     v = merge.get("verification", {})
     lines = ["```", format_table(report), "```"]
+    if report.get("task_metrics"):
+        lines += ["", "What each type costs on this task (the evaluation's metrics, through llama.cpp; sizes as a "
+                      "fraction of F16 beside the guide's figures for a 7B model):", "",
+                  "```", format_task_table(report), "```"]
     if v:
         lines += ["", f"Merge check: max |logit difference| {v['max_abs_logit_diff']:.2e}, greedy identical "
                       f"{v['greedy_identical']}/{v['prompts']}."]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ftkit.cli import log, run, setup_logging
 from ftkit.families import FAMILIES
-from ftkit.gguf import DEFAULT_QUANTS, KNOWN_QUANTS
+from ftkit.gguf import DEFAULT_MARGINS, DEFAULT_QUANTS, KNOWN_QUANTS
 
 
 def parse_args(argv=None):
@@ -47,6 +47,11 @@ def parse_args(argv=None):
     ap.add_argument("--test-data", default="data/finetune/train_test.jsonl",
                     help="test split for the quantization agreement figures (default: %(default)s)")
     ap.add_argument("--no-check", action="store_true", help="skip the verification")
+    ap.add_argument("--max-rouge-drop", type=float, default=DEFAULT_MARGINS["rougeL_char"],
+                    help="ROUGE-L (char) a type may lose against F16 on the test split before acceptance warns "
+                         "(default: %(default)s, absolute)")
+    ap.add_argument("--max-loss-rise", type=float, default=DEFAULT_MARGINS["loss"],
+                    help="answer loss a type may gain against F16 before acceptance warns (default: %(default)s = 2%%)")
     ap.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload in the checks (-1: all)")
     args = ap.parse_args(argv)
     args.quantization = [q for part in args.quantization for q in part.split(",") if q.strip()]
@@ -60,8 +65,11 @@ def main():
 
     ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
     report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
-                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family)
+                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family,
+                          margins={"rougeL_char": args.max_rouge_drop, "loss": args.max_loss_rise})
     print(gguf.format_table(report))
+    if report.get("task_metrics"):
+        print(gguf.format_task_table(report))
     log.info("gguf: report in %s/quant_report.json", args.output_dir)
     if args.create_modelfile:
         from ftkit.loading import load_tokenizer

@@ -183,6 +183,21 @@ def test_the_untouched_run_reproduces_its_validation_loss(finished_run):
     assert item.status == "PASS" and "re-measured now on 24 validation records" in item.evidence
 
 
+def test_a_quantization_that_costs_too_much_on_the_task_warns_and_names_a_better_type(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    # Q2_K of the tiny model loses about 0.7% answer loss against F16, Q4_K_M about 0.1%: a 0.5% margin
+    script("convert_to_gguf.py", "--model-path", str(run / "model" / "merged_model"), "--quantization", "Q2_K",
+           "Q4_K_M", "Q8_0", "--output-dir", str(run / "gguf"), "--model-name", "tiny-ft", "--create-modelfile",
+           "--test-data", str(run / "data" / "train_test.jsonl"), "--max-loss-rise", "0.005")
+    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
+                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    items = {i.key: i for i in run_checks(paths, Thresholds())}
+    assert {k for k, i in items.items() if i.status != "PASS"} == {"deploy.modelfile"}
+    item = items["deploy.modelfile"]
+    assert item.status == "WARN" and "Q2_K vs F16" in item.evidence and "beyond the margins" in item.evidence
+    assert 'GGUF_TYPES="Q4_K_M"' in item.fix
+
+
 def test_faked_metrics_disagreeing_with_the_log(finished_run, tmp_path):
     run = copy_of(finished_run, tmp_path)
     metrics = json.loads((run / "model" / "metrics.json").read_text())

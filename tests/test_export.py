@@ -81,6 +81,12 @@ def test_gguf_files_are_verified_against_the_merged_model(exported):
     sizes = {q: i["size_bytes"] for q, i in report["files"].items()}
     assert sizes["Q4_K_M"] < sizes["Q8_0"] < sizes["F16"]
     assert "top1 vs F16" in result.stdout and not list(out.glob(".*.tmp"))
+    # what each type costs on the task: the evaluation's own metrics through llama.cpp, beside the HF model's
+    task = report["task_metrics"]
+    assert set(task["types"]) == {"F16", "Q8_0", "Q4_K_M"} and task["records"] > 0
+    assert task["types"]["F16"]["loss"] == pytest.approx(task["hf"]["loss"], abs=0.01)
+    assert task["types"]["Q4_K_M"]["size_vs_f16"] < task["types"]["Q8_0"]["size_vs_f16"] < 1
+    assert report["margins"] == {"rougeL_char": 0.02, "loss": 0.02} and "within margin" in result.stdout
 
 
 @pytest.mark.slow
