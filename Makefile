@@ -135,7 +135,7 @@ settings = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))); 
   if [ ! -f $(1) ]; then printf '%s\n' "$$t" > $(1) && touch -t 200001010000 $(1); \
   elif [ "$$(cat $(1))" != "$$t" ]; then printf '%s\n' "$$t" > $(1); fi)$(1)
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval demo test test-fast docs lint image shell llama-tools clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -245,6 +245,14 @@ GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization 
 $(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py \
 		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP)
 	$(RUN_PY) $(GGUF_CMD)
+
+ADAPTER_GGUF := $(GGUF_DIR)/$(MODEL_NAME)-lora-F16.gguf
+$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py | $(PY_DEP)
+	$(RUN_PY) scripts/convert_to_gguf.py --lora-adapter $(MODEL_DIR)/lora_adapter --base-model $(BASE_MODEL) \
+	  --output-dir $(GGUF_DIR) --model-name $(MODEL_NAME) --test-data $(TEST_FILE) \
+	  $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") $(FAMILY_FLAG)
+
+gguf-adapter: $(ADAPTER_GGUF) ## the LoRA adapter alone as a GGUF on a base GGUF, verified, with Modelfile.adapter (Ollama ADAPTER)
 
 gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile
 

@@ -69,7 +69,7 @@ def gguf_path(out_dir: Path, model_name: str, quant: str) -> Path:
     return out_dir / f"{model_name}-{quant}.gguf"
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], what: str) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
@@ -81,7 +81,7 @@ def convert_f16(model_path: str, target: Path) -> None:
     """HF folder -> F16 GGUF, written to a temporary name and renamed when complete."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        _run([sys.executable, str(llama_cpp_dir() / "convert_hf_to_gguf.py"), model_path, "--outfile", str(tmp),
+        run_tool([sys.executable, str(llama_cpp_dir() / "convert_hf_to_gguf.py"), model_path, "--outfile", str(tmp),
               "--outtype", "f16"], f"converting {model_path} to GGUF")
         faults.reached("gguf.convert")  # test hook: a kill here must leave no GGUF behind
         os.replace(tmp, target)
@@ -93,7 +93,7 @@ def quantize(source: Path, target: Path, quant: str) -> dict:
     """Quantize; returns the tensor types the quantizer chose and how many fell back."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        result = _run([sys.executable, "-c", QUANTIZE_CODE, str(source), str(tmp), quant], f"quantizing to {quant}")
+        result = run_tool([sys.executable, "-c", QUANTIZE_CODE, str(source), str(tmp), quant], f"quantizing to {quant}")
         faults.reached("gguf.quantize")
         os.replace(tmp, target)
     finally:
@@ -107,7 +107,7 @@ def quantize(source: Path, target: Path, quant: str) -> dict:
             "fallback_warning": fallback.group(0) if fallback else None}
 
 
-def _check_conversations() -> list[prompts.Conversation]:
+def check_conversations() -> list[prompts.Conversation]:
     return [
         prompts.from_alpaca({"instruction": "中国的首都是哪里？"}),
         prompts.from_alpaca({"instruction": "请把下面的英文单词翻译成中文。", "input": "apple", "system": "你是一个翻译助手。"}),
@@ -119,7 +119,7 @@ def _check_conversations() -> list[prompts.Conversation]:
 def token_ids_match(gguf: GGUFChatModel, tokenizer) -> dict:
     """llama.cpp's tokenization of the rendered text equals the HF ids (BOS once, special tokens parsed)."""
     mismatches = []
-    convs = _check_conversations()
+    convs = check_conversations()
     for conv in convs:
         hf_ids = prompts.render_ids(conv, tokenizer).prompt_ids
         text = prompts.render_text(conv, tokenizer)
@@ -130,7 +130,7 @@ def token_ids_match(gguf: GGUFChatModel, tokenizer) -> dict:
 
 
 def greedy_agreement(gguf: GGUFChatModel, hf: HFChatModel, tokenizer, new_tokens: int = 16) -> dict:
-    ids = [prompts.render_ids(c, tokenizer).prompt_ids for c in _check_conversations()]
+    ids = [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
     decoding = Decoding(max_new_tokens=new_tokens)
     ours = gguf.generate(ids, decoding)
     theirs = hf.generate(ids, decoding, batch_size=1)
@@ -169,7 +169,7 @@ def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> li
 
     convs = [conversation_of(r) for r in read_jsonl(test_data)] if test_data and Path(test_data).exists() else []
     convs += [prompts.Conversation(c.turns[:-1] + (prompts.Turn(c.turns[-1].user, "好的。"),), c.system)
-              for c in _check_conversations()]
+              for c in check_conversations()]
     sequences, total = [], 0
     for conv in convs:
         if total >= positions:

@@ -179,7 +179,8 @@ class HFChatModel:
 class GGUFChatModel:
     """A GGUF through llama-cpp-python, fed the renderer's token ids (BOS included, so none is added)."""
 
-    def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 0, n_gpu_layers: int = 0):
+    def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 0, n_gpu_layers: int = 0,
+                 lora_path: str | None = None):
         """n_ctx 0: the context the model was trained with, at most CONTEXT_CAP (llama.cpp reserves the KV
         cache and the logits for the whole context up front: 131,072 tokens for Llama-3.1)."""
         from llama_cpp import Llama
@@ -191,8 +192,10 @@ class GGUFChatModel:
             meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
             trained = int(meta.get(f"{meta.get('general.architecture')}.context_length", CONTEXT_CAP))
             n_ctx = min(trained, CONTEXT_CAP)
+        if lora_path and not Path(lora_path).is_file():
+            raise UserError(f"{lora_path}: no such adapter GGUF")
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0,
-                         n_gpu_layers=n_gpu_layers)
+                         n_gpu_layers=n_gpu_layers, lora_path=lora_path)
         # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
         self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
 

@@ -43,12 +43,16 @@ def _triple_quoted(text: str, what: str) -> str:
 
 
 def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, num_ctx: int = 4096,
-                   sampling: dict | None = None, family: families.Family | None = None) -> str:
-    """The Modelfile. FROM is relative to the Modelfile's folder, where the GGUF lies. The family
-    (from `tokenizer`, or given) supplies the TEMPLATE and the stop list."""
+                   sampling: dict | None = None, family: families.Family | None = None,
+                   adapter: str | None = None) -> str:
+    """The Modelfile. FROM (and ADAPTER, for an adapter-only export) are relative to the Modelfile's
+    folder, where the GGUFs lie. The family (from `tokenizer`, or given) supplies TEMPLATE and stops."""
     family = family or (families.family_of(tokenizer) if tokenizer is not None else families.FAMILIES["llama2"])
-    lines = [f"# Made by ftkit: ollama create <name> -f {Path(gguf_file).parent}/Modelfile",
+    name = "Modelfile.adapter" if adapter else "Modelfile"
+    lines = [f"# Made by ftkit: ollama create <name> -f {Path(gguf_file).parent}/{name}",
              f"# family: {family.name}", f"FROM ./{Path(gguf_file).name}"]
+    if adapter:
+        lines.append(f"ADAPTER ./{Path(adapter).name}")
     if family.proven:
         lines.append(f"TEMPLATE {_triple_quoted(family.ollama_template, 'the template')}")
         # an explicit stop list replaces the one Ollama would detect, so it lists every marker
@@ -83,8 +87,9 @@ def stops_of(modelfile: str | Path) -> list[str]:
 
 def write_modelfile(path: str | Path, gguf_file: str, **kwargs) -> Path:
     path = Path(path)
-    if Path(gguf_file).resolve().parent != path.resolve().parent:
-        raise UserError(f"the Modelfile must sit beside {gguf_file} (FROM is relative)")
+    for file in (gguf_file, kwargs.get("adapter")):
+        if file and Path(file).resolve().parent != path.resolve().parent:
+            raise UserError(f"the Modelfile must sit beside {file} (FROM and ADAPTER are relative)")
     write_text_atomic(path, modelfile_text(gguf_file, **kwargs))
     log.info("ollama: wrote %s", path)
     return path

@@ -11,10 +11,19 @@ it goes to <output-dir>/quant_report.json and a table. The merge must come first
   <output-dir>/quant_report.json           sizes, tensor types, fallback, verification figures
   <output-dir>/Modelfile                   with --create-modelfile: FROM, TEMPLATE, stops, num_ctx
 
+With --lora-adapter (make gguf-adapter) it exports the adapter alone instead, for Ollama's ADAPTER:
+llama.cpp's convert_lora_to_gguf.py on the adapter, the base model as an F16 GGUF beside it (or
+--base-gguf), verified (base GGUF + adapter in llama.cpp vs the merged F16 GGUF and the HF model):
+
+  <output-dir>/<model-name>-lora-F16.gguf  the adapter (or -Q8_0 with --adapter-type Q8_0)
+  <output-dir>/<model-name>-base-F16.gguf  the base model
+  <output-dir>/Modelfile.adapter           FROM the base + ADAPTER + the same TEMPLATE, stops, SYSTEM
+
 example:
   python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M \\
       --create-modelfile --model-name llama2-finetuned
   python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M Q8_0 F16
+  python scripts/convert_to_gguf.py --lora-adapter models/finetuned/lora_adapter --base-model models/tiny-llama
 """
 import argparse
 import sys
@@ -22,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
-from ftkit.cli import log, run, setup_logging
+from ftkit.cli import UserError, log, run, setup_logging
 from ftkit.families import FAMILIES
 from ftkit.gguf import DEFAULT_MARGINS, DEFAULT_QUANTS, KNOWN_QUANTS
 
@@ -47,6 +56,11 @@ def parse_args(argv=None):
     ap.add_argument("--test-data", default="data/finetune/train_test.jsonl",
                     help="test split for the quantization agreement figures (default: %(default)s)")
     ap.add_argument("--no-check", action="store_true", help="skip the verification")
+    ap.add_argument("--lora-adapter", help="export this LoRA adapter alone (for Ollama's ADAPTER), not a merged model")
+    ap.add_argument("--base-model", help="with --lora-adapter: the base it was trained on (folder or Hub id in the cache)")
+    ap.add_argument("--base-gguf", help="with --lora-adapter: an existing GGUF of the base, in --output-dir (default: "
+                                        "convert the base to <model-name>-base-F16.gguf)")
+    ap.add_argument("--adapter-type", default="F16", choices=("F16", "Q8_0"), help="adapter GGUF type (default: %(default)s)")
     ap.add_argument("--max-rouge-drop", type=float, default=DEFAULT_MARGINS["rougeL_char"],
                     help="ROUGE-L (char) a type may lose against F16 on the test split before acceptance warns "
                          "(default: %(default)s, absolute)")
@@ -64,6 +78,8 @@ def main():
     from ftkit import gguf, ollama
 
     ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
+    if args.lora_adapter:
+        return export_adapter(args)
     report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
                           check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family,
                           margins={"rougeL_char": args.max_rouge_drop, "loss": args.max_loss_rise})
@@ -82,6 +98,32 @@ def main():
                                system=args.system, num_ctx=num_ctx, sampling=sampling)
     if report.get("verification") and not report["verification"]["passed"]:
         log.error("gguf: verification FAILED (see quant_report.json): the GGUF does not reproduce the merged model")
+        return 1
+    return 0
+
+
+def export_adapter(args) -> int:
+    from ftkit.adapter_export import export
+
+    if not args.base_model:
+        raise UserError("--lora-adapter needs --base-model (the model the adapter was trained on)")
+    report = export(args.lora_adapter, args.base_model, args.output_dir, args.model_name, args.adapter_type,
+                    args.base_gguf, args.test_data, args.family, not args.no_check, args.n_gpu_layers, args.system,
+                    args.num_ctx)
+    v = report.get("verification")
+    print(f"adapter {Path(report['lora_gguf']).name}: {report['size_bytes'] / 2**20:.2f} MiB on "
+          f"{Path(report['base_gguf']).name} ({report['base_size_bytes'] / 2**20:.2f} MiB)")
+    if v:
+        line = (f"prompt ids {v['token_ids']['identical']}/{v['token_ids']['prompts']}, greedy = HF "
+                f"{v['greedy_vs_hf']['identical']}/{v['greedy_vs_hf']['prompts']}")
+        if "vs_merged_f16" in v:
+            m = v["vs_merged_f16"]
+            line += (f", greedy = merged F16 GGUF {m['greedy_identical']}/{m['prompts']}, max |logit difference| "
+                     f"{m['max_abs_logit_diff']:.4f}, top-1 {m['top1_agreement']:.3f}")
+        print(line)
+    log.info("gguf-adapter: Modelfile.adapter and quant_report.json in %s", args.output_dir)
+    if v and not v["passed"]:
+        log.error("gguf-adapter: verification FAILED: base + adapter does not reproduce the fine-tuned model")
         return 1
     return 0
 

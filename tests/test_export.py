@@ -187,3 +187,62 @@ def test_unknown_quantization_and_missing_merge_are_clear(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     result = script("convert_to_gguf.py", "--model-path", str(tmp_path), "--quantization", "Q9_X")
     assert result.returncode == 2 and "unknown type" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_adapter_alone_as_a_gguf_on_the_base_reproduces_the_fine_tuned_model(exported, trained_run, tiny_model_dir,
+                                                                             prepared_data):
+    out, _ = exported
+    result = script("convert_to_gguf.py", "--lora-adapter", str(trained_run / "lora_adapter"), "--base-model",
+                    str(tiny_model_dir), "--output-dir", str(out), "--model-name", "tiny-ft",
+                    "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "quant_report.json").read_text())
+    assert "files" in report and "task_metrics" in report  # the merged export's figures are kept
+    export = report["adapter_export"]
+    lora, base = Path(export["lora_gguf"]), Path(export["base_gguf"])
+    assert lora.name == "tiny-ft-lora-F16.gguf" and base.name == "tiny-ft-base-F16.gguf"
+    assert export["size_bytes"] < export["base_size_bytes"] / 5  # megabytes instead of a whole model
+    v = export["verification"]
+    assert v["passed"] and v["token_ids"]["identical"] == v["token_ids"]["prompts"] == 3
+    assert v["greedy_vs_hf"]["identical"] == 3 and v["vs_merged_f16"]["greedy_identical"] == 3
+    assert v["vs_merged_f16"]["max_abs_logit_diff"] < 0.05 and v["vs_merged_f16"]["top1_agreement"] == 1.0
+    modelfile = out / "Modelfile.adapter"
+    lines = modelfile.read_text().splitlines()
+    assert lines[1:4] == ["# family: llama2", "FROM ./tiny-ft-base-F16.gguf", "ADAPTER ./tiny-ft-lora-F16.gguf"]
+    assert ollama.template_of(modelfile) == ollama.template_of(out / "Modelfile")  # the Go-proven template
+    assert ollama.stops_of(modelfile) == ollama.stops_of(out / "Modelfile")
+    assert 'SYSTEM """你是一个有用的助手。"""' in modelfile.read_text()
+    from llama_cpp import Llama  # both files load as llama.cpp (and so Ollama's runner) loads them
+
+    Llama(model_path=str(base), lora_path=str(lora), n_ctx=64, verbose=False)
+
+
+def test_adapters_llama_cpp_cannot_carry_are_refused_and_qlora_is_warned(trained_run, tiny_model_dir, tmp_path):
+    from ftkit.adapter_export import check_convertible
+
+    adapter = tmp_path / "model" / "lora_adapter"
+    shutil.copytree(trained_run / "lora_adapter", adapter)
+    assert check_convertible(adapter, tiny_model_dir) == []
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "modules_to_save": ["lm_head"]}))
+    with pytest.raises(UserError, match="lm_head.*export the merged model instead"):
+        check_convertible(adapter, tiny_model_dir)
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    tokenizer = json.loads((adapter / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    tokenizer["added_tokens"].append({"id": vocab, "content": "<new>", "special": True, "single_word": False,
+                                      "lstrip": False, "rstrip": False, "normalized": False})
+    (adapter / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    with pytest.raises(UserError, match="added tokens cannot travel"):
+        check_convertible(adapter, tiny_model_dir)
+    shutil.copy(trained_run / "lora_adapter" / "tokenizer.json", adapter / "tokenizer.json")
+    (adapter.parent / "run_manifest.json").write_text(json.dumps({"arguments": {"use_quantization": True}}))
+    assert "QLoRA" in check_convertible(adapter, tiny_model_dir)[0]
+
+
+def test_make_gguf_adapter_runs_the_adapter_export():
+    from conftest import run_make
+
+    planned = run_make("-n", "-B", "gguf-adapter", "RUN=local").stdout
+    assert "convert_to_gguf.py --lora-adapter models/finetuned/lora_adapter --base-model models/tiny-llama" in planned
