@@ -71,7 +71,6 @@ def _token_id(tokenizer, token: str) -> int | None:
 class Family:
     name: str
     title: str
-    hub_ids: tuple[str, ...]              # what users pass as BASE_MODEL
     end_of_turn: str                      # ends an assistant turn: supervised, and generation stops on it
     stops: tuple[str, ...]                # Ollama's PARAMETER stop list (it replaces Ollama's own)
     ollama_template: str | None           # None: no proven Ollama template (a model outside the registry)
@@ -81,7 +80,6 @@ class Family:
     llama_cpp_pre: str | None = None      # tokenizer.ggml.pre that llama.cpp's converter must write
     template_file: str | None = None      # the real chat template, under llama.cpp/models/templates/
     tiny_model: str = ""                  # the embedded tiny model of this family, under models/
-    preset: str = ""                      # training preset for the 7-8B models of this family
     extra_stop_tokens: tuple[str, ...] = ()  # other tokens that end generation (e.g. end of text)
 
     @property
@@ -113,28 +111,24 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("llama2", "Llama-2 chat", ("meta-llama/Llama-2-7b-chat-hf",), "</s>",
-           ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"), LLAMA2_OLLAMA_TEMPLATE,
-           bos_text="<s>", llama_cpp_pre=None, template_file=None, tiny_model="models/tiny-llama",
-           preset="configs/llama2-7b-lora.yaml"),
-    Family("llama3", "Llama-3.x Instruct", ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-3B-Instruct"),
-           "<|eot_id|>", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), LLAMA3_OLLAMA_TEMPLATE,
-           template_kwargs={"date_string": LLAMA3_DATE}, bos_text="<|begin_of_text|>", llama_cpp_pre="llama-bpe",
-           template_file="meta-llama-Llama-3.1-8B-Instruct.jinja", tiny_model="models/tiny-llama3",
-           preset="configs/llama3-8b-lora.yaml", extra_stop_tokens=("<|end_of_text|>", "<|eom_id|>")),
-    Family("qwen2.5", "Qwen2.5 Instruct (ChatML)", ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"),
-           "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"), QWEN25_OLLAMA_TEMPLATE,
-           default_system=QWEN25_DEFAULT_SYSTEM, llama_cpp_pre="qwen2", template_file="Qwen-Qwen2.5-7B-Instruct.jinja",
-           tiny_model="models/tiny-qwen2.5", preset="configs/qwen2.5-7b-lora.yaml", extra_stop_tokens=("<|endoftext|>",)),
-    Family("qwen3", "Qwen3 (ChatML, thinking off)", ("Qwen/Qwen3-8B", "Qwen/Qwen3-4B-Instruct-2507"),
-           "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"), QWEN3_OLLAMA_TEMPLATE,
-           template_kwargs={"enable_thinking": False}, llama_cpp_pre="qwen2", template_file="Qwen-Qwen3-0.6B.jinja",
-           tiny_model="models/tiny-qwen3", preset="configs/qwen3-8b-lora.yaml", extra_stop_tokens=("<|endoftext|>",)),
+    Family("llama2", "Llama-2 chat", "</s>", ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"),
+           LLAMA2_OLLAMA_TEMPLATE, bos_text="<s>", tiny_model="models/tiny-llama"),
+    Family("llama3", "Llama-3.x Instruct", "<|eot_id|>", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+           LLAMA3_OLLAMA_TEMPLATE, template_kwargs={"date_string": LLAMA3_DATE}, bos_text="<|begin_of_text|>",
+           llama_cpp_pre="llama-bpe", template_file="meta-llama-Llama-3.1-8B-Instruct.jinja",
+           tiny_model="models/tiny-llama3", extra_stop_tokens=("<|end_of_text|>", "<|eom_id|>")),
+    Family("qwen2.5", "Qwen2.5 Instruct (ChatML)", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"),
+           QWEN25_OLLAMA_TEMPLATE, default_system=QWEN25_DEFAULT_SYSTEM, llama_cpp_pre="qwen2",
+           template_file="Qwen-Qwen2.5-7B-Instruct.jinja", tiny_model="models/tiny-qwen2.5",
+           extra_stop_tokens=("<|endoftext|>",)),
+    Family("qwen3", "Qwen3 (ChatML, thinking off)", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"),
+           QWEN3_OLLAMA_TEMPLATE, template_kwargs={"enable_thinking": False}, llama_cpp_pre="qwen2",
+           template_file="Qwen-Qwen3-0.6B.jinja", tiny_model="models/tiny-qwen3", extra_stop_tokens=("<|endoftext|>",)),
 )}
 
 # a model outside the registry that ships a chat template: trained and evaluated with that template;
 # its Ollama template is unproven
-TEMPLATE_ONLY = Family("template", "the model's own chat template (not in the registry)", (), "", (), None)
+TEMPLATE_ONLY = Family("template", "the model's own chat template (not in the registry)", "", (), None)
 
 
 def _template_text(tokenizer) -> str:
