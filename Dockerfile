@@ -15,12 +15,18 @@ RUN apt-get update \
 WORKDIR /opt/ftkit
 # the pins are the ones `make setup` installs; only torch's build differs (PyPI's Linux wheel is the CUDA one)
 COPY requirements.txt constraints.txt ./
-COPY docker/ docker/
-# CUDA architectures: Ampere (80, 86), Ada (89), Hopper (90); override with --build-arg CUDA_ARCHS=...
-ARG CUDA_ARCHS="80;86;89;90"
-RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS}" PYTHON=python3 bash docker/install_python_deps.sh /opt/venv cuda
+# each long step copies only the script it runs: editing another docker/ file does not rebuild it
+COPY docker/install_python_deps.sh docker/
+# CUDA architectures: Ampere (80, 86), Ada (89), Hopper (90), Blackwell (100, 120; CUDA 12.8 builds them);
+# override with --build-arg CUDA_ARCHS=... GGML_NATIVE=OFF: code for any x86-64 CPU, not only the build host's
+# (a native build dies with SIGILL on an older CPU).
+ARG CUDA_ARCHS="80;86;89;90;100;120"
+RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS} -DGGML_NATIVE=OFF" PYTHON=python3 \
+    bash docker/install_python_deps.sh /opt/venv cuda
+COPY docker/build_llama_cpp.sh docker/
 COPY llama.cpp/ llama.cpp/
-RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS}" bash docker/build_llama_cpp.sh cuda llama.cpp /opt/llama.cpp/bin
+RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS} -DGGML_NATIVE=OFF" \
+    bash docker/build_llama_cpp.sh cuda llama.cpp /opt/llama.cpp/bin
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION}
 ENV DEBIAN_FRONTEND=noninteractive
@@ -28,7 +34,9 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libgomp1 make git ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-RUN useradd --create-home --uid 1000 ftkit \
+# Ubuntu 24.04 images already have the user `ubuntu` at uid 1000: it goes, so ftkit can have that uid
+RUN (userdel --remove ubuntu 2>/dev/null || true) \
+ && useradd --create-home --uid 1000 ftkit \
  && mkdir -p /cache/huggingface /workspace \
  && chown -R ftkit:ftkit /cache /workspace
 COPY --from=build /opt/venv /opt/venv

@@ -24,12 +24,14 @@ PYTEST_ARGS ?=
 IMAGE       ?= ftkit:latest
 RUN         ?= $(shell docker image inspect $(IMAGE) >/dev/null 2>&1 && echo docker || echo local)
 HF_CACHE    ?= $(HOME)/.cache/huggingface
-CUDA_ARCHS  ?= 80;86;89;90
-DOCKER_RUN   = docker run --rm --gpus all --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN \
+CUDA_ARCHS  ?= 80;86;89;90;100;120
+# --ipc=host: NCCL between GPUs needs more shared memory than Docker's 64 MB default
+DOCKER_RUN   = docker run --rm --gpus all --ipc=host --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN \
   -v $(CURDIR)/data:/workspace/data -v $(CURDIR)/models:/workspace/models -v $(CURDIR)/reports:/workspace/reports \
   -v $(HF_CACHE):/cache/huggingface
 ifeq ($(RUN),docker)
-  RUN_PY := $(DOCKER_RUN) $(IMAGE) python
+  # the cache folder is made first, as you: Docker would create a missing one as root, unwritable for --user
+  RUN_PY := mkdir -p $(HF_CACHE) && $(DOCKER_RUN) $(IMAGE) python
   PY_DEP :=
 else
   RUN_PY := $(PYTHON)

@@ -72,7 +72,8 @@ def test_run_docker_prints_the_container_command_for_every_stage():
               "ollama_create.py", "make_report.py", "acceptance_check.py"]
     for stage in stages:
         line = next(line for line in out.splitlines() if f"scripts/{stage}" in line)
-        assert line.startswith("docker run --rm --gpus all"), line
+        assert line.startswith(f"mkdir -p {Path.home() / '.cache' / 'huggingface'} && docker run --rm --gpus all "
+                               "--ipc=host"), line  # the cache exists, as the user, before Docker mounts it
         assert f"ftkit:test python scripts/{stage}" in line
         assert "-v " + str(ROOT / "models") + ":/workspace/models" in line and "-e HF_TOKEN" in line
     assert "stages run in the container ftkit:test" in out
@@ -97,3 +98,20 @@ def test_host_built_llama_quantize_matches_the_python_binding(exported):
     result = subprocess.run([str(QUANTIZE_BIN), str(f16), str(target), "Q4_K_M"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert target.read_bytes() == (out / "tiny-ft-Q4_K_M.gguf").read_bytes()
+
+
+def test_the_image_builds_on_ubuntu_24_04_and_runs_on_any_cpu_and_gpu_generation():
+    """Static checks of defects that fail `docker build` or the image on another machine."""
+    runtime = DOCKERFILE.split("\nFROM ", 2)[2]
+    # Ubuntu 24.04 images already have `ubuntu` at uid 1000: useradd --uid 1000 fails unless it goes first
+    assert "userdel --remove ubuntu" in runtime.split("useradd")[0]
+    # portable CPU code in both llama.cpp builds (a native build dies with SIGILL on an older CPU)
+    builds = [line for line in DOCKERFILE.splitlines() if "CMAKE_ARGS=" in line]
+    assert len(builds) == 2 and all("-DGGML_NATIVE=OFF" in line for line in builds)
+    # the long CUDA steps depend only on the script each runs, not on every file under docker/
+    assert "COPY docker/ docker/" not in DOCKERFILE
+    assert DOCKERFILE.index("COPY docker/install_python_deps.sh") < DOCKERFILE.index("install_python_deps.sh /opt/venv")
+    assert DOCKERFILE.index("COPY docker/build_llama_cpp.sh") > DOCKERFILE.index("install_python_deps.sh /opt/venv")
+    # Blackwell (sm_100, sm_120), which CUDA 12.8 builds, in the image and in make image
+    for source in (DOCKERFILE, (ROOT / "Makefile").read_text()):
+        assert re.search(r"CUDA_ARCHS\s*\??=\s*\"?80;86;89;90;100;120", source)
