@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 from ftkit import faults, prompts
@@ -34,12 +33,14 @@ def _dtype(name: str, base_model: str):
     import torch
 
     if name == "auto":  # the base's own precision (Llama-2 ships fp16); fp32 when it says nothing
-        declared = None
-        config = Path(base_model) / "config.json"
-        if config.exists():
-            settings = json.loads(config.read_text(encoding="utf-8"))
-            declared = settings.get("dtype") or settings.get("torch_dtype")
-        name = {"float16": "fp16", "bfloat16": "bf16"}.get(declared, "fp32")
+        from transformers import AutoConfig
+
+        try:  # a local folder or a Hub id (its config.json from the Hugging Face cache)
+            config = AutoConfig.from_pretrained(base_model)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read the config of {base_model} ({str(err).splitlines()[0]})") from None
+        declared = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        name = {"float16": "fp16", "bfloat16": "bf16"}.get(str(declared).replace("torch.", ""), "fp32")
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
@@ -69,6 +70,20 @@ def verify(reference, merged, tokenizer, tolerance: float, new_tokens: int = 16)
             "passed": max_diff <= tolerance and identical == len(ids_list)}
 
 
+def _save(merged, tokenizer, adapter: str, base_model: str, output: str) -> None:
+    """The merged model with tokenizer files, chat template and generation config (atomically)."""
+    from ftkit.loading import copy_sentencepiece_model
+
+    with atomic_dir(output) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)  # with the chat template
+        copy_sentencepiece_model(adapter if Path(adapter, "tokenizer.model").exists() else base_model, tmp)
+        if merged.generation_config is not None:
+            merged.generation_config.save_pretrained(tmp)
+        refuse_quantized(tmp, "the merged model")
+        faults.reached("merge.save")  # test hook: a kill here must leave no merged model behind
+
+
 def merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto",
                   trust_remote_code: bool = False, check: bool = True, allow_pickle: bool = False) -> dict:
     """See _merge_adapter; holds the output folder's lock (one run per folder)."""
@@ -80,11 +95,12 @@ def merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto
 
 def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "auto",
                    trust_remote_code: bool = False, check: bool = True, allow_pickle: bool = False) -> dict:
-    """Merge `adapter` into `base_model`, save to `output` (atomically), verify. Returns the report."""
+    """Merge `adapter` into `base_model`, verify in memory, then save to `output` (atomically) — or, when the
+    check fails, to `<output>-failed-check`, leaving a previous `output` as it was. Returns the report."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ftkit.loading import copy_sentencepiece_model, load_tokenizer, pickle_hint
+    from ftkit.loading import load_tokenizer, pickle_hint
 
     check_model_source(base_model, "base model")
     if not Path(adapter, "adapter_config.json").exists():
@@ -106,24 +122,20 @@ def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "aut
         if check else None
     merged = with_adapter.merge_and_unload()
     merged.eval()
-    with atomic_dir(output) as tmp:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)  # with the chat template
-        copy_sentencepiece_model(adapter if Path(adapter, "tokenizer.model").exists() else base_model, tmp)
-        if merged.generation_config is not None:
-            merged.generation_config.save_pretrained(tmp)
-        refuse_quantized(tmp, "the merged model")
-        faults.reached("merge.save")  # test hook: a kill here must leave no merged model behind
     report = {"base_model": base_model, "adapter": adapter, "output": output, "dtype": dtype_name}
-    if check:
+    if check:  # in memory, before anything is written: a failed check must not touch the previous model
         report["verification"] = verify(reference, merged, tokenizer, TOLERANCE[dtype_name])
         v = report["verification"]
         log.info("merge: max |logit difference| %.2e (bound %.0e), greedy identical %d/%d", v["max_abs_logit_diff"],
                  v["tolerance"], v["greedy_identical"], v["prompts"])
-        if not v["passed"]:
-            shutil.rmtree(output, ignore_errors=True)
-            raise UserError(f"merge check failed: max |logit difference| {v['max_abs_logit_diff']:.2e} "
-                            f"(bound {v['tolerance']:.0e}), greedy identical {v['greedy_identical']}/{v['prompts']}")
+    passed = not check or report["verification"]["passed"]
+    target = output if passed else f"{output}-failed-check"
+    _save(merged, tokenizer, adapter, base_model, target)
+    if not passed:
+        v = report["verification"]
+        raise UserError(f"merge check failed: max |logit difference| {v['max_abs_logit_diff']:.2e} "
+                        f"(bound {v['tolerance']:.0e}), greedy identical {v['greedy_identical']}/{v['prompts']}; "
+                        f"the unverified model is in {target}, the previous {output} is untouched")
     write_json_atomic(Path(output).parent / "merge_report.json", report)
     log.info("merge: wrote %s", output)
     return report

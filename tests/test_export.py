@@ -1,7 +1,9 @@
 """Export stage: merge, GGUF conversion/quantization with proof, and the Ollama Modelfile rendered by Go."""
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,35 @@ def test_make_gguf_adapter_runs_the_adapter_export():
 
     planned = run_make("-n", "-B", "gguf-adapter", "RUN=local").stdout
     assert "convert_to_gguf.py --lora-adapter models/finetuned/lora_adapter --base-model models/tiny-llama" in planned
+
+
+@pytest.mark.slow
+def test_a_failed_merge_check_keeps_the_previous_model_and_puts_the_new_one_aside(trained_run, tiny_model_dir, merged,
+                                                                                  tmp_path, monkeypatch):
+    from ftkit import merge
+    from ftkit.io import sha256_file
+
+    output = tmp_path / "merged_model"
+    shutil.copytree(merged, output)
+    before = sha256_file(output / "model.safetensors")
+    monkeypatch.setitem(merge.TOLERANCE, "fp32", 0.0)  # no merge is that exact: the check fails
+    with pytest.raises(UserError, match="merge check failed.*previous .* is untouched"):
+        merge.merge_adapter(str(tiny_model_dir), str(trained_run / "lora_adapter"), str(output))
+    assert sha256_file(output / "model.safetensors") == before  # nothing the user did not ask to delete
+    aside = tmp_path / "merged_model-failed-check"
+    assert (aside / "model.safetensors").is_file() and (aside / "config.json").is_file()
+
+
+def test_merge_keeps_the_checkpoint_dtype_of_a_hub_id_from_the_cache(tiny_model_dir, tmp_path):
+    """A Hub id resolves through the Hugging Face cache layout: a bf16 checkpoint merges in bf16, not fp32."""
+    snapshot = tmp_path / "hub" / "models--org--tiny-bf16" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_model_dir, snapshot)
+    config = json.loads((snapshot / "config.json").read_text())
+    (snapshot / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    (tmp_path / "hub" / "models--org--tiny-bf16" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--tiny-bf16" / "refs" / "main").write_text("0123abcd")
+    code = "import sys; from ftkit.merge import _dtype; print(_dtype('auto', sys.argv[1])[0])"
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    dtypes = [subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True, env=env,
+                             check=True).stdout.strip() for model in ("org/tiny-bf16", str(tiny_model_dir))]
+    assert dtypes == ["bf16", "fp32"]
