@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftkit import faults, prompts
+from ftkit import families, faults, prompts
 from ftkit.cli import UserError
 from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
 from ftkit.io import write_json_atomic
@@ -129,13 +129,40 @@ def token_ids_match(gguf: GGUFChatModel, tokenizer) -> dict:
     return {"prompts": len(convs), "identical": len(convs) - len(mismatches), "mismatches": mismatches[:3]}
 
 
-def greedy_agreement(gguf: GGUFChatModel, hf: HFChatModel, tokenizer, new_tokens: int = 16) -> dict:
+# two tokens whose logits differ by less than this are a tie: F16 rounding may order them either way
+TIE_MARGIN = 0.05
+
+
+def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int = 16) -> dict:
+    """Greedy answers of the GGUF against a reference model (HF, or another GGUF) on the check prompts.
+
+    Where they part, the GGUF's own logits at that position tell whether the two tokens were a tie (within
+    TIE_MARGIN): a tie is reported, not failed, and every parting is listed with its position."""
+    import numpy as np
+
     ids = [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
     decoding = Decoding(max_new_tokens=new_tokens)
     ours = gguf.generate(ids, decoding)
-    theirs = hf.generate(ids, decoding, batch_size=1)
-    same = sum(a.token_ids == b.token_ids for a, b in zip(ours, theirs, strict=True))
-    return {"prompts": len(ids), "identical": same, "tokens_per_prompt": new_tokens}
+    theirs = reference.generate(ids, decoding, batch_size=1)
+    end = families.end_of_turn_id(tokenizer)
+    identical, ties, partings = 0, 0, []
+    for prompt, a, b in zip(ids, ours, theirs, strict=True):
+        if a.token_ids == b.token_ids:
+            identical += 1
+            continue
+        k = next((i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)) if x != y),
+                 min(len(a.token_ids), len(b.token_ids)))
+        mine = a.token_ids[k] if k < len(a.token_ids) else end  # a sequence that stopped chose its end token
+        other = b.token_ids[k] if k < len(b.token_ids) else end
+        gguf.llm.reset()
+        gguf.llm.eval(prompt + a.token_ids[:k])
+        row = np.asarray(gguf.llm.scores[len(prompt) + k - 1], dtype=np.float64)
+        margin = float(abs(row[mine] - row[other]))
+        ties += margin <= TIE_MARGIN
+        partings.append({"prompt": len(partings), "position": k, "gguf_token": int(mine), "reference_token": int(other),
+                         "logit_margin": margin, "tie": margin <= TIE_MARGIN})
+    return {"prompts": len(ids), "identical": identical, "near_ties": ties, "tie_margin": TIE_MARGIN,
+            "partings": partings, "tokens_per_prompt": new_tokens, "agree": identical + ties == len(ids)}
 
 
 def position_logits(gguf: GGUFChatModel, sequences: list[list[int]]):
@@ -246,7 +273,7 @@ def verify_files(model_path: str, files: dict, tokenizer, test_data: str | None,
     f16 = results["F16"]
     results["passed"] = (all(r["token_ids"]["identical"] == r["token_ids"]["prompts"] for r in results.values()
                              if isinstance(r, dict))
-                         and f16["greedy_vs_hf"]["identical"] == f16["greedy_vs_hf"]["prompts"])
+                         and f16["greedy_vs_hf"]["agree"])
     return results
 
 
@@ -320,6 +347,7 @@ def format_table(report: dict) -> str:
         v = verification.get(quant, {})
         ids = f"{v['token_ids']['identical']}/{v['token_ids']['prompts']}" if v else "-"
         greedy = f"{v['greedy_vs_hf']['identical']}/{v['greedy_vs_hf']['prompts']}" if v else "-"
+        greedy += f"+{v['greedy_vs_hf']['near_ties']}t" if v and v["greedy_vs_hf"]["near_ties"] else ""
         top1 = f"{v['vs_f16']['top1_agreement']:.3f}" if v else "-"
         kl = f"{v['vs_f16']['mean_kl']:.4f}" if v and not math.isnan(v["vs_f16"]["mean_kl"]) else "-"
         lines.append(f"{Path(info['path']).name:<34}{info['size_bytes'] / 2**20:>9.2f}{ids:>7}{greedy:>10}{top1:>12}"

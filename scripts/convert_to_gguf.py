@@ -114,12 +114,14 @@ def export_adapter(args) -> int:
     print(f"adapter {Path(report['lora_gguf']).name}: {report['size_bytes'] / 2**20:.2f} MiB on "
           f"{Path(report['base_gguf']).name} ({report['base_size_bytes'] / 2**20:.2f} MiB)")
     if v:
-        line = (f"prompt ids {v['token_ids']['identical']}/{v['token_ids']['prompts']}, greedy = HF "
-                f"{v['greedy_vs_hf']['identical']}/{v['greedy_vs_hf']['prompts']}")
+        def greedy(g):
+            return f"{g['identical']}/{g['prompts']}" + (f" (+{g['near_ties']} near-tie)" if g["near_ties"] else "")
+
+        line = f"prompt ids {v['token_ids']['identical']}/{v['token_ids']['prompts']}, greedy = HF {greedy(v['greedy_vs_hf'])}"
         if "vs_merged_f16" in v:
             m = v["vs_merged_f16"]
-            line += (f", greedy = merged F16 GGUF {m['greedy_identical']}/{m['prompts']}, max |logit difference| "
-                     f"{m['max_abs_logit_diff']:.4f}, top-1 {m['top1_agreement']:.3f}")
+            line += (f", greedy = merged F16 GGUF {greedy(m)}, max |logit difference| {m['max_abs_logit_diff']:.4f}, "
+                     f"top-1 {m['top1_agreement']:.3f}")
         print(line)
     log.info("gguf-adapter: Modelfile.adapter and quant_report.json in %s", args.output_dir)
     if v and not v["passed"]:
