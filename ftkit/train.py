@@ -327,6 +327,7 @@ def _run_training(config: TrainConfig) -> dict:
     final_eval = _final_eval_loss(trainer) if val else None
     ranks = _ranks_that_trained()
     if not trainer.is_world_process_zero():
+        _leave_process_group()
         return {}
 
     with atomic_dir(out / "lora_adapter") as tmp:
@@ -340,7 +341,19 @@ def _run_training(config: TrainConfig) -> dict:
                                                       ranks=ranks, adapter=train_outputs.adapter_digest(out / "lora_adapter")))
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    _leave_process_group()
     return metrics
+
+
+def _leave_process_group() -> None:
+    """Every rank waits until rank 0 has written the outputs, then all leave together. A rank that simply
+    exited while another was still in the process group aborted at teardown now and then on a loaded
+    machine ("terminate called without an active exception", exit -6), failing a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _final_eval_loss(trainer) -> float:

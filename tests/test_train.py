@@ -240,7 +240,13 @@ def test_qlora_through_the_script_learns_across_evaluations(prepared_data, tiny_
 @pytest.mark.slow
 def test_two_process_ddp_really_runs_two_ranks(prepared_data, tiny_model_dir, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu", SCRIPT,
+    import socket
+
+    with socket.socket() as sock:  # a free port: another run's rendezvous on the default one must not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
+           "--main_process_port", port, SCRIPT,
            "--base-model", str(tiny_model_dir), "--train-data", str(prepared_data / "train_train.jsonl"),
            "--val-data", str(prepared_data / "train_validation.jsonl"), "--output-dir", str(out),
            "--epochs", "2", "--batch-size", "8", "--learning-rate", "2e-3"]
