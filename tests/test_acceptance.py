@@ -64,10 +64,20 @@ def copy_of(finished_run, tmp_path) -> Path:
     return run
 
 
+def paths_of(run: Path) -> Paths:
+    return Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
+                 str(run / "gguf"), str(run / "reports" / "training_report.md"))
+
+
+def drop_the_ratings(run: Path) -> None:
+    summary_path = run / "reports" / "evaluation_results.csv.summary.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["human_evaluation"]
+    summary_path.write_text(json.dumps(summary))
+
+
 def statuses(run: Path, **thresholds) -> dict[str, str]:
-    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
-                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
-    return {item.key: item.status for item in run_checks(paths, Thresholds(**thresholds))}
+    return {item.key: item.status for item in run_checks(paths_of(run), Thresholds(**thresholds))}
 
 
 def not_passing(run: Path, **thresholds) -> dict[str, str]:
@@ -99,12 +109,8 @@ def test_passed_says_how_many_items_wait_for_a_person(finished_run, tmp_path):
     from ftkit.acceptance import run_checks, to_json, verdict
 
     run = copy_of(finished_run, tmp_path)
-    summary_path = run / "reports" / "evaluation_results.csv.summary.json"
-    summary = json.loads(summary_path.read_text())
-    del summary["human_evaluation"]
-    summary_path.write_text(json.dumps(summary))
-    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
-                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    drop_the_ratings(run)
+    paths = paths_of(run)
     line = verdict(to_json(run_checks(paths, Thresholds(min_records=10)), Thresholds(min_records=10)))
     assert line.startswith("PASSED — 1 item(s) wait for a person: 16 PASS, 1 WARN, 0 FAIL")
 
@@ -167,8 +173,7 @@ def test_a_consistent_set_of_edited_logs_is_caught_by_measuring_again(finished_r
     metrics = json.loads((run / "model" / "metrics.json").read_text())
     metrics["final_eval_loss"] = better[-1]
     (run / "model" / "metrics.json").write_text(json.dumps(metrics))
-    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
-                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    paths = paths_of(run)
     items = {i.key: i for i in run_checks(paths, Thresholds())}
     assert items["train.val_loss_fell"].status == "FAIL"
     assert "does not reproduce its logged validation loss" in items["train.val_loss_fell"].evidence
@@ -176,10 +181,7 @@ def test_a_consistent_set_of_edited_logs_is_caught_by_measuring_again(finished_r
 
 
 def test_the_untouched_run_reproduces_its_validation_loss(finished_run):
-    paths = Paths(str(finished_run / "data"), "train", str(finished_run / "model"),
-                  str(finished_run / "reports" / "evaluation_results.csv"), str(finished_run / "gguf"),
-                  str(finished_run / "reports" / "training_report.md"))
-    item = next(i for i in run_checks(paths, Thresholds()) if i.key == "train.val_loss_fell")
+    item = next(i for i in run_checks(paths_of(finished_run), Thresholds()) if i.key == "train.val_loss_fell")
     assert item.status == "PASS" and "re-measured now on 24 validation records" in item.evidence
 
 
@@ -189,8 +191,7 @@ def test_a_quantization_that_costs_too_much_on_the_task_warns_and_names_a_better
     script("convert_to_gguf.py", "--model-path", str(run / "model" / "merged_model"), "--quantization", "Q2_K",
            "Q4_K_M", "Q8_0", "--output-dir", str(run / "gguf"), "--model-name", "tiny-ft", "--create-modelfile",
            "--test-data", str(run / "data" / "train_test.jsonl"), "--max-loss-rise", "0.005")
-    paths = Paths(str(run / "data"), "train", str(run / "model"), str(run / "reports" / "evaluation_results.csv"),
-                  str(run / "gguf"), str(run / "reports" / "training_report.md"))
+    paths = paths_of(run)
     items = {i.key: i for i in run_checks(paths, Thresholds())}
     assert {k for k, i in items.items() if i.status != "PASS"} == {"deploy.modelfile"}
     item = items["deploy.modelfile"]
@@ -239,10 +240,7 @@ def test_swap_the_modelfile_template(finished_run, tmp_path):
 
 def test_drop_the_ratings(finished_run, tmp_path):
     run = copy_of(finished_run, tmp_path)
-    summary_path = run / "reports" / "evaluation_results.csv.summary.json"
-    summary = json.loads(summary_path.read_text())
-    del summary["human_evaluation"]
-    summary_path.write_text(json.dumps(summary))
+    drop_the_ratings(run)
     assert not_passing(run) == {"eval.human": "WARN"}
 
 
