@@ -246,16 +246,16 @@ def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], 
     report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
     if check:
         tokenizer = load_tokenizer(model_path, family=family)
-        report["verification"] = verify_files(model_path, files, tokenizer, test_data, n_gpu_layers)
+        hf = HFChatModel(load_hf(model_path), tokenizer, "merged")  # loaded once for both checks
+        report["verification"] = verify_files(hf, files, tokenizer, test_data, n_gpu_layers)
         if test_data and Path(test_data).is_file():
             report["margins"] = dict(margins or DEFAULT_MARGINS)
-            report["task_metrics"] = task_metrics(model_path, files, tokenizer, test_data, n_gpu_layers)
+            report["task_metrics"] = task_metrics(hf, files, tokenizer, test_data, n_gpu_layers)
     write_json_atomic(out / "quant_report.json", report)
     return report
 
 
-def verify_files(model_path: str, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int = 0) -> dict:
-    hf = HFChatModel(load_hf(model_path), tokenizer, "merged")
+def verify_files(hf: HFChatModel, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int = 0) -> dict:
     sequences = eval_sequences(tokenizer, test_data)
     results = {}
     reference = None
@@ -277,7 +277,7 @@ def verify_files(model_path: str, files: dict, tokenizer, test_data: str | None,
     return results
 
 
-def task_metrics(model_path: str, files: dict, tokenizer, test_data: str, n_gpu_layers: int = 0,
+def task_metrics(hf: HFChatModel, files: dict, tokenizer, test_data: str, n_gpu_layers: int = 0,
                  max_new_tokens: int = 64) -> dict:
     """The evaluation's own metrics — answer loss and ROUGE-L (char) — on the test split, for the merged
     HF model and every GGUF type, through llama.cpp: what a quantization costs on this task."""
@@ -293,7 +293,7 @@ def task_metrics(model_path: str, files: dict, tokenizer, test_data: str, n_gpu_
 
     log.info("gguf: task metrics on %d test records (HF merged model, then each GGUF)", len(cases))
     result = {"records": len(cases), "max_new_tokens": max_new_tokens,
-              "hf": figures(HFChatModel(load_hf(model_path), tokenizer, "merged"), 16), "types": {}}
+              "hf": figures(hf, 16), "types": {}}
     for quant, info in files.items():
         gguf = GGUFChatModel(info["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers)
         result["types"][quant] = figures(gguf, 1)
