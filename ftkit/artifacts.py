@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def summary_path(eval_output: str | Path) -> Path:
+    """The evaluation summary beside its results CSV."""
+    return Path(f"{eval_output}.summary.json")
+
+
 @dataclass
 class Paths:
     data_dir: str = "data/finetune"
@@ -24,7 +29,7 @@ class Paths:
 
     @property
     def summary(self) -> Path:
-        return Path(f"{self.eval_output}.summary.json")
+        return summary_path(self.eval_output)
 
     @staticmethod
     def add_flags(parser) -> None:

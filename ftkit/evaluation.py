@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ftkit import faults, metrics, prompts
+from ftkit.artifacts import summary_path
 from ftkit.cli import UserError
 from ftkit.inference import Decoding, perplexity
 from ftkit.io import atomic_path, sha256_file, write_json_atomic
@@ -177,10 +178,6 @@ def _evaluate(test_data: str, output: str, models: list, tokenizer, decoding: De
     write_json_atomic(previous, summary)
     plot_comparison(chart_path(out), results)
     return summary
-
-
-def summary_path(output: Path | str) -> Path:
-    return Path(f"{output}.summary.json")
 
 
 def chart_path(output: Path | str) -> Path:

@@ -14,6 +14,7 @@ import json
 import random
 from pathlib import Path
 
+from ftkit.artifacts import summary_path
 from ftkit.cli import UserError
 from ftkit.io import atomic_path, sha256_file, write_json_atomic
 
@@ -116,7 +117,7 @@ def read_ratings(sheet: str | Path, key_file: Path) -> dict:
 
 def import_ratings(sheet: str | Path, output: str | Path) -> dict:
     """Read a filled sheet into `<output>.summary.json`, only if it rated the answers evaluated there."""
-    summary_file = Path(f"{output}.summary.json")
+    summary_file = summary_path(output)
     if not summary_file.is_file():
         raise UserError(f"{summary_file}: no evaluation summary to add the ratings to (run the batch evaluation first)")
     ratings = read_ratings(sheet, key_path(output))
