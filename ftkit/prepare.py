@@ -388,27 +388,20 @@ def _all_records(config: PrepareConfig) -> Iterator[RawRecord]:
 
 
 def load_tokenizer(name: str | None, family: str | None = None):
+    """The tokenizer that measures lengths (loading's, bound to its family), errors as the data stage's."""
     if not name:
         return None
-    from transformers import AutoTokenizer
-
+    from ftkit import loading
     from ftkit.cli import UserError, check_model_source
 
     try:
         check_model_source(name, "tokenizer")
     except UserError as err:
         raise InputError(f"--tokenizer {err}") from None
-    from ftkit import families
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise InputError(f"--tokenizer {name}: cannot load a tokenizer ({str(err).splitlines()[0]})") from None
-    try:
-        families.bind(tokenizer, family)
+        return loading.load_tokenizer(name, family=family)
     except UserError as err:
         raise InputError(f"--tokenizer {name}: {err}") from None
-    return tokenizer
 
 
 @dataclass
