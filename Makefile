@@ -101,6 +101,9 @@ MODEL_NAME  ?= $(or $(FAMILY),llama2)-finetuned
 # GGUF types, several allowed: GGUF_TYPES="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
 GGUF_TYPES  ?= Q4_K_M
 SYSTEM_PROMPT ?=
+# layers llama.cpp offloads to the GPU in every check that loads a GGUF (-1: all; 0: CPU; no effect on a
+# CPU build of llama.cpp, so -1 is safe everywhere)
+N_GPU_LAYERS ?= -1
 # report and acceptance
 REPORT      ?= $(REPORT_DIR)/training_report.md
 MIN_RECORDS ?= 100
@@ -242,7 +245,7 @@ GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_TYPES
 
 GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_TYPES) --output-dir $(GGUF_DIR) \
   --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") \
-  $(FAMILY_FLAG)
+  --n-gpu-layers $(N_GPU_LAYERS) $(FAMILY_FLAG)
 
 $(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py \
 		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP)
@@ -251,7 +254,7 @@ $(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prom
 ADAPTER_GGUF := $(GGUF_DIR)/$(MODEL_NAME)-lora-F16.gguf
 $(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py | $(PY_DEP)
 	$(RUN_PY) scripts/convert_to_gguf.py --lora-adapter $(MODEL_DIR)/lora_adapter --base-model $(BASE_MODEL) \
-	  --output-dir $(GGUF_DIR) --model-name $(MODEL_NAME) --test-data $(TEST_FILE) \
+	  --output-dir $(GGUF_DIR) --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --n-gpu-layers $(N_GPU_LAYERS) \
 	  $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") $(FAMILY_FLAG)
 
 gguf-adapter: $(ADAPTER_GGUF) ## the LoRA adapter alone as a GGUF on a base GGUF, verified, with Modelfile.adapter (Ollama ADAPTER)
@@ -266,7 +269,7 @@ report: $(GGUF_MAIN) $(EVAL_OUTPUT).summary.json | $(PY_DEP) ## fill reports/tra
 
 acceptance: | $(PY_DEP) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
 	$(RUN_PY) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
-	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC)
+	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC) --n-gpu-layers $(N_GPU_LAYERS)
 
 all: data train eval merge gguf ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
 
@@ -276,14 +279,14 @@ bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation
 
 bench: $(GGUF_MAIN) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
 	$(RUN_PY) scripts/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \
-	  --test-data $(TEST_FILE) --records $(BENCH_RECORDS) --output $(REPORT_DIR)/bench.json
+	  --test-data $(TEST_FILE) --records $(BENCH_RECORDS) --n-gpu-layers $(N_GPU_LAYERS) --output $(REPORT_DIR)/bench.json
 
 DRY_RUN ?=
 gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B (DRY_RUN=1: tiny, on the CPU)
 	$(RUN_PY) scripts/gpu_check.py $(if $(DRY_RUN),--dry-run) --output $(REPORT_DIR)/gpu_check.json
 
 bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
-	$(RUN_PY) scripts/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN)
+	$(RUN_PY) scripts/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN) --n-gpu-layers $(N_GPU_LAYERS)
 
 # the Llama-2 and the Qwen vocabulary (32k vs 152k): where the output layer matters
 BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5

@@ -99,12 +99,12 @@ def verify(base_gguf: Path, lora_gguf: Path, merged_f16: Path | None, base_model
     from ftkit.inference import GGUFChatModel, load_models
 
     with_adapter = GGUFChatModel(str(base_gguf), tokenizer, "base+adapter", n_gpu_layers=n_gpu_layers,
-                                 lora_path=str(lora_gguf))
+                                 lora_path=str(lora_gguf), logits_all=True)
     result = {"token_ids": gguf.token_ids_match(with_adapter, tokenizer)}
     _, _, hf = load_models(base_model, str(adapter), with_base=False)
     result["greedy_vs_hf"] = gguf.greedy_agreement(with_adapter, hf, tokenizer)
     if merged_f16 is not None and merged_f16.is_file():
-        merged = GGUFChatModel(str(merged_f16), tokenizer, "merged F16", n_gpu_layers=n_gpu_layers)
+        merged = GGUFChatModel(str(merged_f16), tokenizer, "merged F16", n_gpu_layers=n_gpu_layers, logits_all=True)
         sequences = gguf.eval_sequences(tokenizer, test_data, positions=120)
         a, b = gguf.position_logits(with_adapter, sequences), gguf.position_logits(merged, sequences)
         result["vs_merged_f16"] = {**gguf.greedy_agreement(with_adapter, merged, tokenizer),

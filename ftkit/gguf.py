@@ -261,7 +261,7 @@ def verify_files(hf: HFChatModel, files: dict, tokenizer, test_data: str | None,
     reference = None
     for quant in ["F16"] + [q for q in files if q != "F16"]:
         log.info("gguf: verifying %s", Path(files[quant]["path"]).name)
-        gguf = GGUFChatModel(files[quant]["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers)
+        gguf = GGUFChatModel(files[quant]["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers, logits_all=True)
         result = {"loads": True, "token_ids": token_ids_match(gguf, tokenizer),
                   "greedy_vs_hf": greedy_agreement(gguf, hf, tokenizer)}
         logits = position_logits(gguf, sequences)
@@ -295,7 +295,7 @@ def task_metrics(hf: HFChatModel, files: dict, tokenizer, test_data: str, n_gpu_
     result = {"records": len(cases), "max_new_tokens": max_new_tokens,
               "hf": figures(hf, 16), "types": {}}
     for quant, info in files.items():
-        gguf = GGUFChatModel(info["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers)
+        gguf = GGUFChatModel(info["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers, logits_all=True)
         result["types"][quant] = figures(gguf, 1)
         del gguf
     f16 = result["types"]["F16"]

@@ -180,9 +180,11 @@ class GGUFChatModel:
     """A GGUF through llama-cpp-python, fed the renderer's token ids (BOS included, so none is added)."""
 
     def __init__(self, path: str, tokenizer, name: str = "gguf", n_ctx: int = 0, n_gpu_layers: int = 0,
-                 lora_path: str | None = None):
+                 lora_path: str | None = None, logits_all: bool = False):
         """n_ctx 0: the context the model was trained with, at most CONTEXT_CAP (llama.cpp reserves the KV
-        cache and the logits for the whole context up front: 131,072 tokens for Llama-3.1)."""
+        cache for the whole context up front: 131,072 tokens for Llama-3.1). logits_all: keep every
+        position's logits (an n_ctx x vocabulary array; for losses and logit comparisons) — generation
+        alone needs none. n_gpu_layers: layers offloaded to the GPU (-1 all; no effect on a CPU build)."""
         from llama_cpp import Llama
 
         if not Path(path).is_file():
@@ -194,7 +196,8 @@ class GGUFChatModel:
             n_ctx = min(trained, CONTEXT_CAP)
         if lora_path and not Path(lora_path).is_file():
             raise UserError(f"{lora_path}: no such adapter GGUF")
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0,
+        self.logits_all = logits_all
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False, seed=0,
                          n_gpu_layers=n_gpu_layers, lora_path=lora_path)
         # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
         self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
@@ -221,6 +224,8 @@ class GGUFChatModel:
     def answer_losses(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 1) -> list[float]:
         import numpy as np
 
+        if not self.logits_all:  # llama.cpp would leave the scores unwritten: the losses would be garbage
+            raise ValueError(f"{self.name}: answer losses need a GGUFChatModel opened with logits_all=True")
         losses = []
         for prompt, answer in pairs:
             ids = prompt + answer
@@ -251,8 +256,10 @@ def perplexity(loss: float) -> float:
 
 def load_models(base_model: str, lora_model: str | None = None, merged_model: str | None = None,
                 gguf: str | None = None, trust_remote_code: bool = False, with_base: bool = True,
-                allow_pickle: bool = False, family: str | None = None):
-    """(tokenizer, base ChatModel or None, candidate ChatModel or None).
+                allow_pickle: bool = False, family: str | None = None, n_gpu_layers: int = 0,
+                gguf_losses: bool = True):
+    """(tokenizer, base ChatModel or None, candidate ChatModel or None). gguf_losses: the GGUF keeps
+    every position's logits, for answer losses (a chat needs none).
 
     With a LoRA adapter, base and fine-tuned share one copy of the weights (the adapter switched off
     for the base)."""
@@ -277,5 +284,5 @@ def load_models(base_model: str, lora_model: str | None = None, merged_model: st
     if merged_model:
         candidate = HFChatModel(load_hf(merged_model, trust_remote_code, allow_pickle), tokenizer, "finetuned")
     elif gguf:
-        candidate = GGUFChatModel(gguf, tokenizer, "finetuned")
+        candidate = GGUFChatModel(gguf, tokenizer, "finetuned", n_gpu_layers=n_gpu_layers, logits_all=gguf_losses)
     return tokenizer, base, candidate

@@ -32,6 +32,8 @@ def main():
                     help="training records required (default: %(default)s, the checklist's; lower only for smoke tests)")
     ap.add_argument("--min-tokens-per-second", type=float, default=DEFAULT_MIN_TOKENS_PER_SECOND,
                     help="GGUF generation speed required (default: %(default)s)")
+    ap.add_argument("--n-gpu-layers", type=int, default=0,
+                    help="layers llama.cpp offloads to the GPU when it loads the GGUF (-1: all; no effect on a CPU build)")
     ap.add_argument("--output-dir", default="reports", help="where acceptance.json/.md go (default: %(default)s)")
     args = ap.parse_args()
     setup_logging()
@@ -41,7 +43,8 @@ def main():
     thresholds = Thresholds(args.min_records, args.min_tokens_per_second)
     print("验收检查 acceptance check" + (f" — thresholds overridden: {'; '.join(thresholds.overridden)}"
                                         if thresholds.overridden else ""))
-    items = run_checks(Paths.from_args(args, args.report), thresholds, progress=lambda item: print(format_line(item), flush=True))
+    items = run_checks(Paths.from_args(args, args.report), thresholds, progress=lambda item: print(format_line(item), flush=True),
+                       n_gpu_layers=args.n_gpu_layers)
     result = to_json(items, thresholds)
     out = Path(args.output_dir)
     write_json_atomic(out / "acceptance.json", result)

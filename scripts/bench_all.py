@@ -33,6 +33,8 @@ def parse_args(argv=None):
     ap.add_argument("--gguf", default="models/gguf/llama2-finetuned-Q4_K_M.gguf", help="GGUF file (default: %(default)s)")
     ap.add_argument("--test-data", default="data/finetune/train_test.jsonl", help="test split (default: %(default)s)")
     ap.add_argument("--records", type=int, default=1_000_000, help="records for the data benchmark (default: %(default)s)")
+    ap.add_argument("--n-gpu-layers", type=int, default=0,
+                    help="layers llama.cpp offloads to the GPU in the GGUF benchmark (-1: all)")
     ap.add_argument("--output", default="reports/bench.json", help="where to write the figures (default: %(default)s)")
     ap.add_argument("--runs", default="docs/benchmarks.json",
                     help="the project's record of runs this one is appended to; `make docs` makes README's table "
@@ -66,7 +68,7 @@ def main():
         train = bench("train", "bench_train.py", ["--base-model", args.base_model], work)
         evals = bench("eval", "bench_eval.py", ["--base-model", args.base_model, "--test-data", args.test_data], work)
         gguf = bench("gguf", "bench_gguf.py", ["--merged-model", str(Path(args.model_dir) / "merged_model"),
-                                               "--gguf", args.gguf], work)
+                                               "--gguf", args.gguf, "--n-gpu-layers", str(args.n_gpu_layers)], work)
     rows = [
         ("data: records/s", data["records_per_s"], data["baseline_records_per_s"], data["records_per_s"] >= 20_000,
          ">= 20,000 records/s"),
@@ -75,7 +77,7 @@ def main():
          train["speedup"] >= 1.5 and abs(train["eval_loss_gap"]) <= 0.03, ">= 1.5x, eval loss within 3%"),
         ("eval: generated tokens/s", evals["batched_tokens_per_s"], evals["one_by_one_tokens_per_s"],
          evals["speedup"] >= 10 and evals["identical"] == evals["prompts"], ">= 10x, identical outputs"),
-        ("gguf: decode tokens/s", gguf["gguf_tokens_per_s"], gguf["hf_fp32_tokens_per_s"], gguf["speedup"] >= 5, ">= 5x"),
+        ("gguf: decode tokens/s", gguf["gguf_tokens_per_s"], gguf["hf_tokens_per_s"], gguf["speedup"] >= 5, ">= 5x"),
     ]
     machine = hardware()
     print(f"\nbenchmarks on {machine['cpu']}, {machine['cpu_count']} CPUs, {'GPU' if machine['cuda'] else 'no GPU'}")

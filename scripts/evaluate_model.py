@@ -43,6 +43,8 @@ def parse_args(argv=None):
     models.add_argument("--lora-model", help="LoRA adapter folder (models/finetuned/lora_adapter)")
     models.add_argument("--merged-model", help="a merged model folder to evaluate as the fine-tuned side")
     models.add_argument("--gguf", help="a GGUF file to evaluate as the fine-tuned side (llama-cpp-python)")
+    models.add_argument("--n-gpu-layers", type=int, default=0,
+                        help="with --gguf: layers offloaded to the GPU (-1: all; no effect on a CPU build of llama.cpp)")
     models.add_argument("--no-base", action="store_true", help="skip the base model (faster; no comparison)")
     models.add_argument("--family", choices=tuple(FAMILIES),
                         help="chat format family (default: detected from the model's chat template)")
@@ -127,7 +129,8 @@ def main():
     want_base = not args.no_base and (args.model != "finetuned" or args.test_data)
     tokenizer, base, candidate = load_models(args.base_model, args.lora_model, args.merged_model, args.gguf,
                                              args.trust_remote_code, with_base=want_base, allow_pickle=args.allow_pickle,
-                                             family=args.family)
+                                             family=args.family, n_gpu_layers=args.n_gpu_layers,
+                                             gguf_losses=bool(args.test_data))
     if args.test_data:
         batch(args, tokenizer, base, candidate, decoding)
     if args.interactive or args.prompt:

@@ -1,4 +1,5 @@
 """Export stage: merge, GGUF conversion/quantization with proof, and the Ollama Modelfile rendered by Go."""
+import ast
 import json
 import os
 import shutil
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_script
+from conftest import run_make, run_script
 
 from ftkit import families, ollama, prompts
 from ftkit.cli import UserError
@@ -244,8 +245,6 @@ def test_adapters_llama_cpp_cannot_carry_are_refused_and_qlora_is_warned(trained
 
 
 def test_make_gguf_adapter_runs_the_adapter_export():
-    from conftest import run_make
-
     planned = run_make("-n", "-B", "gguf-adapter", "RUN=local").stdout
     assert "convert_to_gguf.py --lora-adapter models/finetuned/lora_adapter --base-model models/tiny-llama" in planned
 
@@ -294,7 +293,7 @@ def test_greedy_comparison_names_where_answers_part_and_tells_a_tie_from_a_diffe
 
     out, _ = exported
     tokenizer = load_tokenizer(str(merged))
-    model = GGUFChatModel(str(out / "tiny-ft-F16.gguf"), tokenizer)
+    model = GGUFChatModel(str(out / "tiny-ft-F16.gguf"), tokenizer, logits_all=True)
     own = model.generate([prompts.render_ids(c, tokenizer).prompt_ids for c in gguf.check_conversations()],
                          gguf.Decoding(max_new_tokens=16))
     first = prompts.render_ids(gguf.check_conversations()[0], tokenizer).prompt_ids
@@ -318,3 +317,52 @@ def test_greedy_comparison_names_where_answers_part_and_tells_a_tie_from_a_diffe
     assert result["partings"][0]["position"] == 0 and result["partings"][0]["reference_token"] == runner_up
     assert result["partings"][0]["logit_margin"] == pytest.approx(gap, abs=1e-4)
     assert result["agree"] == (gap <= gguf.TIE_MARGIN) and result["partings"][0]["tie"] == (gap <= gguf.TIE_MARGIN)
+
+
+def _llama_loads(path: Path) -> list[ast.Call]:
+    """Every `Llama(...)` call in a file, except vocabulary-only reads (no weights, no GPU)."""
+    calls = [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Llama"]
+    return [c for c in calls if not any(k.arg == "vocab_only" for k in c.keywords)]
+
+
+def test_every_llama_cpp_load_takes_the_gpu_layer_setting():
+    """On a GPU host the checks run where the model will run: no load of a GGUF is pinned to the CPU."""
+    sources = sorted((ROOT / "ftkit").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+    loads = {path.name: _llama_loads(path) for path in sources}
+    assert sum(map(len, loads.values())) >= 5  # inference, acceptance (2), bench_gguf, gpu_check
+    for name, calls in loads.items():
+        for call in calls:
+            assert any(k.arg == "n_gpu_layers" for k in call.keywords), f"{name}:{call.lineno}"
+
+
+def test_the_n_gpu_layers_make_variable_reaches_every_stage_that_loads_a_gguf():
+    planned = run_make("-n", "-B", "gguf", "gguf-adapter", "acceptance", "bench-gguf", "RUN=local", "N_GPU_LAYERS=7").stdout
+    planned = planned.replace("\\\n", " ")  # a recipe's continued lines as one command
+    for script in ("convert_to_gguf.py --model-path", "convert_to_gguf.py --lora-adapter", "acceptance_check.py",
+                   "bench_gguf.py"):
+        line = next(line for line in planned.splitlines() if script in line)
+        assert "--n-gpu-layers 7" in line, line
+    for script in ("convert_to_gguf.py", "evaluate_model.py", "acceptance_check.py", "bench_gguf.py", "bench_all.py"):
+        assert "--n-gpu-layers" in run_script(script, "--help").stdout, script
+
+
+@pytest.mark.slow
+def test_full_logits_are_kept_only_where_they_are_read(exported, merged):
+    """llama-cpp-python sizes its score array n_ctx x vocabulary with logits_all (4096 x 151,936 floats
+    is 2.5 GB for Qwen): generation does without; losses ask for it and refuse to read unwritten rows."""
+    from ftkit.inference import Decoding, GGUFChatModel
+    from ftkit.loading import load_tokenizer
+
+    out, _ = exported
+    tokenizer = load_tokenizer(str(merged))
+    path = str(out / "tiny-ft-F16.gguf")
+    chat = GGUFChatModel(path, tokenizer, n_ctx=2048)
+    assert chat.llm.scores.shape[0] < 2048  # one batch of rows, not the context
+    ids = prompts.render_ids(prompts.from_alpaca({"instruction": "你好"}), tokenizer).prompt_ids
+    assert chat.generate([ids], Decoding(max_new_tokens=4))[0].token_ids
+    with pytest.raises(ValueError, match="logits_all"):
+        chat.answer_losses([(ids, ids[:3])])
+    scoring = GGUFChatModel(path, tokenizer, n_ctx=2048, logits_all=True)
+    assert scoring.llm.scores.shape[0] == 2048
+    assert scoring.answer_losses([(ids, ids[:3])])[0] > 0
