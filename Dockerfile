@@ -13,7 +13,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential cmake git ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ftkit
-# the pins are the ones `make setup` installs; only torch's build differs (PyPI's Linux wheel is the CUDA one)
+# the pins are the ones `make setup` installs; only torch's build differs: PyPI's Linux wheel of torch 2.13.0
+# is the CUDA one, with CUDA runtime 13.0 (cuDNN 9.20, NCCL 2.29.7): the host needs NVIDIA driver >= 580.65.06
+# (llama.cpp, built here with CUDA 12.8, needs less). The install script and `make gpu-check` check both.
 COPY requirements.txt constraints.txt ./
 # each long step copies only the script it runs: editing another docker/ file does not rebuild it
 COPY docker/install_python_deps.sh docker/

@@ -45,12 +45,22 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 
 PIP_ARGS=(--disable-pip-version-check)
 # cpu: torch==2.13.0 resolves to the CPU build on this project's machines (a wheel on local disk).
-# cuda: PyPI's Linux wheel of the same release is the CUDA build; TORCH_INDEX_URL picks another one.
+# cuda: PyPI's Linux x86_64 wheel of the same release is the CUDA build: CUDA runtime 13.0 (cuda-toolkit
+# 13.0.3, cuDNN 9.20, NCCL 2.29.7), which needs NVIDIA driver >= 580.65.06 (make gpu-check checks it).
+# TORCH_INDEX_URL picks another build (e.g. CUDA 12.8 for an older driver).
+TORCH_CUDA_RUNTIME=13.0
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
   PIP_ARGS+=(--extra-index-url "$TORCH_INDEX_URL")
 fi
 
 echo "setup: installing requirements.txt ($FLAVOUR; llama-cpp-python compiles llama.cpp, a few minutes the first time)"
 "$PY" -m pip install "${PIP_ARGS[@]}" -r "$REQ" -c "$CONSTRAINTS"
+if [ "$FLAVOUR" = cuda ] && [ -z "${TORCH_INDEX_URL:-}" ]; then
+  got=$("$PY" -c 'import torch; print(torch.version.cuda)')
+  if [ "$got" != "$TORCH_CUDA_RUNTIME" ]; then
+    echo "setup: torch carries CUDA $got, not the pinned $TORCH_CUDA_RUNTIME (PyPI's torch 2.13.0)" >&2
+    exit 1
+  fi
+fi
 echo "$WANT" > "$STAMP"
 echo "setup: done"

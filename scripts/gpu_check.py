@@ -9,8 +9,10 @@ generated data at sequence length --seq-len, with no network: random weights cos
 memory as the real ones. For each training mode it prints tokens/s, step time, peak GPU memory, model
 FLOPs utilisation and whether the loss fell, beside published anchors, and writes one JSON.
 
-  MFU = 6 * N * tokens/s / peak bf16 FLOP/s     (N: all parameters; forward + backward through the
-                                                 frozen base dominates LoRA's cost, as in full tuning)
+  MFU = 4 * N * tokens/s / peak bf16 FLOP/s     (N: all parameters. LoRA on a frozen base: 2N forward,
+                                                 2N for the activation gradients, no weight gradients —
+                                                 full tuning's 6N would overstate it 1.5x)
+  HFU = (4N + 2N recomputed forward under gradient checkpointing) * tokens/s / peak: the hardware's work
 
 --dry-run uses tiny shapes on the CPU: the same code path, for CI.
 
@@ -38,9 +40,41 @@ QWEN25_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers
              "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768}
 TINY_QWEN = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768}
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
-ANCHORS = ("LLaMA-Factory, Llama-2-7B on one A100 (published): LoRA 2,392 tokens/s/GPU at ~18 GB; "
-           "QLoRA 4-bit 2,415 tokens/s at ~9 GB; Unsloth 4,007 (LoRA) and 3,726 (QLoRA)")
+# dense bf16 tensor-core peaks (the datasheets' headline figures are with 2:4 sparsity, twice these)
+PEAK_BF16_FLOPS = {
+    "H200": (989e12, "https://www.nvidia.com/en-us/data-center/h200/ (H200 SXM, 1,979 TFLOPS sparse)"),
+    "H100": (989e12, "https://www.nvidia.com/en-us/data-center/h100/ (H100 SXM, 1,979 TFLOPS sparse)"),
+    "A100": (312e12, "https://www.nvidia.com/en-us/data-center/a100/ (A100, 624 TFLOPS sparse)"),
+    "L40S": (362e12, "https://www.nvidia.com/en-us/data-center/l40s/ (L40S, 733 TFLOPS sparse)"),
+    "A10": (125e12, "https://www.nvidia.com/en-us/data-center/products/a10-gpu/ (A10, 250 TFLOPS sparse)"),
+    "4090": (165e12, "NVIDIA Ada Lovelace architecture whitepaper, RTX 4090: 165.2 TFLOPS bf16 dense, FP32 accumulate"),
+}
+ANCHORS = [
+    {"what": "LLaMA-Factory, Llama-2-7B, one A100 40GB, batch 4, length 1024: Hugging Face LoRA 16-bit 2,392 "
+             "tokens/s/GPU at 18 GB; QLoRA 4-bit 2,415 at 9 GB; with Unsloth 4,007 (LoRA) and 3,726 (QLoRA)",
+     "source": "https://github.com/hiyouga/LLaMA-Factory/wiki/Performance-comparison"},
+    {"what": "Unsloth: about 2x Hugging Face + FlashAttention-2 speed and >70% less memory, Llama-3.1-8B QLoRA, H100",
+     "source": "https://docs.unsloth.ai/basics/unsloth-benchmarks"},
+]
+
+# The torch the image installs: PyPI's Linux x86_64 wheel of torch 2.13.0 is its CUDA build (its metadata:
+# cuda-toolkit 13.0.3, nvidia-cudnn-cu13 9.20.0.48, nvidia-nccl-cu13 2.29.7, triton 3.7.1).
+TORCH_CUDA_WHEEL = {"torch": "2.13.0", "cuda_runtime": "13.0", "cudnn": "9.20", "nccl": "2.29.7",
+                    "wheel": "torch-2.13.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+                    "sha256": "796633c4cdf0fe2cdced72d8f88f22e73dbcfce83132763162f6d4bff13b820b"}
+# the oldest Linux driver each CUDA runtime runs on (CUDA toolkit release notes, "minimum required driver")
+MIN_DRIVER = {"12.4": "550.54.14", "12.6": "560.28.03", "12.8": "570.26", "12.9": "575.51.03", "13.0": "580.65.06"}
+
+MFU_FORMULA = "4 * N_parameters * tokens_per_s / peak_bf16_flops (LoRA: frozen base, no weight gradients)"
+HFU_FORMULA = "(4 + 2 if gradient checkpointing) * N_parameters * tokens_per_s / peak_bf16_flops"
+
+
+def utilisation(params: int, tokens_per_s: float, peak: float | None, recompute: bool) -> tuple[float | None, float | None]:
+    """(MFU, HFU): model FLOPs 4N per token for LoRA on a frozen base; the hardware also redoes the
+    forward (2N) when gradient checkpointing recomputes activations."""
+    if not peak:
+        return None, None
+    return 4 * params * tokens_per_s / peak, (6 if recompute else 4) * params * tokens_per_s / peak
 
 
 def parse_args(argv=None):
@@ -121,13 +155,62 @@ def generated_data(work: Path, tokenizer, count: int, seq_len: int) -> Path:
     return path
 
 
+def driver_version() -> str | None:
+    """The NVIDIA driver's version, from nvidia-smi (present wherever a GPU is passed to a container)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def cuda_stack_problems(torch_version: str, cuda_runtime: str | None, driver: str | None) -> list[str]:
+    """What is wrong with this torch build and driver, as sentences (none: all is well)."""
+    problems = []
+    if cuda_runtime is None:
+        return [f"torch {torch_version} is a CPU build: install the CUDA one (make setup FLAVOUR=cuda, or the image)"]
+    if cuda_runtime != TORCH_CUDA_WHEEL["cuda_runtime"]:
+        problems.append(f"torch {torch_version} carries CUDA {cuda_runtime}, not the pinned "
+                        f"{TORCH_CUDA_WHEEL['cuda_runtime']} (torch {TORCH_CUDA_WHEEL['torch']} from PyPI): untested")
+    def numbers(version: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in version.split(".") if x.isdigit())
+
+    need = MIN_DRIVER.get(cuda_runtime)
+    if need and driver and numbers(driver) < numbers(need):
+        problems.append(f"NVIDIA driver {driver} is older than {need}, the minimum for CUDA "
+                        f"{cuda_runtime}: upgrade the driver (or use a torch built for an older CUDA)")
+    return problems
+
+
+def check_cuda_stack(dry_run: bool) -> dict:
+    """Print the torch build, its CUDA runtime and the driver; stop on a driver too old for the runtime."""
+    import torch
+
+    stack = {"torch": torch.__version__, "cuda_runtime": torch.version.cuda, "driver": driver_version(),
+             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+             "pinned": TORCH_CUDA_WHEEL}
+    log.info("gpu-check: torch %s, CUDA runtime %s, cuDNN %s, NVIDIA driver %s (pinned: torch %s with CUDA %s, "
+             "driver >= %s)", stack["torch"], stack["cuda_runtime"] or "none", stack["cudnn"] or "-",
+             stack["driver"] or "none", TORCH_CUDA_WHEEL["torch"], TORCH_CUDA_WHEEL["cuda_runtime"],
+             MIN_DRIVER[TORCH_CUDA_WHEEL["cuda_runtime"]])
+    stack["problems"] = cuda_stack_problems(stack["torch"], stack["cuda_runtime"], stack["driver"])
+    for problem in stack["problems"]:
+        log.warning("gpu-check: %s", problem)
+    if not dry_run and any("driver" in p for p in stack["problems"]):
+        raise UserError(next(p for p in stack["problems"] if "driver" in p))
+    return stack
+
+
 def peak_flops() -> tuple[float | None, str]:
     import torch
 
     if not torch.cuda.is_available():
         return None, "cpu"
     name = torch.cuda.get_device_name(0)
-    for key, flops in PEAK_BF16_FLOPS.items():
+    for key, (flops, _source) in PEAK_BF16_FLOPS.items():
         if key in name:
             return flops, name
     return None, name
@@ -156,11 +239,12 @@ def train_mode(mode: str, model_dir: Path, data: Path, work: Path, steps: int, b
     wall = time.perf_counter() - started
     flops, device = peak_flops()
     tps = metrics["tokens_per_second"]
+    mfu, hfu = utilisation(params, tps, flops, config.gradient_checkpointing)
     result = {
         "mode": mode, "device": device, "steps": metrics["optimizer_steps"], "tokens_per_s": tps,
         "step_time_s": metrics["train_runtime_s"] / max(1, metrics["optimizer_steps"]),
         "peak_memory_gib": metrics["peak_memory_mib"] / 1024, "wall_s": wall,
-        "mfu": 6 * params * tps / flops if flops else None,
+        "mfu": mfu, "hfu": hfu,
         "loss_first": metrics["train_loss_first_window"], "loss_last": metrics["train_loss_last_window"],
         "loss_fell": metrics["train_loss_last_window"] < metrics["train_loss_first_window"],
     }
@@ -213,6 +297,7 @@ def main():
     from ftkit.loading import load_tokenizer
     from ftkit.train_outputs import hardware
 
+    stack = check_cuda_stack(args.dry_run)
     if not args.dry_run and not torch.cuda.is_available():
         raise UserError("no CUDA GPU here: run on a GPU machine, or use --dry-run for the CPU check")
     dry = args.dry_run
@@ -244,18 +329,20 @@ def main():
                 log.warning("gpu-check: GGUF step skipped (%s)", err)
     document = {"dry_run": dry, "shape": TINY if dry else LLAMA2_7B, "parameters": params, "steps": steps,
                 "seq_len": seq_len, "batch_size": batch, "precision": precision, "hardware": hardware(),
-                "mfu_formula": "6 * N_parameters * tokens_per_s / peak_bf16_flops", "anchors": ANCHORS,
+                "cuda_stack": stack,
+                "mfu_formula": MFU_FORMULA, "hfu_formula": HFU_FORMULA, "anchors": ANCHORS,
+                "peak_bf16_flops_sources": {k: v[1] for k, v in PEAK_BF16_FLOPS.items()},
                 "training": results, "output_layer": output_layer, "gguf": deploy}
     write_json_atomic(args.output, document)
     print(f"\nGPU path check ({'DRY RUN: tiny shapes on the CPU' if dry else 'Llama-2-7B shape, random weights'}), "
           f"{params / 1e6:,.1f} M parameters, seq {seq_len}, batch {batch}, {steps} steps, {precision}")
-    print(f"{'mode':<14}{'tokens/s':>10}{'step s':>8}{'peak GiB':>10}{'MFU':>7}  loss")
+    print(f"{'mode':<14}{'tokens/s':>10}{'step s':>8}{'peak GiB':>10}{'MFU':>7}{'HFU':>7}  loss")
     for r in results:
         if "skipped" in r:
             print(f"{r['mode']:<14}  skipped: {r['skipped']}")
             continue
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
-        print(f"{r['mode']:<14}{r['tokens_per_s']:>10,.0f}{r['step_time_s']:>8.2f}{r['peak_memory_gib']:>10.2f}{mfu:>7}  "
+        mfu, hfu = (f"{100 * r[k]:.1f}%" if r[k] else "-" for k in ("mfu", "hfu"))
+        print(f"{r['mode']:<14}{r['tokens_per_s']:>10,.0f}{r['step_time_s']:>8.2f}{r['peak_memory_gib']:>10.2f}{mfu:>7}{hfu:>7}  "
               f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} ({'fell' if r['loss_fell'] else 'DID NOT FALL'})")
     for shape, runs in output_layer.items():
         by_mode = {r["mode"]: r for r in runs if "skipped" not in r}
@@ -267,7 +354,9 @@ def main():
     for quant, d in deploy.items():
         print(f"GGUF {quant:<8} prompt {d['prompt_tokens_per_s']:,.0f} tokens/s, decode {d['decode_tokens_per_s']:,.0f} "
               f"tokens/s, {d['size_gib']:.2f} GiB, GPU layers {d['gpu_layers']}")
-    print(f"MFU = {document['mfu_formula']}\nanchors: {ANCHORS}")
+    print(f"MFU = {MFU_FORMULA}\nHFU = {HFU_FORMULA}")
+    for anchor in ANCHORS:
+        print(f"anchor: {anchor['what']} [{anchor['source']}]")
     every_run = results + [r for runs in output_layer.values() for r in runs]
     failed = [r["mode"] for r in every_run if "skipped" not in r and not r["loss_fell"]]
     if failed:

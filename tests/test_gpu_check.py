@@ -29,7 +29,8 @@ def test_gpu_check_dry_run_trains_every_mode_and_measures_the_gguf(tmp_path):
         assert mode["loss_fell"], mode
     assert set(report["gguf"]) == {"F16", "Q4_K_M"}
     assert all(d["decode_tokens_per_s"] > 0 and d["prompt_tokens_per_s"] > 0 for d in report["gguf"].values())
-    assert "MFU = 6 * N_parameters" in result.stdout and "LLaMA-Factory" in result.stdout
+    assert "MFU = 4 * N_parameters" in result.stdout and "LLaMA-Factory" in result.stdout
+    assert report["cuda_stack"]["torch"].startswith("2.13.0") and "torch 2.13.0" in result.stderr
 
 
 def test_without_a_gpu_the_real_check_refuses_clearly():
@@ -40,3 +41,42 @@ def test_without_a_gpu_the_real_check_refuses_clearly():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py")], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 2 and "no CUDA GPU here" in result.stderr and "Traceback" not in result.stderr
+
+
+def _gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mfu_counts_lora_flops_and_hfu_adds_the_recomputed_forward():
+    """LoRA on a frozen base does no weight-gradient matmuls: 4N per token, not full tuning's 6N."""
+    gpu_check = _gpu_check_module()
+    mfu, hfu = gpu_check.utilisation(7_000_000_000, 1000.0, 989e12, recompute=False)
+    assert mfu == pytest.approx(4 * 7e9 * 1000 / 989e12) and hfu == mfu
+    _, hfu = gpu_check.utilisation(7_000_000_000, 1000.0, 989e12, recompute=True)
+    assert hfu == pytest.approx(1.5 * mfu)
+    assert gpu_check.utilisation(10, 1.0, None, False) == (None, None)
+    for anchor in gpu_check.ANCHORS:
+        assert anchor["source"].startswith("https://"), anchor
+    assert all(source for _, source in gpu_check.PEAK_BF16_FLOPS.values())
+
+
+def test_the_torch_cuda_build_and_the_driver_it_needs_are_named_and_checked():
+    gpu_check = _gpu_check_module()
+    wheel = gpu_check.TORCH_CUDA_WHEEL
+    need = gpu_check.MIN_DRIVER[wheel["cuda_runtime"]]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installer = (ROOT / "docker" / "install_python_deps.sh").read_text()
+    assert f"CUDA runtime {wheel['cuda_runtime']}" in dockerfile and f"driver >= {need}" in dockerfile
+    assert f"TORCH_CUDA_RUNTIME={wheel['cuda_runtime']}" in installer and f"driver >= {need}" in installer
+    assert f"torch=={wheel['torch']}" in (ROOT / "requirements.txt").read_text()
+    problems = gpu_check.cuda_stack_problems
+    assert problems("2.13.0", "13.0", "580.95.05") == []
+    assert any("driver 570.124.06 is older than 580.65.06" in p for p in problems("2.13.0", "13.0", "570.124.06"))
+    assert any("CPU build" in p for p in problems("2.13.0+cpu", None, None))
+    assert any("not the pinned 13.0" in p for p in problems("2.13.0+cu128", "12.8", "575.0"))
+    assert problems("2.13.0+cu128", "12.8", "560.1")[-1].startswith("NVIDIA driver 560.1 is older than 570.26")
