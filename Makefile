@@ -83,8 +83,14 @@ RESUME      ?=
 NUM_GPUS    ?= 1
 ACCELERATE_CONFIG ?=
 # a YAML preset (configs/*.yaml): its hyperparameters apply unless you set the variable yourself;
-# paths (BASE_MODEL, data, MODEL_DIR) always come from Make. The random tiny model needs a high rate.
-TRAIN_CONFIG ?= $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),configs/tiny-cpu.yaml)
+# paths (BASE_MODEL, data, MODEL_DIR) always come from Make. The random tiny model needs a high rate
+# (configs/tiny-cpu.yaml); any other BASE_MODEL gets the preset of its size class, by parameter count
+# (configs/small-lora.yaml, 7b-lora.yaml, 7b-qlora.yaml with QLORA=1, large-lora.yaml; printed when
+# chosen). TRAIN_CONFIG=FILE picks another, TRAIN_CONFIG= none. Worked out once per make run.
+PRESET_PYTHON = $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
+PRESET_BY_SIZE = $(shell $(if $(filter docker,$(RUN)),HF_HOME=$(HF_CACHE)) $(PRESET_PYTHON) -m ftkit.presets \
+  $(BASE_MODEL) $(if $(USE_QLORA),--qlora))
+TRAIN_CONFIG ?= $(eval TRAIN_CONFIG := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),configs/tiny-cpu.yaml,$(PRESET_BY_SIZE)))$(TRAIN_CONFIG)
 TRAIN_ARGS  ?=
 # evaluation
 REPORT_DIR  ?= reports

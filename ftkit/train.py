@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,21 +142,42 @@ def check_4bit_possible() -> None:
                         "train without it, or on a CUDA GPU") from None
 
 
-def load_model(config: TrainConfig, precision: str):
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def sharding() -> str | None:
+    """'fsdp' or 'deepspeed' when `accelerate launch` shards the model, else None (one process, or DDP)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true"):
+        return "fsdp"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true"):
+        return "deepspeed"
+    return None
 
+
+def load_kwargs(config: TrainConfig, precision: str) -> dict:
+    """from_pretrained's arguments for this run: dtype, 4-bit settings and device placement."""
+    import torch
+    from transformers import BitsAndBytesConfig
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, "use_safetensors": not config.allow_pickle}
     if config.use_quantization:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype)
-    if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+        quant = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                 "bnb_4bit_compute_dtype": dtype}
+        if sharding() == "fsdp":  # FSDP shards only floating-point storage: pack the 4-bit weights into it
+            quant["bnb_4bit_quant_storage"] = dtype
+        kwargs["quantization_config"] = BitsAndBytesConfig(**quant)
+    if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available() and sharding() is None:
+        # DDP: each rank holds the whole model on its own GPU. FSDP and ZeRO-3 place (and shard) it themselves.
         kwargs["device_map"] = {"": int(os.environ["LOCAL_RANK"])}
+    return kwargs
+
+
+def load_model(config: TrainConfig, precision: str):
+    """The base model. Under DeepSpeed ZeRO-3 the trainer's arguments must exist first: they open the
+    ZeRO-3 context in which from_pretrained partitions the weights as it loads them (else every rank
+    would load the whole model)."""
+    from transformers import AutoModelForCausalLM
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(config.base_model, **load_kwargs(config, precision))
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the base model {config.base_model} ({str(err).splitlines()[0]})"
                         f"{pickle_hint(config.base_model)}") from None
@@ -301,9 +323,13 @@ def _run_training(config: TrainConfig) -> dict:
     log.info("train: %d training / %d validation examples (%s, %s format), precision %s%s", len(train.rows),
              len(val.rows) if val else 0, config.base_model, families.family_of(tokenizer).name, precision, ", 4-bit NF4" if config.use_quantization else "")
 
+    log.info("train: %g epoch(s), batch %d x %d accumulation per device, learning rate %g, LoRA r %d alpha %d, "
+             "max length %d, gradient checkpointing %s%s", config.epochs, config.batch_size, config.grad_accum,
+             config.learning_rate, config.lora_r, config.lora_alpha, config.max_length,
+             "on" if config.gradient_checkpointing else "off", f", sharded by {sharding()}" if sharding() else "")
+    args = sft_config(config, checkpoints, precision)  # before the model: it opens DeepSpeed ZeRO-3's context
     model = load_model(config, precision)
     score_supervised_positions_only(config.sparse_logits)
-    args = sft_config(config, checkpoints, precision)
     logger = JsonlLogger(out / "train_log.jsonl", resume_step=_checkpoint_step(resume_from))
     callbacks = [logger, EpochSummary(), FaultInjection()]
     if config.early_stopping_patience and val:
@@ -326,14 +352,18 @@ def _run_training(config: TrainConfig) -> dict:
     runtime = time.time() - started
     final_eval = _final_eval_loss(trainer) if val else None
     ranks = _ranks_that_trained()
+    staging = _save_on_every_rank(trainer, out)
     if not trainer.is_world_process_zero():
         _leave_process_group()
         return {}
 
     with atomic_dir(out / "lora_adapter") as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        for item in staging.iterdir():
+            if item.name != "training_args.bin":  # a pickle of the arguments; run_manifest.json has them
+                os.replace(item, tmp / item.name)
         tokenizer.save_pretrained(tmp)  # with the chat template the data were rendered for
         copy_sentencepiece_model(config.base_model, tmp)
+    shutil.rmtree(staging, ignore_errors=True)
     metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, logger.tokens_seen, final_eval)
     write_json_atomic(out / "metrics.json", metrics)
     train_outputs.plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
@@ -343,6 +373,26 @@ def _run_training(config: TrainConfig) -> dict:
         torch.cuda.empty_cache()
     _leave_process_group()
     return metrics
+
+
+def _save_on_every_rank(trainer, out: Path) -> Path:
+    """The adapter saved through the trainer by every rank into one staging folder; returns it.
+
+    Under FSDP or ZeRO-3 each rank holds a shard of the weights: gathering them is a collective that
+    every rank must join (rank 0 alone would write empty shards or wait forever). The trainer does the
+    gathering and lets only the main process write."""
+    import torch.distributed as dist
+
+    staging = out / ".lora_adapter.saving"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving
+        staging.mkdir(parents=True)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    trainer.save_model(str(staging))
+    if dist.is_available() and dist.is_initialized():
+        log.info("train: rank %d of %d took part in saving the adapter", dist.get_rank(), dist.get_world_size())
+    return staging
 
 
 def _leave_process_group() -> None:

@@ -254,6 +254,9 @@ def test_two_process_ddp_really_runs_two_ranks(prepared_data, tiny_model_dir, tm
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["ranks"] == [0, 1] and manifest["world_size"] == 2
+    # every rank saves through the trainer: under FSDP / ZeRO-3 gathering the shards is a collective
+    assert "rank 0 of 2 took part in saving" in result.stderr and "rank 1 of 2 took part in saving" in result.stderr
+    assert not (out / ".lora_adapter.saving").exists() and not (out / "lora_adapter" / "training_args.bin").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["optimizer_steps"] == 2 * 12  # 192 examples / (8 x 2 ranks) per step, 2 epochs
     evals = [e["eval_loss"] for e in metrics["eval_loss_per_epoch"]]
@@ -362,3 +365,97 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
         assert grad.abs().sum() > 0, name
         torch.testing.assert_close(grad, dense[1][name], rtol=1e-4, atol=1e-7)
         torch.testing.assert_close(grad, full[1][name], rtol=1e-3, atol=1e-6)
+
+
+# --- training at scale: sharding, presets -------------------------------------------------------
+
+def test_fsdp_plus_qlora_packs_4bit_weights_in_shardable_storage_and_ddp_alone_pins_devices(monkeypatch):
+    import torch
+
+    from ftkit.train import load_kwargs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU host's placement decision
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    config = TrainConfig(use_quantization=True)
+    ddp = load_kwargs(config, "bf16")
+    assert ddp["device_map"] == {"": 1}  # DDP: the whole model on this rank's GPU
+    assert getattr(ddp["quantization_config"], "bnb_4bit_quant_storage", torch.uint8) == torch.uint8
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    fsdp = load_kwargs(config, "bf16")
+    assert fsdp["quantization_config"].bnb_4bit_quant_storage == torch.bfloat16  # FSDP shards float storage only
+    assert "device_map" not in fsdp  # FSDP places and shards the model itself
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert "device_map" not in load_kwargs(TrainConfig(), "bf16")
+
+
+def test_the_fsdp_config_wraps_each_familys_own_decoder_layer(family_model):
+    """accelerate wraps the classes in the model's _no_split_modules when the config names none: one
+    file for Llama and Qwen (a hard-coded LlamaDecoderLayer failed every Qwen model)."""
+    import yaml
+    from accelerate.utils.dataclasses import get_module_class_from_name
+    from transformers import AutoModelForCausalLM
+
+    fsdp = yaml.safe_load((ROOT / "configs" / "accelerate" / "fsdp.yaml").read_text())["fsdp_config"]
+    assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp
+    for name, layer in (("llama3", "LlamaDecoderLayer"), ("qwen2.5", "Qwen2DecoderLayer"), ("qwen3", "Qwen3DecoderLayer")):
+        model = AutoModelForCausalLM.from_pretrained(family_model(name))
+        assert set(model._no_split_modules) == {layer}
+        assert get_module_class_from_name(model, layer) is type(model.model.layers[0])
+
+
+@pytest.mark.slow
+def test_the_trainer_arguments_exist_before_the_model_loads(prepared_data, tiny_model_dir, tmp_path, monkeypatch):
+    """DeepSpeed ZeRO-3 partitions weights while they load only inside the context the trainer's
+    arguments open (transformers' HfDeepSpeedConfig); a model loaded first is whole on every rank."""
+    import ftkit.train as train
+
+    order = []
+    for name in ("sft_config", "load_model"):
+        real = getattr(train, name)
+        monkeypatch.setattr(train, name, functools.partial(lambda real, name, *a, **k: order.append(name) or real(*a, **k),
+                                                           real, name))
+    train.run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
+                                   val_data="none", output_dir=str(tmp_path / "run"), max_steps=1, batch_size=2))
+    assert order == ["sft_config", "load_model"]
+    assert (tmp_path / "run" / "lora_adapter" / "adapter_model.safetensors").is_file()
+
+
+def _seven_b_in_the_hub_cache(home: Path) -> None:
+    """A Qwen2.5-7B config (no weights: the preset needs only the shape) in the Hugging Face cache layout."""
+    snapshot = home / "hub" / "models--Qwen--Qwen2.5-7B-Instruct" / "snapshots" / "a09a3545"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("a09a3545")
+    (snapshot / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen2ForCausalLM"], "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+        "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False}))
+
+
+def test_a_preset_is_picked_by_parameter_count_printed_and_overridable(tmp_path, monkeypatch, tiny_model_dir):
+    from ftkit import presets
+
+    home = tmp_path / "hf"
+    _seven_b_in_the_hub_cache(home)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    preset, why = presets.choose("Qwen/Qwen2.5-7B-Instruct")
+    assert preset == "configs/7b-lora.yaml" and "about 7.62 B parameters" in why and "config.json" in why
+    assert presets.choose("Qwen/Qwen2.5-7B-Instruct", qlora=True)[0] == "configs/7b-qlora.yaml"
+    assert presets.choose(str(tiny_model_dir))[0] == "configs/small-lora.yaml"
+    assert presets.choose("meta-llama/Llama-3.1-70B-Instruct")[0] == "configs/large-lora.yaml"  # from the name
+    assert presets.choose("Qwen/Qwen2.5-0.5B")[0] == "configs/small-lora.yaml"
+    assert presets.choose("someone/mystery")[0] is None
+    for _, lora, qlora in presets.SIZE_CLASSES:
+        assert (ROOT / lora).is_file() and (ROOT / qlora).is_file()
+    assert "use_quantization: true" in (ROOT / "configs" / "7b-qlora.yaml").read_text()
+
+    base = ["-n", "-B", "train", "BASE_MODEL=Qwen/Qwen2.5-7B-Instruct", "RUN=local", f"HF_HOME={home}"]
+    planned = run_make(*base)
+    assert "--config configs/7b-lora.yaml" in planned.stdout and "gradient" not in planned.stdout
+    assert planned.stderr.count("training preset: Qwen/Qwen2.5-7B-Instruct: about 7.62 B") == 1  # said once
+    assert "--config configs/7b-qlora.yaml" in run_make(*base, "QLORA=1").stdout
+    assert "--config configs/llama2-7b-lora.yaml" in run_make(*base, "TRAIN_CONFIG=configs/llama2-7b-lora.yaml").stdout
+    assert "--config" not in run_make(*base, "TRAIN_CONFIG=").stdout
+    assert "--config configs/tiny-cpu.yaml" in run_make("-n", "-B", "train", "RUN=local").stdout  # the embedded model
