@@ -146,8 +146,10 @@ def quantization_section(paths: Paths) -> str:
                       "fraction of F16 beside the guide's figures for a 7B model):", "",
                   "```", format_task_table(report), "```"]
     if v:
-        lines += ["", f"Merge check: max |logit difference| {v['max_abs_logit_diff']:.2e}, greedy identical "
-                      f"{v['greedy_identical']}/{v['prompts']}."]
+        ties = f" (+{v['greedy_near_ties']} near-ties)" if v.get("greedy_near_ties") else ""
+        bound = f" (bound {v['tolerance']:.2e}, in {v['dtype']})" if "dtype" in v else ""
+        lines += ["", f"Merge check: max |logit difference| {v['max_abs_logit_diff']:.2e}{bound}, greedy identical "
+                      f"{v['greedy_identical']}/{v['prompts']}{ties}."]
     return "\n".join(lines)
 
 

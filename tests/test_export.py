@@ -25,6 +25,7 @@ def test_merge_equals_base_plus_adapter(merged):
     report = json.loads((merged.parent / "merge_report.json").read_text())
     v = report["verification"]
     assert v["passed"] and v["max_abs_logit_diff"] < 1e-4 and v["greedy_identical"] == v["prompts"] == 4
+    assert v["top1_agree"] == v["top1_decisive_positions"] > 0 and v["dtype"] == "fp32"
     for name in ("model.safetensors", "tokenizer.model", "tokenizer.json", "chat_template.jinja", "generation_config.json"):
         assert (merged / name).exists(), name
     config = json.loads((merged / "config.json").read_text())
@@ -258,7 +259,7 @@ def test_a_failed_merge_check_keeps_the_previous_model_and_puts_the_new_one_asid
     output = tmp_path / "merged_model"
     shutil.copytree(merged, output)
     before = sha256_file(output / "model.safetensors")
-    monkeypatch.setitem(merge.TOLERANCE, "fp32", 0.0)  # no merge is that exact: the check fails
+    monkeypatch.setitem(merge.BOUNDS, "fp32", (0.0, 0.0))  # no merge is that exact: the check fails
     with pytest.raises(UserError, match="merge check failed.*previous .* is untouched"):
         merge.merge_adapter(str(tiny_model_dir), str(trained_run / "lora_adapter"), str(output))
     assert sha256_file(output / "model.safetensors") == before  # nothing the user did not ask to delete
@@ -366,3 +367,58 @@ def test_full_logits_are_kept_only_where_they_are_read(exported, merged):
     scoring = GGUFChatModel(path, tokenizer, n_ctx=2048, logits_all=True)
     assert scoring.llm.scores.shape[0] == 2048
     assert scoring.answer_losses([(ids, ids[:3])])[0] > 0
+
+
+def _outputs(prompt_logits, greedy, steps):
+    from ftkit.merge import Outputs
+
+    return Outputs(prompt_logits, greedy, steps)
+
+
+def test_the_merge_check_bound_scales_with_the_logits_and_top1_and_ties_are_judged_by_the_reference():
+    """bf16 keeps 8 significant bits: at logit scale 100 a correct merge moves logits by ~0.4, which a fixed
+    0.2 bound failed; a flipped top-1 token where the reference was clear fails whatever the bound."""
+    import torch
+
+    from ftkit.merge import verify
+
+    torch.manual_seed(0)
+    reference = torch.randn(6, 50).clamp(-3, 3) * 30
+    reference[:, 7] = 100.0  # a clear winner everywhere
+    steps = reference.clone()
+    ref = _outputs([reference], [[7, 7, 7]], [steps[:3]])
+    noisy = reference + 0.3 * torch.sign(torch.randn(6, 50))
+    ok = verify(ref, _outputs([noisy], [[7, 7, 7]], [steps[:3]]), "bf16")
+    assert ok["passed"] and ok["tolerance"] == pytest.approx(4.0) and ok["max_abs_logit_diff"] == pytest.approx(0.3, abs=1e-4)
+    assert not verify(ref, _outputs([noisy], [[7, 7, 7]], [steps[:3]]), "fp32")["passed"]  # fp32 is held tighter
+
+    flipped = reference.clone()
+    flipped[2, 3] = 101.0  # well inside the bound in value, but the top-1 token changes at a clear position
+    bad = verify(ref, _outputs([flipped], [[7, 7, 7]], [steps[:3]]), "bf16")
+    assert not bad["passed"] and bad["top1_agree"] == bad["top1_decisive_positions"] - 1
+
+    tied = steps[:3].clone()
+    tied[1, 9] = 99.0  # step 1: token 9 one logit behind token 7: within the bf16 bound, a tie
+    near = verify(_outputs([reference], [[7, 7, 7]], [tied]), _outputs([reference], [[7, 9, 4]], [tied]), "bf16")
+    assert near["passed"] and near["greedy_near_ties"] == 1
+    assert near["partings"] == [{"prompt": 0, "position": 1, "merged_token": 9, "reference_token": 7,
+                                 "reference_margin": 1.0, "tie": True}]
+    far = verify(_outputs([reference], [[7, 7, 7]], [steps[:3]]), _outputs([reference], [[7, 3, 4]], [steps[:3]]), "bf16")
+    assert not far["passed"] and far["partings"][0]["tie"] is False
+
+
+@pytest.mark.slow
+def test_merge_holds_the_base_in_memory_once(trained_run, tiny_model_dir, tmp_path, monkeypatch):
+    """The reference (base + adapter) is measured before merging rewrites the same weights: one load, not
+    two (two copies of a 7B in bf16 are 27 GB)."""
+    from transformers import AutoModelForCausalLM
+
+    from ftkit import merge
+
+    loads = []
+    real = AutoModelForCausalLM.from_pretrained.__func__
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(a[0]) or real(cls, *a, **k)))
+    report = merge.merge_adapter(str(tiny_model_dir), str(trained_run / "lora_adapter"), str(tmp_path / "merged"))
+    assert loads == [str(tiny_model_dir)]
+    assert report["verification"]["passed"] and report["verification"]["greedy_identical"] == 4
