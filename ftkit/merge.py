@@ -87,7 +87,6 @@ def verify(reference: Outputs, merged: Outputs, dtype_name: str) -> dict:
     Passes when every logit is within the bound; the top-1 token agrees wherever the reference's best two
     are further apart than the bound; and each greedy answer is identical or parts only where the
     reference's two candidates were within the bound (a tie that rounding may break either way)."""
-    import torch
 
     floor, relative = BOUNDS[dtype_name]
     scale = max(float(a.abs().max()) for a in reference.prompt_logits)
