@@ -133,14 +133,45 @@ def token_ids_match(gguf: GGUFChatModel, tokenizer) -> dict:
 TIE_MARGIN = 0.05
 
 
-def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int = 16) -> dict:
-    """Greedy answers of the GGUF against a reference model (HF, or another GGUF) on the check prompts.
+def tie_margin(reference_dtype: str, row) -> float:
+    """The logit gap below which two tokens count as tied, against a reference computed in
+    `reference_dtype`: TIE_MARGIN for fp32, more for a 16-bit reference, scaled to the logits (bf16 keeps
+    8 significant bits)."""
+    from ftkit.merge import BOUNDS
+
+    relative = BOUNDS[reference_dtype][1] if reference_dtype != "fp32" else 0.0
+    return max(TIE_MARGIN, relative * float(abs(row).max()))
+
+
+class RecordedAnswers:
+    """A model's greedy answers on the check prompts, recorded so that the model itself can be freed
+    before the GGUF files are opened (a 7B in memory twice is what a CPU host cannot afford)."""
+
+    def __init__(self, model, ids: list[list[int]], decoding: Decoding, dtype: str):
+        self.ids, self.decoding, self.dtype = ids, decoding, dtype
+        self.answers = model.generate(ids, decoding, batch_size=1)
+
+    def generate(self, ids, decoding, batch_size=1):
+        if ids != self.ids or decoding != self.decoding:
+            raise ValueError("RecordedAnswers replays only the prompts and decoding it recorded")
+        return self.answers
+
+
+def check_prompt_ids(tokenizer) -> list[list[int]]:
+    return [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
+
+
+def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int = 16,
+                     reference_dtype: str = "fp32") -> dict:
+    """Greedy answers of the GGUF against a reference model (HF, recorded HF answers, or another GGUF) on
+    the check prompts.
 
     Where they part, the GGUF's own logits at that position tell whether the two tokens were a tie (within
-    TIE_MARGIN): a tie is reported, not failed, and every parting is listed with its position."""
+    tie_margin for the reference's dtype): a tie is reported, not failed, and every parting is listed with
+    its position."""
     import numpy as np
 
-    ids = [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
+    ids = check_prompt_ids(tokenizer)
     decoding = Decoding(max_new_tokens=new_tokens)
     ours = gguf.generate(ids, decoding)
     theirs = reference.generate(ids, decoding, batch_size=1)
@@ -157,12 +188,13 @@ def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int 
         gguf.llm.reset()
         gguf.llm.eval(prompt + a.token_ids[:k])
         row = np.asarray(gguf.llm.scores[len(prompt) + k - 1], dtype=np.float64)
-        margin = float(abs(row[mine] - row[other]))
-        ties += margin <= TIE_MARGIN
+        margin, bound = float(abs(row[mine] - row[other])), tie_margin(reference_dtype, row)
+        ties += margin <= bound
         partings.append({"prompt": len(partings), "position": k, "gguf_token": int(mine), "reference_token": int(other),
-                         "logit_margin": margin, "tie": margin <= TIE_MARGIN})
+                         "logit_margin": margin, "tie_margin": bound, "tie": margin <= bound})
     return {"prompts": len(ids), "identical": identical, "near_ties": ties, "tie_margin": TIE_MARGIN,
-            "partings": partings, "tokens_per_prompt": new_tokens, "agree": identical + ties == len(ids)}
+            "reference_dtype": reference_dtype, "partings": partings, "tokens_per_prompt": new_tokens,
+            "agree": identical + ties == len(ids)}
 
 
 def position_logits(gguf: GGUFChatModel, sequences: list[list[int]]):
@@ -219,7 +251,6 @@ def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], t
 def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
              check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None) -> dict:
     """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
-    from ftkit.loading import load_tokenizer
     from ftkit.merge import refuse_quantized
 
     if not Path(model_path, "config.json").exists():
@@ -245,17 +276,39 @@ def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], 
         info["size_bytes"] = Path(info["path"]).stat().st_size
     report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
     if check:
-        tokenizer = load_tokenizer(model_path, family=family)
-        hf = HFChatModel(load_hf(model_path), tokenizer, "merged")  # loaded once for both checks
-        report["verification"] = verify_files(hf, files, tokenizer, test_data, n_gpu_layers)
-        if test_data and Path(test_data).is_file():
-            report["margins"] = dict(margins or DEFAULT_MARGINS)
-            report["task_metrics"] = task_metrics(hf, files, tokenizer, test_data, n_gpu_layers)
+        report.update(check_files(model_path, files, test_data, n_gpu_layers, family, margins))
     write_json_atomic(out / "quant_report.json", report)
     return report
 
 
-def verify_files(hf: HFChatModel, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int = 0) -> dict:
+def check_files(model_path: str, files: dict, test_data: str | None = None, n_gpu_layers: int = 0,
+                family: str | None = None, margins: dict | None = None) -> dict:
+    """Verification (and task metrics, with test data) of the GGUF files against the merged HF model.
+
+    The HF model is loaded once, in its checkpoint's dtype on a CPU (a bf16 7B in fp32 would be 27 GB),
+    its answers and figures are recorded, and it is freed before any GGUF is opened: the merged model
+    and a GGUF are never in memory together."""
+    import gc
+
+    from ftkit.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path, family=family)
+    model = load_hf(model_path, keep_checkpoint_dtype=True)
+    dtype = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}[str(model.dtype)]
+    hf = HFChatModel(model, tokenizer, "merged")
+    answers = RecordedAnswers(hf, check_prompt_ids(tokenizer), Decoding(max_new_tokens=16), dtype)
+    with_tests = bool(test_data and Path(test_data).is_file())
+    hf_figures = task_figures(hf, tokenizer, test_data) if with_tests else None
+    del hf, model
+    gc.collect()
+    result = {"verification": verify_files(answers, files, tokenizer, test_data, n_gpu_layers)}
+    if with_tests:
+        result["margins"] = dict(margins or DEFAULT_MARGINS)
+        result["task_metrics"] = task_metrics(hf_figures, files, tokenizer, test_data, n_gpu_layers)
+    return result
+
+
+def verify_files(hf: RecordedAnswers, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int = 0) -> dict:
     sequences = eval_sequences(tokenizer, test_data)
     results = {}
     reference = None
@@ -263,7 +316,7 @@ def verify_files(hf: HFChatModel, files: dict, tokenizer, test_data: str | None,
         log.info("gguf: verifying %s", Path(files[quant]["path"]).name)
         gguf = GGUFChatModel(files[quant]["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers, logits_all=True)
         result = {"loads": True, "token_ids": token_ids_match(gguf, tokenizer),
-                  "greedy_vs_hf": greedy_agreement(gguf, hf, tokenizer)}
+                  "greedy_vs_hf": greedy_agreement(gguf, hf, tokenizer, reference_dtype=hf.dtype)}
         logits = position_logits(gguf, sequences)
         if reference is None:
             reference = logits
@@ -277,26 +330,29 @@ def verify_files(hf: HFChatModel, files: dict, tokenizer, test_data: str | None,
     return results
 
 
-def task_metrics(hf: HFChatModel, files: dict, tokenizer, test_data: str, n_gpu_layers: int = 0,
-                 max_new_tokens: int = 64) -> dict:
-    """The evaluation's own metrics — answer loss and ROUGE-L (char) — on the test split, for the merged
-    HF model and every GGUF type, through llama.cpp: what a quantization costs on this task."""
+TASK_MAX_NEW_TOKENS = 64
+
+
+def task_figures(model, tokenizer, test_data: str, batch_size: int = 16, max_new_tokens: int = TASK_MAX_NEW_TOKENS) -> dict:
+    """The evaluation's own metrics — answer loss and ROUGE-L (char) — of one model on the test split."""
     from ftkit import metrics
     from ftkit.evaluation import load_test_cases, run_model
 
     cases = load_test_cases(test_data, tokenizer)
-    scorer, decoding = metrics.Scorer(), Decoding(max_new_tokens=max_new_tokens)
+    aggregate = run_model(model, cases, Decoding(max_new_tokens=max_new_tokens), batch_size, metrics.Scorer())["aggregate"]
+    return {"loss": aggregate["loss"], "rougeL_char": aggregate["rougeL_char"], "records": len(cases)}
 
-    def figures(model, batch_size):
-        aggregate = run_model(model, cases, decoding, batch_size, scorer)["aggregate"]
-        return {"loss": aggregate["loss"], "rougeL_char": aggregate["rougeL_char"]}
 
-    log.info("gguf: task metrics on %d test records (HF merged model, then each GGUF)", len(cases))
-    result = {"records": len(cases), "max_new_tokens": max_new_tokens,
-              "hf": figures(hf, 16), "types": {}}
+def task_metrics(hf_figures: dict, files: dict, tokenizer, test_data: str, n_gpu_layers: int = 0) -> dict:
+    """The task figures of the merged HF model (measured before) and of every GGUF type, through
+    llama.cpp: what a quantization costs on this task."""
+    log.info("gguf: task metrics on %d test records (each GGUF; the HF merged model's are in)", hf_figures["records"])
+    result = {"records": hf_figures["records"], "max_new_tokens": TASK_MAX_NEW_TOKENS,
+              "hf": {k: hf_figures[k] for k in ("loss", "rougeL_char")}, "types": {}}
     for quant, info in files.items():
         gguf = GGUFChatModel(info["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers, logits_all=True)
-        result["types"][quant] = figures(gguf, 1)
+        figures = task_figures(gguf, tokenizer, test_data, batch_size=1)
+        result["types"][quant] = {k: figures[k] for k in ("loss", "rougeL_char")}
         del gguf
     f16 = result["types"]["F16"]
     for quant, figs in result["types"].items():

@@ -76,14 +76,17 @@ def pickle_hint(path: str) -> str:
     return ""
 
 
-def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = False):
-    """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors unless allow_pickle."""
+def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = False, keep_checkpoint_dtype: bool = False):
+    """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors unless allow_pickle.
+    keep_checkpoint_dtype: on the CPU, the checkpoint's own dtype (a bf16 model stays bf16: half the
+    memory of fp32)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     check_model_source(path)
     cuda = torch.cuda.is_available()
-    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
+    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else \
+        ("auto" if keep_checkpoint_dtype else torch.float32)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
                                                      use_safetensors=not allow_pickle, device_map="auto" if cuda else None)
