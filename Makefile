@@ -146,7 +146,7 @@ settings = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))); 
   if [ ! -f $(1) ]; then printf '%s\n' "$$t" > $(1) && touch -t 200001010000 $(1); \
   elif [ "$$(cat $(1))" != "$$t" ]; then printf '%s\n' "$$t" > $(1); fi)$(1)
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval demo test test-fast docs lint image shell llama-tools clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -298,6 +298,10 @@ bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) agains
 BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5
 bench-train: $(foreach m,$(BENCH_TRAIN_MODELS),$(if $(filter models/tiny-%,$(m)),$(m)/config.json)) | $(PY_DEP) ## benchmark train_lora.py (sparse and dense output layer) against a plain TRL recipe, per model
 	for model in $(BENCH_TRAIN_MODELS); do $(RUN_PY) scripts/bench_train.py --base-model $$model || exit 1; done
+
+BENCH_SCALE_MODELS ?= tinyllama-1.1b,qwen2.5-0.5b,llama3.2-1b
+bench-scale: | $(PY_DEP) ## export at real scale: random TinyLlama-1.1B / Qwen2.5-0.5B / Llama-3.2-1B (131k context) shapes by Hub id through merge, GGUF, Q4_K_M, checks (time, peak RSS)
+	$(RUN_PY) scripts/bench_scale.py --models $(BENCH_SCALE_MODELS) --output $(REPORT_DIR)/bench_scale.json
 
 bench-data: | $(PY_DEP) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
 	$(RUN_PY) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)

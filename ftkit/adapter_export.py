@@ -93,8 +93,6 @@ def convert_lora(adapter: Path, base_model_dir: Path, target: Path, adapter_type
 def verify(base_gguf: Path, lora_gguf: Path, merged_f16: Path | None, base_model: str, adapter: Path, tokenizer,
            test_data: str | None, n_gpu_layers: int = 0) -> dict:
     """Base GGUF + adapter against the merged F16 GGUF and the HF fine-tuned model."""
-    import numpy as np
-
     from ftkit import gguf
     from ftkit.inference import GGUFChatModel, load_models
 
@@ -106,9 +104,9 @@ def verify(base_gguf: Path, lora_gguf: Path, merged_f16: Path | None, base_model
     if merged_f16 is not None and merged_f16.is_file():
         merged = GGUFChatModel(str(merged_f16), tokenizer, "merged F16", n_gpu_layers=n_gpu_layers, logits_all=True)
         sequences = gguf.eval_sequences(tokenizer, test_data, positions=120)
-        a, b = gguf.position_logits(with_adapter, sequences), gguf.position_logits(merged, sequences)
+        a, b = ([rows.copy() for rows in gguf.position_logits(model, sequences)] for model in (with_adapter, merged))
         result["vs_merged_f16"] = {**gguf.greedy_agreement(with_adapter, merged, tokenizer),
-                                   "max_abs_logit_diff": float(np.abs(a - b).max()), **gguf.agreement(b, a)}
+                                   "max_abs_logit_diff": gguf.max_abs_difference(a, b), **gguf.agreement(b, a)}
         del merged
     del with_adapter
     ids_ok = result["token_ids"]["identical"] == result["token_ids"]["prompts"]

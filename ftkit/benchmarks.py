@@ -12,6 +12,9 @@ import statistics
 from pathlib import Path
 
 START, END = "<!-- bench-table:start (make docs writes this from docs/benchmarks.json) -->", "<!-- bench-table:end -->"
+# the export-at-scale table (`make bench-scale`, runs in docs/bench_scale.json)
+SCALE_START = "<!-- scale-table:start (make docs writes this from docs/bench_scale.json) -->"
+SCALE_END = "<!-- scale-table:end -->"
 
 
 def load_runs(path: str | Path) -> list[dict]:
@@ -19,11 +22,11 @@ def load_runs(path: str | Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
 
 
-def add_run(path: str | Path, run: dict) -> list[dict]:
+def add_run(path: str | Path, run: dict, what: str = "make bench") -> list[dict]:
     from ftkit.io import write_json_atomic
 
     runs = load_runs(path) + [run]
-    write_json_atomic(path, {"about": "every `make bench` run on this project's machines; README's table is made "
+    write_json_atomic(path, {"about": f"every `{what}` run on this project's machines; README's table is made "
                                       "from these (make docs)", "runs": runs})
     return runs
 
@@ -49,15 +52,43 @@ def render_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def section(readme_text: str) -> str:
-    if START not in readme_text or END not in readme_text:
-        raise ValueError("README.md has no benchmark table markers")
-    return readme_text[readme_text.index(START) + len(START):readme_text.index(END)].strip("\n")
+def render_scale_table(runs: list[dict]) -> str:
+    """The latest `make bench-scale` run: each stage's wall time and peak memory against the checkpoint."""
+    if not runs:
+        return "No `make bench-scale` run recorded yet: `make bench-scale`, then `make docs`."
+    latest = runs[-1]
+    machine = latest["hardware"]
+    lines = [f"`make bench-scale` on {latest['date'][:10]} ({len(runs)} run(s) recorded), {machine['cpu']}, "
+             f"{machine['cpu_count']} CPUs, {'GPU' if machine.get('cuda') else 'no GPU'}: random bf16 weights of real "
+             f"shapes, by Hub id from the Hugging Face cache, offline. Peak RSS above each process's baseline "
+             f"(libraries imported), against the checkpoint's size.", "",
+             "| model | checkpoint | stage | wall | peak RSS | × checkpoint | target | met |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in latest["models"]:
+        for stage, f in row["stages"].items():
+            lines.append(f"| {row['model']} | {row['checkpoint_bytes'] / 2**30:.2f} GiB | {stage} | {f['wall_s']:.0f} s "
+                         f"| {f['model_rss'] / 2**30:.2f} GiB | {f['ratio']:.2f} | ≤ {f['target']} | "
+                         f"{'yes' if f['met'] else '**no**'} |")
+    checks = "passed" if latest["checks_passed"] else "**failed**"
+    lines += ["", f"Merge and GGUF checks {checks} on every model; memory targets "
+                  f"{'all met' if latest['all_met'] else '**not all met**'}."]
+    return "\n".join(lines)
 
 
-def write_readme(readme: str | Path, runs_file: str | Path) -> None:
+def section(readme_text: str, start: str = START, end: str = END) -> str:
+    if start not in readme_text or end not in readme_text:
+        raise ValueError(f"README.md has no {start} ... {end} markers")
+    return readme_text[readme_text.index(start) + len(start):readme_text.index(end)].strip("\n")
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    section(text, start, end)  # the markers must be there
+    return f"{text[:text.index(start) + len(start)]}\n{body}\n{text[text.index(end):]}"
+
+
+def write_readme(readme: str | Path, runs_file: str | Path, scale_runs_file: str | Path | None = None) -> None:
     readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
-    section(text)  # the markers must be there
-    head, tail = text[:text.index(START) + len(START)], text[text.index(END):]
-    readme.write_text(f"{head}\n{render_table(load_runs(runs_file))}\n{tail}", encoding="utf-8")
+    text = _replace(readme.read_text(encoding="utf-8"), START, END, render_table(load_runs(runs_file)))
+    if scale_runs_file is not None:
+        text = _replace(text, SCALE_START, SCALE_END, render_scale_table(load_runs(scale_runs_file)))
+    readme.write_text(text, encoding="utf-8")

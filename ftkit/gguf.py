@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ftkit import families, faults, prompts
 from ftkit.cli import UserError
-from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
+from ftkit.inference import CONTEXT_CAP, Decoding, GGUFChatModel, HFChatModel
 from ftkit.io import write_json_atomic
 from ftkit.loading import load_hf
 
@@ -129,6 +129,7 @@ def token_ids_match(gguf: GGUFChatModel, tokenizer) -> dict:
     return {"prompts": len(convs), "identical": len(convs) - len(mismatches), "mismatches": mismatches[:3]}
 
 
+GREEDY_CHECK_TOKENS = 16  # tokens of each greedy answer compared between the GGUF and the HF model
 # two tokens whose logits differ by less than this are a tie: F16 rounding may order them either way
 TIE_MARGIN = 0.05
 
@@ -161,7 +162,7 @@ def check_prompt_ids(tokenizer) -> list[list[int]]:
     return [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
 
 
-def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int = 16,
+def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int = GREEDY_CHECK_TOKENS,
                      reference_dtype: str = "fp32") -> dict:
     """Greedy answers of the GGUF against a reference model (HF, recorded HF answers, or another GGUF) on
     the check prompts.
@@ -198,28 +199,39 @@ def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int 
 
 
 def position_logits(gguf: GGUFChatModel, sequences: list[list[int]]):
-    import numpy as np
-
-    rows = []
+    """Yields the logits at every position of each sequence: a float32 view of llama-cpp-python's score
+    buffer, valid until the next sequence is evaluated (copy it to keep it). A generator, so a comparison
+    holds one sequence at a time: with a 152k vocabulary each position's row is 0.6 MB."""
     for ids in sequences:
         gguf.llm.reset()
         gguf.llm.eval(ids)
-        rows.append(np.asarray(gguf.llm.scores[: len(ids)], dtype=np.float64))
-    return np.concatenate(rows) if rows else np.zeros((0, 0))
+        yield gguf.llm.scores[: len(ids)]
 
 
-def agreement(reference_logits, logits) -> dict:
-    """Top-1 agreement and mean KL(reference || other) over positions."""
+def agreement(reference, other, chunk: int = 8) -> dict:
+    """Top-1 agreement and mean KL(reference || other) over the positions of per-sequence logit arrays,
+    computed `chunk` rows at a time in float64: with a 152k vocabulary each float64 row is 1.2 MB, and
+    log-softmax and KL make several temporaries of each."""
     import numpy as np
 
     def log_softmax(x):
         x = x - x.max(axis=1, keepdims=True)
         return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
-    p, q = log_softmax(reference_logits), log_softmax(logits)
-    kl = (np.exp(p) * (p - q)).sum(axis=1)
-    return {"positions": int(len(p)), "top1_agreement": float((p.argmax(1) == q.argmax(1)).mean()),
-            "mean_kl": float(kl.mean())}
+    positions, agree, kl_sum = 0, 0, 0.0
+    for ref_rows, rows in zip(reference, other, strict=True):
+        for start in range(0, len(ref_rows), chunk):
+            p = log_softmax(ref_rows[start:start + chunk].astype(np.float64))
+            q = log_softmax(rows[start:start + chunk].astype(np.float64))
+            kl_sum += float((np.exp(p) * (p - q)).sum())
+            agree += int((p.argmax(1) == q.argmax(1)).sum())
+            positions += len(p)
+    return {"positions": positions, "top1_agreement": agree / positions if positions else float("nan"),
+            "mean_kl": kl_sum / positions if positions else float("nan")}
+
+
+def max_abs_difference(a: list, b: list) -> float:
+    return max((float(abs(x - y).max()) for x, y in zip(a, b, strict=True)), default=0.0)
 
 
 def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> list[list[int]]:
@@ -296,7 +308,7 @@ def check_files(model_path: str, files: dict, test_data: str | None = None, n_gp
     model = load_hf(model_path, keep_checkpoint_dtype=True)
     dtype = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}[str(model.dtype)]
     hf = HFChatModel(model, tokenizer, "merged")
-    answers = RecordedAnswers(hf, check_prompt_ids(tokenizer), Decoding(max_new_tokens=16), dtype)
+    answers = RecordedAnswers(hf, check_prompt_ids(tokenizer), Decoding(max_new_tokens=GREEDY_CHECK_TOKENS), dtype)
     with_tests = bool(test_data and Path(test_data).is_file())
     hf_figures = task_figures(hf, tokenizer, test_data) if with_tests else None
     del hf, model
@@ -308,19 +320,56 @@ def check_files(model_path: str, files: dict, test_data: str | None = None, n_gp
     return result
 
 
+class StoredLogits:
+    """Per-sequence logit arrays kept in a temporary folder and read back one at a time: the F16
+    reference for every quantization, without holding 300 positions x 152k floats (0.18 GB) in memory
+    beside the model."""
+
+    def __init__(self, folder: Path, arrays):
+        import numpy as np
+
+        self.paths = []
+        for n, rows in enumerate(arrays):
+            self.paths.append(folder / f"{n}.npy")
+            np.save(self.paths[-1], rows)
+
+    def __iter__(self):
+        import numpy as np
+
+        return (np.load(path) for path in self.paths)
+
+
+def context_for(lengths: list[int]) -> int:
+    """The context a check needs: its longest sequence, rounded up to 256. llama.cpp reserves the KV
+    cache for the whole context (0.5 GB at 4,096 tokens for Llama-3.1-8B in f16), so a check asks only
+    for what it uses."""
+    return min(CONTEXT_CAP, 256 * math.ceil((max(lengths, default=1) + 8) / 256))
+
+
 def verify_files(hf: RecordedAnswers, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int = 0) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ftkit-f16-logits-") as folder:
+        return _verify_files(hf, files, tokenizer, test_data, n_gpu_layers, Path(folder))
+
+
+def _verify_files(hf: RecordedAnswers, files: dict, tokenizer, test_data: str | None, n_gpu_layers: int,
+                  folder: Path) -> dict:
     sequences = eval_sequences(tokenizer, test_data)
+    n_ctx = context_for([len(s) for s in sequences] + [len(p) + GREEDY_CHECK_TOKENS for p in check_prompt_ids(tokenizer)])
     results = {}
     reference = None
     for quant in ["F16"] + [q for q in files if q != "F16"]:
         log.info("gguf: verifying %s", Path(files[quant]["path"]).name)
-        gguf = GGUFChatModel(files[quant]["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers, logits_all=True)
+        gguf = GGUFChatModel(files[quant]["path"], tokenizer, quant, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                             logits_all=True)
         result = {"loads": True, "token_ids": token_ids_match(gguf, tokenizer),
                   "greedy_vs_hf": greedy_agreement(gguf, hf, tokenizer, reference_dtype=hf.dtype)}
-        logits = position_logits(gguf, sequences)
-        if reference is None:
-            reference = logits
-        result["vs_f16"] = agreement(reference, logits)
+        if reference is None:  # F16: the reference the quantizations are measured against
+            reference = StoredLogits(folder, position_logits(gguf, sequences))
+            result["vs_f16"] = agreement(reference, reference)
+        else:
+            result["vs_f16"] = agreement(reference, position_logits(gguf, sequences))  # one sequence at a time
         results[quant] = result
         del gguf
     f16 = results["F16"]
@@ -349,8 +398,12 @@ def task_metrics(hf_figures: dict, files: dict, tokenizer, test_data: str, n_gpu
     log.info("gguf: task metrics on %d test records (each GGUF; the HF merged model's are in)", hf_figures["records"])
     result = {"records": hf_figures["records"], "max_new_tokens": TASK_MAX_NEW_TOKENS,
               "hf": {k: hf_figures[k] for k in ("loss", "rougeL_char")}, "types": {}}
+    from ftkit.evaluation import load_test_cases
+
+    n_ctx = context_for([len(c.prompt_ids) + max(len(c.answer_ids), TASK_MAX_NEW_TOKENS)
+                         for c in load_test_cases(test_data, tokenizer)])
     for quant, info in files.items():
-        gguf = GGUFChatModel(info["path"], tokenizer, quant, n_gpu_layers=n_gpu_layers, logits_all=True)
+        gguf = GGUFChatModel(info["path"], tokenizer, quant, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, logits_all=True)
         figures = task_figures(gguf, tokenizer, test_data, batch_size=1)
         result["types"][quant] = {k: figures[k] for k in ("loss", "rougeL_char")}
         del gguf

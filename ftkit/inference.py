@@ -197,8 +197,10 @@ class GGUFChatModel:
         if lora_path and not Path(lora_path).is_file():
             raise UserError(f"{lora_path}: no such adapter GGUF")
         self.logits_all = logits_all
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False, seed=0,
-                         n_gpu_layers=n_gpu_layers, lora_path=lora_path)
+        # with every position's logits kept, llama.cpp's output buffer and its graph's logits each hold
+        # n_batch x vocabulary floats: 0.3 GB apiece for Qwen's 151,936 at the default 512, 19 MB at 32
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=min(n_ctx, 32 if logits_all else 512),
+                         logits_all=logits_all, verbose=False, seed=0, n_gpu_layers=n_gpu_layers, lora_path=lora_path)
         # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
         self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
 

@@ -87,7 +87,8 @@ def choose(model: str, qlora: bool = False) -> tuple[str | None, str]:
     for largest, lora, qlora_preset in SIZE_CLASSES:
         if params <= largest:
             preset = qlora_preset if qlora else lora
-            return preset, f"{model}: about {params / 1e9:.2f} B parameters (from {source}) -> {preset}"
+            count = f"{params / 1e9:.2f} B" if params >= 1e9 else f"{params / 1e6:.1f} M"
+            return preset, f"{model}: about {count} parameters (from {source}) -> {preset}"
     raise AssertionError("the last size class has no upper bound")
 
 

@@ -151,7 +151,7 @@ class TinyFamilySpec:
     seed: int = 0
 
 
-def _family_config(family: str, spec: TinyFamilySpec):
+def family_config(family: str, spec: TinyFamilySpec):
     """transformers config of the family's real architecture, at a tiny size."""
     from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
@@ -216,7 +216,7 @@ def build_family(out_dir: str | Path, family: str, spec: TinyFamilySpec = TinyFa
     with atomic_dir(out_dir) as tmp:
         log.info("tiny-model: %s tokenizer from llama.cpp's vocab file", family)
         write_family_tokenizer(family, tmp)
-        config = _family_config(family, spec)
+        config = family_config(family, spec)
         log.info("tiny-model: random %s weights (seed %d, vocab %d)", config.model_type, spec.seed, config.vocab_size)
         torch.manual_seed(spec.seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

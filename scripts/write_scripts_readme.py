@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write scripts/README.md: every stage script's purpose, flags, inputs, outputs and an example,
 taken from the scripts' own --help so the document cannot drift from the code (a test regenerates it
-and compares); and README.md's benchmark table, from the runs recorded in docs/benchmarks.json.
+and compares); and README.md's benchmark tables, from the runs recorded in docs/benchmarks.json and
+docs/bench_scale.json.
 
 example: python scripts/write_scripts_readme.py            (make docs)
 """
@@ -15,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py",
          "convert_to_gguf.py", "ollama_create.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
          "render_prompt.py", "gpu_check.py", "bench_all.py", "bench_data.py", "bench_train.py", "bench_eval.py",
-         "bench_gguf.py", "write_scripts_readme.py"]
+         "bench_gguf.py", "bench_scale.py", "write_scripts_readme.py"]
 INTRO = """# scripts/
 
 The stage scripts of the pipeline (the guide's `finetune/` folder). Each is a thin command line over one
@@ -38,7 +39,7 @@ with exit code 2. This page is generated from the scripts' own `--help` by
 | `build_tiny_model.py` | the embedded tiny Llama | `make tiny-model` |
 | `render_prompt.py` | show a record as the model sees it | |
 | `gpu_check.py` | prove and measure the GPU path (random Llama-2-7B) | `make gpu-check` |
-| `bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-gguf` |
+| `bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-gguf`, `bench-scale` |
 """
 
 
@@ -60,7 +61,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default=str(HERE / "README.md"), help="where to write (default: scripts/README.md)")
     ap.add_argument("--readme", default=str(HERE.parent / "README.md"),
-                    help="whose benchmark table to regenerate from docs/benchmarks.json ('none': skip; default: README.md)")
+                    help="whose benchmark tables to regenerate from docs/benchmarks.json and docs/bench_scale.json "
+                         "('none': skip; default: README.md)")
     args = ap.parse_args()
     Path(args.output).write_text(render(), encoding="utf-8")
     print(f"wrote {args.output}")
@@ -68,8 +70,8 @@ def main():
         sys.path.insert(0, str(HERE.parent))
         from ftkit.benchmarks import write_readme
 
-        write_readme(args.readme, HERE.parent / "docs" / "benchmarks.json")
-        print(f"wrote the benchmark table of {args.readme} from docs/benchmarks.json")
+        write_readme(args.readme, HERE.parent / "docs" / "benchmarks.json", HERE.parent / "docs" / "bench_scale.json")
+        print(f"wrote the benchmark tables of {args.readme} from docs/benchmarks.json and docs/bench_scale.json")
 
 
 if __name__ == "__main__":

@@ -132,3 +132,19 @@ def test_readme_benchmark_table_is_made_from_the_recorded_runs():
     runs = load_runs(ROOT / "docs" / "benchmarks.json")
     assert runs, "no recorded `make bench` run"
     assert section((ROOT / "README.md").read_text(encoding="utf-8")) == render_table(runs), "run `make docs`"
+
+
+def test_readme_export_at_scale_table_is_made_from_the_recorded_run_and_meets_its_targets():
+    from ftkit.benchmarks import SCALE_END, SCALE_START, load_runs, render_scale_table, section
+
+    runs = load_runs(ROOT / "docs" / "bench_scale.json")
+    assert runs, "no recorded `make bench-scale` run"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert section(readme, SCALE_START, SCALE_END) == render_scale_table(runs), "run `make docs`"
+    latest = runs[-1]
+    assert {row["model"] for row in latest["models"]} == {"tinyllama-1.1b", "qwen2.5-0.5b", "llama3.2-1b"}
+    assert latest["checks_passed"]
+    for row in latest["models"]:
+        for stage, figures in row["stages"].items():
+            assert figures["model_rss"] / row["checkpoint_bytes"] == pytest.approx(figures["ratio"])
+            assert figures["met"] == (figures["ratio"] <= latest["targets"][stage]), (row["model"], stage)
