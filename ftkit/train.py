@@ -202,6 +202,9 @@ def keep_4bit_gradients_on_cpu(model) -> int:
     return len(layers)
 
 
+SUPERVISED_TILE_POSITIONS = 1024
+
+
 def score_supervised_positions_only(enabled: bool = True) -> None:
     """Run TRL's fused LM head on the supervised positions only, on every device.
 
@@ -211,12 +214,20 @@ def score_supervised_positions_only(enabled: bool = True) -> None:
     graph. On the CPU that is pure waste: prompt positions carry label -100, and with Qwen's 151,936-token
     vocabulary the output layer is most of the work (measured 4x per training step on the tiny Qwen2.5
     model, same loss). TRL decides this per call with `trl.trainer.utils._use_triton`; its tile kernels
-    look up their own copy, so only the choice of positions changes. Tested for equal loss and gradients."""
+    look up their own copy, so only the choice of positions changes. Tested for equal loss and gradients.
+
+    The tiles are also cut to SUPERVISED_TILE_POSITIONS positions (TRL: 4,096): a tile is positions x
+    32,768 vocabulary columns in float32, 0.5 GB at 4,096 positions, with the CPU fold's temporaries
+    as large again; at 1,024 a batch never holds more than 0.13 GB of logits at once."""
+    import trl.kernels.chunked_logprob as tiles
     import trl.trainer.utils as trl_utils
 
     original = getattr(trl_utils, "_ftkit_original_use_triton", trl_utils._use_triton)
     trl_utils._ftkit_original_use_triton = original
     trl_utils._use_triton = (lambda device: True) if enabled else original
+    original_tile = getattr(tiles, "_ftkit_original_token_chunk_size", tiles.TOKEN_CHUNK_SIZE)
+    tiles._ftkit_original_token_chunk_size = original_tile
+    tiles.TOKEN_CHUNK_SIZE = SUPERVISED_TILE_POSITIONS if enabled else original_tile
 
 
 def lora_config(config: TrainConfig):

@@ -351,12 +351,21 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
         loss.backward()
         return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
+    import trl.kernels.chunked_logprob as tiles
+
+    import ftkit.train
+
     try:
+        # tiles of 64 positions: the batch's supervised positions span several, as a long batch's do
+        ftkit.train.SUPERVISED_TILE_POSITIONS = 64
         score_supervised_positions_only(True)
+        assert tiles.TOKEN_CHUNK_SIZE == 64
         sparse = loss_and_grads(fused_lm_head=True)
         score_supervised_positions_only(False)
+        assert tiles.TOKEN_CHUNK_SIZE == 4096  # TRL's own, restored
         dense = loss_and_grads(fused_lm_head=True)
     finally:
+        ftkit.train.SUPERVISED_TILE_POSITIONS = 1024
         score_supervised_positions_only(True)
     full = loss_and_grads()  # transformers' own loss over the full logits
     assert sparse[0] == pytest.approx(dense[0], rel=1e-6) and sparse[0] == pytest.approx(full[0], rel=1e-5)
