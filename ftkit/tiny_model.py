@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -229,3 +231,41 @@ def build_family(out_dir: str | Path, family: str, spec: TinyFamilySpec = TinyFa
         (tmp / "tiny_model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("tiny-model: wrote %s (%s, %d parameters)", out_dir, family, manifest["parameters"])
     return out_dir
+
+
+# --- random models of real shapes (benchmarks, the GPU check) ----------------------------------------
+
+SPEC_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
+def build_random_model(out_dir: str | Path, family: str, shape: dict, dtype: str = "bf16") -> int:
+    """Random weights of `family`'s architecture at `shape` (any config key: sizes, vocab_size,
+    tie_word_embeddings, max_position_embeddings, ...) with the family's tokenizer and chat template,
+    saved as safetensors in `out_dir` (the model is built on the GPU when there is one: a 7B initialises
+    in seconds there). Random weights cost the memory and FLOPs real ones do. Returns the parameter count."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if family == "llama2":  # the embedded sentencepiece tokenizer; embedding rows past its vocabulary go unused
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer_dir = build(Path(tmp) / "tiny")
+            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
+            shutil.copy(tokenizer_dir / "tokenizer.model", out_dir / "tokenizer.model")
+        config = LlamaConfig(**{"rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3,
+                                "tie_word_embeddings": False, **shape})
+    else:
+        write_family_tokenizer(family, out_dir)
+        config = family_config(family, TinyFamilySpec(**{k: shape[k] for k in SPEC_KEYS if k in shape}))
+        for key, value in shape.items():  # what the spec does not set: derived sizes (head_dim) stay consistent
+            if key not in SPEC_KEYS:
+                setattr(config, key, value)
+    torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)  # initialised in that dtype
+    model.save_pretrained(out_dir, safe_serialization=True)
+    params = sum(p.numel() for p in model.parameters())
+    log.info("random model: %s, %s, %.2f B parameters, %s", out_dir, family, params / 1e9, dtype)
+    return params

@@ -99,35 +99,14 @@ def snapshot_dir(hf_home: Path, name: str) -> Path:
 def build_model(hf_home: Path, name: str) -> Path:
     """A random bf16 model of the named shape, with its family's tokenizer and chat template, in the
     Hugging Face cache layout; returns the snapshot folder."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from ftkit.tiny_model import TinyFamilySpec, build, family_config, write_family_tokenizer
+    from ftkit.tiny_model import build_random_model
 
     shape = dict(MODELS[name])
     family = shape.pop("family")
     snapshot = snapshot_dir(hf_home, name)
-    snapshot.mkdir(parents=True, exist_ok=True)
+    build_random_model(snapshot, family, shape, "bf16")
     (snapshot.parents[1] / "refs").mkdir(exist_ok=True)
     (snapshot.parents[1] / "refs" / "main").write_text(snapshot.name)
-    if family == "llama2":  # the embedded sentencepiece tokenizer; rows past its vocabulary are never used
-        tokenizer_dir = build(hf_home / "llama2-tokenizer")
-        for item in tokenizer_dir.iterdir():
-            if item.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-                (snapshot / item.name).write_bytes(item.read_bytes())
-        config = LlamaConfig(**shape, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    else:
-        write_family_tokenizer(family, snapshot)
-        config = family_config(family, TinyFamilySpec(**{k: shape[k] for k in (
-            "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")}))
-        config.tie_word_embeddings = shape.get("tie_word_embeddings", config.tie_word_embeddings)
-    torch.manual_seed(0)
-    torch.set_default_dtype(torch.bfloat16)  # initialised in bf16: no fp32 copy of a 1B model on the way
-    try:
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    model.save_pretrained(snapshot, safe_serialization=True)
     return snapshot
 
 

@@ -37,9 +37,9 @@ LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers
 TINY = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 4, "vocab_size": 3000, "max_position_embeddings": 1024}
 QWEN25_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-             "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768}
+             "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768, "tie_word_embeddings": False}
 TINY_QWEN = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768}
+             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "tie_word_embeddings": False}
 # dense bf16 tensor-core peaks (the datasheets' headline figures are with 2:4 sparsity, twice these)
 PEAK_BF16_FLOPS = {
     "H200": (989e12, "https://www.nvidia.com/en-us/data-center/h200/ (H200 SXM, 1,979 TFLOPS sparse)"),
@@ -93,42 +93,16 @@ def parse_args(argv=None):
 
 
 def build_random_model(work: Path, shape: dict, dtype_name: str, family: str = "llama2") -> Path:
-    """A random model of the given shape with the family's tokenizer (the tiny Llama's, or Qwen2.5's real
-    one), saved as safetensors."""
+    """A random model of the shape with the family's tokenizer, under `work`."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from ftkit.tiny_model import build, write_family_tokenizer
+    from ftkit.tiny_model import build_random_model as build
 
     out = work / f"random-{family}"
-    out.mkdir(parents=True, exist_ok=True)
-    if family == "qwen2.5":
-        write_family_tokenizer("qwen2.5", out)
-        tokenizer = AutoTokenizer.from_pretrained(out)
-        config = Qwen2Config(**shape, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
-                             bos_token_id=151643, eos_token_id=151645)
-        model_class = Qwen2ForCausalLM
-    else:
-        tokenizer_dir = build(work / "tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        config = LlamaConfig(**shape, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=3,
-                             tie_word_embeddings=False)
-        model_class = LlamaForCausalLM
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = model_class(config).to(dtype)
-    model.save_pretrained(out, safe_serialization=True)
-    if family != "qwen2.5":
-        tokenizer.save_pretrained(out)
-        (out / "tokenizer.model").write_bytes((tokenizer_dir / "tokenizer.model").read_bytes())
-    params = sum(p.numel() for p in model.parameters())
-    del model
+    build(out, family, shape, dtype_name)
     gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    log.info("gpu-check: random model %s, %.2f B parameters, %s", out, params / 1e9, dtype_name)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the built model's blocks, before training loads it again
     return out
 
 
