@@ -17,7 +17,6 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 # (largest parameter count, LoRA preset, QLoRA preset): the first class the model fits in
 SIZE_CLASSES = (
     (3e9, "configs/small-lora.yaml", "configs/small-lora.yaml"),
