@@ -24,7 +24,7 @@ from ftkit import families, faults, prompts
 from ftkit.cli import UserError
 from ftkit.inference import CONTEXT_CAP, Decoding, GGUFChatModel, HFChatModel
 from ftkit.io import write_json_atomic
-from ftkit.loading import load_hf
+from ftkit.loading import dtype_name, load_hf
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def check_files(model_path: str, files: dict, test_data: str | None = None, n_gp
 
     tokenizer = load_tokenizer(model_path, family=family)
     model = load_hf(model_path, keep_checkpoint_dtype=True)
-    dtype = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}[str(model.dtype)]
+    dtype = dtype_name(model.dtype)
     hf = HFChatModel(model, tokenizer, "merged")
     answers = RecordedAnswers(hf, check_prompt_ids(tokenizer), Decoding(max_new_tokens=GREEDY_CHECK_TOKENS), dtype)
     with_tests = bool(test_data and Path(test_data).is_file())

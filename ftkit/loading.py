@@ -76,6 +76,24 @@ def pickle_hint(path: str) -> str:
     return ""
 
 
+# the short names the flags and reports use, and torch's
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def torch_dtype(name: str):
+    """'bf16' -> torch.bfloat16."""
+    import torch
+
+    return getattr(torch, DTYPE_NAMES[name])
+
+
+def dtype_name(dtype, default: str | None = None) -> str:
+    """torch.bfloat16 (or 'bfloat16', 'torch.bfloat16') -> 'bf16'; `default` for anything else, when given."""
+    torch_name = str(dtype).replace("torch.", "")
+    names = {v: k for k, v in DTYPE_NAMES.items()}
+    return names.get(torch_name, default) if default is not None else names[torch_name]
+
+
 def load_hf(path: str, trust_remote_code: bool = False, allow_pickle: bool = False, keep_checkpoint_dtype: bool = False):
     """A causal LM in fp32 on the CPU or bf16 on a GPU, from safetensors unless allow_pickle.
     keep_checkpoint_dtype: on the CPU, the checkpoint's own dtype (a bf16 model stays bf16: half the

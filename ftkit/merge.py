@@ -37,7 +37,7 @@ def refuse_quantized(path: str | Path, what: str) -> None:
 
 
 def _dtype(name: str, base_model: str):
-    import torch
+    from ftkit.loading import dtype_name, torch_dtype
 
     if name == "auto":  # the base's own precision (Llama-2 ships fp16); fp32 when it says nothing
         from transformers import AutoConfig
@@ -47,8 +47,8 @@ def _dtype(name: str, base_model: str):
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read the config of {base_model} ({str(err).splitlines()[0]})") from None
         declared = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-        name = {"float16": "fp16", "bfloat16": "bf16"}.get(str(declared).replace("torch.", ""), "fp32")
-    return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+        name = dtype_name(declared, default="fp32")
+    return name, torch_dtype(name)
 
 
 def _check_prompts(tokenizer) -> list[list[int]]:

@@ -246,6 +246,8 @@ def build_random_model(out_dir: str | Path, family: str, shape: dict, dtype: str
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+    from ftkit.loading import torch_dtype
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if family == "llama2":  # the embedded sentencepiece tokenizer; embedding rows past its vocabulary go unused
@@ -261,10 +263,9 @@ def build_random_model(out_dir: str | Path, family: str, shape: dict, dtype: str
         for key, value in shape.items():  # what the spec does not set: derived sizes (head_dim) stay consistent
             if key not in SPEC_KEYS:
                 setattr(config, key, value)
-    torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)  # initialised in that dtype
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))  # initialised in that dtype
     model.save_pretrained(out_dir, safe_serialization=True)
     params = sum(p.numel() for p in model.parameters())
     log.info("random model: %s, %s, %.2f B parameters, %s", out_dir, family, params / 1e9, dtype)

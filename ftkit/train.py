@@ -16,7 +16,14 @@ from pathlib import Path
 from ftkit import families, prompts
 from ftkit.cli import UserError
 from ftkit.io import atomic_dir, write_json_atomic
-from ftkit.loading import conversation_of, copy_sentencepiece_model, load_tokenizer, pickle_hint, read_jsonl
+from ftkit.loading import (
+    conversation_of,
+    copy_sentencepiece_model,
+    load_tokenizer,
+    pickle_hint,
+    read_jsonl,
+    torch_dtype,
+)
 from ftkit.options import option
 
 log = logging.getLogger(__name__)
@@ -156,7 +163,7 @@ def load_kwargs(config: TrainConfig, precision: str) -> dict:
     import torch
     from transformers import BitsAndBytesConfig
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    dtype = torch_dtype(precision)
     kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, "use_safetensors": not config.allow_pickle}
     if config.use_quantization:
         quant = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
