@@ -1,10 +1,19 @@
 """Model families: the only place that knows chat formats.
 
 A family answers, for one kind of chat model: how a conversation is rendered (Meta's Llama-2
-construction, or the model's own Jinja chat template with fixed arguments), which token ends an
-assistant turn (it is supervised in training and stops generation), which default system prompt the
-template injects, the Ollama TEMPLATE (Go text/template) and stop list that reproduce the training
-text byte for byte, and the pre-tokenizer llama.cpp's converter must recognise.
+construction, or the model's own Jinja chat template with the variables the training pins), which
+token ends an assistant turn (it is supervised in training and stops generation), which default
+system prompt the template injects, the Ollama TEMPLATE (Go text/template) and stop list that
+reproduce the training text byte for byte, the Ollama PARSER that keeps Ollama on that TEMPLATE
+where the GGUF's own template would otherwise win, and the pre-tokenizer llama.cpp's converter must
+recognise.
+
+Pinning: the training text fixes some of a template's variables (Llama-3.1's date, Qwen3's thinking
+off). `bind` rewrites the tokenizer's template so that it renders the training text with no extra
+arguments, whatever a runtime passes: the pinned variables are set at the top of the model's own
+template, which follows unchanged. That template travels into the adapter, the merged model and the
+GGUF, where llama-server (and Ollama >= 0.30, LM Studio, ...) render it; the original is kept beside
+it as chat_template.original.jinja.
 
 Every stage asks `family_of(tokenizer)` once and stays ignorant of formats. The Ollama templates
 are proven against the real Hugging Face templates (llama.cpp/models/templates/) by
@@ -13,7 +22,9 @@ Ollama does.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ftkit.cli import UserError
 
@@ -75,7 +86,10 @@ class Family:
     stops: tuple[str, ...]                # Ollama's PARAMETER stop list (it replaces Ollama's own)
     ollama_template: str | None           # None: no proven Ollama template (a model outside the registry)
     default_system: str | None = None     # what the template injects when the chat has no system prompt
-    template_kwargs: dict = field(default_factory=dict)  # extra Jinja variables, fixed for reproducibility
+    pins: dict = field(default_factory=dict)  # template variables the training text fixes (see pin_template)
+    # Ollama >= 0.12 PARSER that keeps the Modelfile TEMPLATE in charge and declares no thinking and no tools
+    # (None: none needed; ftkit.ollama decides by version)
+    ollama_parser: str | None = None
     bos_text: str | None = None           # BOS as text in the rendering; llama.cpp (and Ollama) add it as an id
     llama_cpp_pre: str | None = None      # tokenizer.ggml.pre that llama.cpp's converter must write
     template_file: str | None = None      # the real chat template, under llama.cpp/models/templates/
@@ -114,7 +128,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("llama2", "Llama-2 chat", "</s>", ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"),
            LLAMA2_OLLAMA_TEMPLATE, bos_text="<s>", tiny_model="models/tiny-llama"),
     Family("llama3", "Llama-3.x Instruct", "<|eot_id|>", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-           LLAMA3_OLLAMA_TEMPLATE, template_kwargs={"date_string": LLAMA3_DATE}, bos_text="<|begin_of_text|>",
+           LLAMA3_OLLAMA_TEMPLATE, pins={"date_string": LLAMA3_DATE}, bos_text="<|begin_of_text|>",
            llama_cpp_pre="llama-bpe", template_file="meta-llama-Llama-3.1-8B-Instruct.jinja",
            tiny_model="models/tiny-llama3", extra_stop_tokens=("<|end_of_text|>", "<|eom_id|>")),
     Family("qwen2.5", "Qwen2.5 Instruct (ChatML)", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"),
@@ -122,8 +136,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            template_file="Qwen-Qwen2.5-7B-Instruct.jinja", tiny_model="models/tiny-qwen2.5",
            extra_stop_tokens=("<|endoftext|>",)),
     Family("qwen3", "Qwen3 (ChatML, thinking off)", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"),
-           QWEN3_OLLAMA_TEMPLATE, template_kwargs={"enable_thinking": False}, llama_cpp_pre="qwen2",
-           template_file="Qwen-Qwen3-0.6B.jinja", tiny_model="models/tiny-qwen3", extra_stop_tokens=("<|endoftext|>",)),
+           QWEN3_OLLAMA_TEMPLATE, pins={"enable_thinking": False}, llama_cpp_pre="qwen2",
+           template_file="Qwen-Qwen3-0.6B.jinja", tiny_model="models/tiny-qwen3", extra_stop_tokens=("<|endoftext|>",),
+           # the GGUF's template has <think> and tools: without a PARSER, Ollama >= 0.30 would prefer it and
+           # turn thinking on by default; passthrough declares neither (think=true is refused, not ignored)
+           ollama_parser="passthrough"),
 )}
 
 # a model outside the registry that ships a chat template: trained and evaluated with that template;
@@ -136,6 +153,54 @@ def _template_text(tokenizer) -> str:
     if isinstance(template, dict):
         template = template.get("default")
     return template or ""
+
+
+# --- pinning -----------------------------------------------------------------------------------------
+PIN_OPEN = "{#- ftkit: the training pins "
+PIN_CLOSE = "{#- /ftkit pins #}"
+ORIGINAL_TEMPLATE_FILE = "chat_template.original.jinja"
+
+
+def _jinja_literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a double-quoted string; Jinja reads JSON's escapes
+
+
+def original_template(template: str) -> str:
+    """A template without ftkit's pins (the template itself when it has none)."""
+    if template.startswith(PIN_OPEN) and PIN_CLOSE in template:
+        return template.split(PIN_CLOSE, 1)[1]
+    return template
+
+
+def pin_template(template: str, pins: dict) -> str:
+    """The template with `pins` set before anything else runs: a top-level `set` shadows the variable a
+    caller passes (transformers' apply_chat_template kwargs, llama-server's chat_template_kwargs and its
+    date_string), so the template renders the training text whatever it is given. Idempotent."""
+    original = original_template(template)
+    if not pins:
+        return original
+    names = ", ".join(f"{k}={_jinja_literal(v)}" for k, v in pins.items())
+    sets = "".join(f"{{%- set {k} = {_jinja_literal(v)} %}}" for k, v in pins.items())
+    return (f"{PIN_OPEN}({names}): set before the model's own template, which follows unchanged "
+            f"(kept in {ORIGINAL_TEMPLATE_FILE}) #}}{sets}{PIN_CLOSE}{original}")
+
+
+def pinned(template, family: Family):
+    """A tokenizer's chat_template (a string, or a dict of named templates) pinned for `family`."""
+    if isinstance(template, dict):
+        return {name: pin_template(text, family.pins) for name, text in template.items()}
+    return pin_template(template, family.pins) if template else template
+
+
+def write_original_template(tokenizer, folder: str | Path) -> None:
+    """Keep the model's own template beside the pinned one that save_pretrained wrote."""
+    text = _template_text(tokenizer)
+    if text and original_template(text) != text:
+        (Path(folder) / ORIGINAL_TEMPLATE_FILE).write_text(original_template(text), encoding="utf-8")
 
 
 def detect(tokenizer) -> Family:
@@ -160,13 +225,16 @@ def get(name: str) -> Family:
 
 
 def bind(tokenizer, name: str | None = None) -> Family:
-    """Decide the tokenizer's family once (`name` overrides detection) and remember it on the tokenizer,
-    so every later rendering with it agrees."""
+    """Decide the tokenizer's family once (`name` overrides detection), pin its template to the variables
+    the family's training text fixes, and remember the family on the tokenizer, so every later rendering
+    with it agrees."""
     family = get(name) if name else detect(tokenizer)
     if family.name != "template" and not family.meta_renderer:
         family.end_of_turn_id(tokenizer)  # a wrong --family fails here, not in the middle of training
     if not family.meta_renderer and not _template_text(tokenizer):
         raise UserError(f"the tokenizer has no chat template, which the {family.title} format needs")
+    if family.pins:
+        tokenizer.chat_template = pinned(tokenizer.chat_template, family)
     tokenizer.ftkit_family = family
     return family
 

@@ -52,6 +52,17 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, family: str | Non
     return tokenizer
 
 
+def save_tokenizer(tokenizer, folder: Path, sentencepiece_from: str) -> None:
+    """The tokenizer files of an adapter or a merged model: tokenizer.json and its config, the pinned chat
+    template (chat_template.jinja) with the model's own beside it (chat_template.original.jinja), and the
+    sentencepiece file llama.cpp needs."""
+    from ftkit import families
+
+    tokenizer.save_pretrained(folder)
+    families.write_original_template(tokenizer, folder)
+    copy_sentencepiece_model(sentencepiece_from, folder)
+
+
 def copy_sentencepiece_model(base_model: str, dest: Path) -> None:
     """save_pretrained writes tokenizer.json but not tokenizer.model, which llama.cpp needs for exact
     sentencepiece conversion."""

@@ -126,12 +126,11 @@ def verify(reference: Outputs, merged: Outputs, dtype_name: str) -> dict:
 
 def _save(merged, tokenizer, adapter: str, base_model: str, output: str) -> None:
     """The merged model with tokenizer files, chat template and generation config (atomically)."""
-    from ftkit.loading import copy_sentencepiece_model
+    from ftkit.loading import save_tokenizer
 
     with atomic_dir(output) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)  # with the chat template
-        copy_sentencepiece_model(adapter if Path(adapter, "tokenizer.model").exists() else base_model, tmp)
+        save_tokenizer(tokenizer, tmp, adapter if Path(adapter, "tokenizer.model").exists() else base_model)
         if merged.generation_config is not None:
             merged.generation_config.save_pretrained(tmp)
         refuse_quantized(tmp, "the merged model")

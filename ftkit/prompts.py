@@ -14,9 +14,9 @@ are built the way Meta builds them: for each completed turn
 first piece is "▁["). BOS/EOS are ids, never text, so BOS is never duplicated.
 
 Other families (Llama-3, Qwen2.5, Qwen3, or a model outside the registry that ships a chat template)
-are rendered with the model's own chat template, with the arguments its family fixes
-(ftkit.families): the prompt is the template's generation prompt, and the answer runs up to and
-including the family's end-of-turn token.
+are rendered with the model's own chat template, pinned to the variables its family fixes
+(ftkit.families: Llama-3.1's date, Qwen3's thinking off): the prompt is the template's generation
+prompt, and the answer runs up to and including the family's end-of-turn token.
 """
 from __future__ import annotations
 
@@ -219,9 +219,8 @@ def _render_llama2_ids(conv: Conversation, tokenizer) -> RenderedIds:
 
 
 def _apply_template(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
-    family = families.family_of(tokenizer)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
-                                         **family.template_kwargs)
+    families.family_of(tokenizer)  # binds the family, which pins the template's variables the training fixes
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:

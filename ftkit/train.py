@@ -18,10 +18,10 @@ from ftkit.cli import UserError
 from ftkit.io import atomic_dir, write_json_atomic
 from ftkit.loading import (
     conversation_of,
-    copy_sentencepiece_model,
     load_tokenizer,
     pickle_hint,
     read_jsonl,
+    save_tokenizer,
     torch_dtype,
 )
 from ftkit.options import option
@@ -379,8 +379,7 @@ def _run_training(config: TrainConfig) -> dict:
         for item in staging.iterdir():
             if item.name != "training_args.bin":  # a pickle of the arguments; run_manifest.json has them
                 os.replace(item, tmp / item.name)
-        tokenizer.save_pretrained(tmp)  # with the chat template the data were rendered for
-        copy_sentencepiece_model(config.base_model, tmp)
+        save_tokenizer(tokenizer, tmp, config.base_model)  # with the chat template the data were rendered for
     shutil.rmtree(staging, ignore_errors=True)
     metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, logger.tokens_seen, final_eval)
     write_json_atomic(out / "metrics.json", metrics)
