@@ -37,6 +37,14 @@ else
   RUN_PY := $(PYTHON)
   PY_DEP := $(PYTHON)
 endif
+# llama.cpp's llama-server (the engine Ollama >= 0.30 runs): the deployment check and `make serve` use it.
+# Built from the submodule on first use (make llama-tools); in the container it is on PATH. LLAMA_SERVER=path
+# names another build.
+LLAMA_SERVER_BUILD := build/llama.cpp-$(FLAVOUR)/bin/llama-server
+LLAMA_SERVER ?= $(CURDIR)/$(LLAMA_SERVER_BUILD)
+export LLAMA_SERVER
+# the build is a prerequisite only when it is the one used (not in the container, not another LLAMA_SERVER)
+LLAMA_SERVER_DEP := $(if $(filter docker,$(RUN)),,$(if $(filter $(CURDIR)/$(LLAMA_SERVER_BUILD),$(LLAMA_SERVER)),$(LLAMA_SERVER_BUILD)))
 ifeq ($(MAKELEVEL),0)
   $(info ftkit: stages run $(if $(filter docker,$(RUN)),in the container $(IMAGE),locally in $(VENV)) (RUN=$(RUN); RUN=docker|local to choose))
 endif
@@ -110,6 +118,12 @@ SYSTEM_PROMPT ?=
 # layers llama.cpp offloads to the GPU in every check that loads a GGUF (-1: all; 0: CPU; no effect on a
 # CPU build of llama.cpp, so -1 is safe everywhere)
 N_GPU_LAYERS ?= -1
+# the Ollama the Modelfile is written for (empty: the newest checked; e.g. OLLAMA_VERSION=0.11.4 leaves out
+# the PARSER that version does not know)
+OLLAMA_VERSION ?=
+# make serve: llama-server's OpenAI-compatible API on SERVE_HOST:SERVE_PORT (this machine only by default)
+SERVE_HOST  ?= 127.0.0.1
+SERVE_PORT  ?= 8080
 # report and acceptance
 REPORT      ?= $(REPORT_DIR)/training_report.md
 MIN_RECORDS ?= 100
@@ -146,7 +160,7 @@ settings = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))); 
   if [ ! -f $(1) ]; then printf '%s\n' "$$t" > $(1) && touch -t 200001010000 $(1); \
   elif [ "$$(cat $(1))" != "$$t" ]; then printf '%s\n' "$$t" > $(1); fi)$(1)
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
+.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama serve report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -158,6 +172,7 @@ help: ## list the targets
 	@echo "    $(call shown,learning_rate,LR) $(call shown,lora_r,LORA_R) $(call shown,lora_alpha,LORA_ALPHA) $(call shown,max_length,MAX_LENGTH)"
 	@echo "    QLORA=$(QLORA) NUM_GPUS=$(NUM_GPUS) GGUF_TYPES=\"$(GGUF_TYPES)\""
 	@echo "  TRAIN_CONFIG=$(TRAIN_CONFIG) GGUF_DIR=$(GGUF_DIR) MODEL_NAME=$(MODEL_NAME) REPORT_DIR=$(REPORT_DIR) RUN=$(RUN) FLAVOUR=$(FLAVOUR)"
+	@echo "  OLLAMA_VERSION=$(OLLAMA_VERSION) (empty: the newest checked) SERVE_HOST=$(SERVE_HOST) SERVE_PORT=$(SERVE_PORT)"
 
 setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent)
 	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
@@ -251,29 +266,47 @@ GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_TYPES
 
 GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_TYPES) --output-dir $(GGUF_DIR) \
   --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") \
-  --n-gpu-layers $(N_GPU_LAYERS) $(FAMILY_FLAG)
+  --n-gpu-layers $(N_GPU_LAYERS) $(if $(OLLAMA_VERSION),--ollama-version $(OLLAMA_VERSION)) $(FAMILY_FLAG)
 
-$(GGUF_MAIN): $(MERGED_DIR)/config.json ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py \
-		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP)
+# the export, its checks and the deployment check (every Ollama path, llama-server) are one stage
+EXPORT_SOURCES := ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py ftkit/deploy_parity.py \
+  ftkit/llama_server.py tests/go/ollama_chat.go
+
+$(GGUF_MAIN): $(MERGED_DIR)/config.json $(EXPORT_SOURCES) \
+		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP) $(LLAMA_SERVER_DEP)
 	$(RUN_PY) $(GGUF_CMD)
 
 ADAPTER_GGUF := $(GGUF_DIR)/$(MODEL_NAME)-lora-F16.gguf
-$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py | $(PY_DEP)
+$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py | $(PY_DEP) $(LLAMA_SERVER_DEP)
 	$(RUN_PY) scripts/convert_to_gguf.py --lora-adapter $(MODEL_DIR)/lora_adapter --base-model $(BASE_MODEL) \
 	  --output-dir $(GGUF_DIR) --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --n-gpu-layers $(N_GPU_LAYERS) \
-	  $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") $(FAMILY_FLAG)
+	  $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") $(if $(OLLAMA_VERSION),--ollama-version $(OLLAMA_VERSION)) \
+	  $(FAMILY_FLAG)
 
 gguf-adapter: $(ADAPTER_GGUF) ## the LoRA adapter alone as a GGUF on a base GGUF, verified, with Modelfile.adapter (Ollama ADAPTER)
 
-gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile
+gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile, prove every chat path (OLLAMA_VERSION=)
 
 ollama: $(GGUF_MAIN) | $(PY_DEP) ## ollama create + smoke test (prints the commands when ollama is absent)
 	$(RUN_PY) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
 
+# the fine-tuned GGUF behind llama-server's OpenAI-compatible API, until Ctrl-C (in the container: published
+# on SERVE_HOST:SERVE_PORT of this machine)
+SERVE_GGUF ?=
+ifeq ($(RUN),docker)
+  SERVE_PY := mkdir -p $(HF_CACHE) && $(subst docker run --rm,docker run --rm --init -p $(SERVE_HOST):$(SERVE_PORT):$(SERVE_PORT),$(DOCKER_RUN)) \
+    $(IMAGE) python scripts/serve.py --host 0.0.0.0
+else
+  SERVE_PY := $(PYTHON) scripts/serve.py --host $(SERVE_HOST)
+endif
+serve: $(GGUF_MAIN) | $(PY_DEP) $(LLAMA_SERVER_DEP) ## serve the fine-tuned GGUF with llama-server's OpenAI API (SERVE_HOST= SERVE_PORT= SERVE_GGUF=)
+	$(SERVE_PY) --port $(SERVE_PORT) --modelfile $(MODELFILE) $(if $(SERVE_GGUF),--gguf $(SERVE_GGUF)) \
+	  --n-gpu-layers $(N_GPU_LAYERS) --alias $(MODEL_NAME)
+
 report: $(GGUF_MAIN) $(EVAL_OUTPUT).summary.json | $(PY_DEP) ## fill reports/training_report.md from the artifacts
 	$(RUN_PY) scripts/make_report.py $(ARTIFACT_FLAGS) --output $(REPORT)
 
-acceptance: | $(PY_DEP) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
+acceptance: | $(PY_DEP) $(LLAMA_SERVER_DEP) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
 	$(RUN_PY) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
 	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC) --n-gpu-layers $(N_GPU_LAYERS)
 
@@ -310,7 +343,7 @@ demo: setup ## set up, then the whole pipeline on a tiny model (FAMILY=qwen2.5 .
 	@echo "demo: embedded tiny random $(or $(FAMILY),llama2) model + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
 	$(MAKE) --no-print-directory all BASE_MODEL=$(TINY_MODEL) RAW_DATA=$(SAMPLE_DIR)/sample_data.json
 
-test: setup ## set up, then run the whole test suite (slow end-to-end tests included)
+test: setup $(LLAMA_SERVER_DEP) ## set up (llama-server included), then run the whole test suite (slow end-to-end tests included)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-fast: ## run the tests not marked slow (needs `make setup` first)
@@ -336,12 +369,18 @@ image: llama.cpp ## build the CUDA image (Dockerfile): pinned toolchain, llama.c
 shell: ## open a shell in the container, with data/, models/ and reports/ mounted
 	$(subst docker run --rm,docker run --rm -it,$(DOCKER_RUN)) $(IMAGE) bash
 
-LLAMA_TOOLS ?= llama-quantize llama-cli llama-perplexity
-llama-tools: llama.cpp ## build llama.cpp's tools from the submodule on this host (CPU; LLAMA_TOOLS=...)
-	bash docker/build_llama_cpp.sh cpu llama.cpp build/llama.cpp-cpu/bin $(LLAMA_TOOLS)
+LLAMA_TOOLS ?= llama-quantize llama-server llama-cli llama-perplexity
+llama-tools: llama.cpp ## build llama.cpp's tools from the submodule on this host (LLAMA_TOOLS=...; FLAVOUR=cuda with CUDA)
+	bash docker/build_llama_cpp.sh $(FLAVOUR) llama.cpp build/llama.cpp-$(FLAVOUR)/bin $(LLAMA_TOOLS)
 
-clean: ## remove generated data, models and caches (keeps .venv and llama.cpp/)
-	rm -rf $(SAMPLE_DIR) $(DATA_DIR) $(TINY_MODEL) $(MODEL_DIR) $(GGUF_DIR) build/llama.cpp-cpu
+# llama-server alone, the first time a stage needs it (about 8 minutes on 2 cores)
+$(LLAMA_SERVER_BUILD):
+	@[ -f llama.cpp/CMakeLists.txt ] || PYTHON=$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bash docker/fetch_llama_cpp.sh
+	bash docker/build_llama_cpp.sh $(FLAVOUR) llama.cpp $(@D) llama-server
+
+# the llama.cpp tools stay, like .venv: they depend on no data, and llama-server takes minutes to build
+clean: ## remove generated data, models and caches (keeps .venv, llama.cpp/ and its built tools)
+	rm -rf $(SAMPLE_DIR) $(DATA_DIR) $(TINY_MODEL) $(MODEL_DIR) $(GGUF_DIR)
 	find $(REPORT_DIR) -mindepth 1 ! -name README.md -exec rm -rf {} +
 	find . -path ./llama.cpp -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache .hypothesis

@@ -368,28 +368,71 @@ class Checker:
         return self._tokenizer, families.family_of(self._tokenizer)
 
     def deploy_modelfile(self) -> str:
-        from ftkit.ollama import family_of_modelfile, stops_of, template_of
+        from ftkit.ollama import CHECKED_VERSION, directives_for, read_modelfile
 
         target = self._modelfile_target()
         modelfile = Path(self.paths.gguf_dir) / "Modelfile"
         if not target.is_file():
             raise Fail(f"{modelfile}: FROM points at {target.name}, which does not exist", "run `make gguf`")
         _, family = self._family()
-        written = family_of_modelfile(modelfile)
-        if written != family.name:
-            raise Fail(f"{modelfile}: written for family {written}, but the model is {family.name}", "re-run `make gguf`")
+        written = read_modelfile(modelfile)
+        if written.family != family.name:
+            raise Fail(f"{modelfile}: written for family {written.family}, but the model is {family.name}",
+                       "re-run `make gguf`")
         if not family.proven:
             raise Fail(f"{modelfile}: the model's chat format is outside the family registry, so no Ollama "
                        "TEMPLATE is proven to render the training text", "write and check a TEMPLATE by hand, or "
                        "use a model of a listed family", status="WARN")
-        if template_of(modelfile) != family.ollama_template:
+        if written.template != family.ollama_template:
             raise Fail(f"{modelfile}: TEMPLATE is not the {family.name} training format's",
                        "re-run `make gguf` (do not edit the TEMPLATE)")
-        missing = [s for s in family.stops if s not in stops_of(modelfile)]
+        missing = [s for s in family.stops if s not in written.stops]
         if missing:
             raise Fail(f"{modelfile}: stop parameters missing: {', '.join(missing)}", "re-run `make gguf`")
-        text = f"{modelfile}: FROM {target.name}, TEMPLATE = {family.name} training format, {len(family.stops)} stops"
+        parser, requires = directives_for(family, written.written_for or CHECKED_VERSION)
+        if (written.parser, written.requires, written.renderer) != (parser, requires, None):
+            raise Fail(f"{modelfile}: PARSER {written.parser}, REQUIRES {written.requires}, RENDERER {written.renderer}; "
+                       f"the {family.name} format for Ollama {written.written_for} needs PARSER {parser}, REQUIRES "
+                       f"{requires} and no RENDERER", "re-run `make gguf` (do not edit the Modelfile)")
+        text = (f"{modelfile}: FROM {target.name}, TEMPLATE = {family.name} training format, {len(family.stops)} stops"
+                + (f", PARSER {parser}, REQUIRES {requires}" if parser else ""))
         return text + self._quantization_cost(target)
+
+    def deploy_parity(self) -> str:
+        """Every chat path of each Modelfile renders the training prompt and llama-server answers as the HF
+        model: the gguf stage's evidence, and the same checks run again now on the files on disk."""
+        from ftkit import deploy_parity
+
+        if not self.gguf_loaded:
+            raise Fail("not checked: the GGUF did not load (see the loading item)", "", status="SKIP")
+        folder = Path(self.paths.gguf_dir)
+        evidence = _json(folder / deploy_parity.EVIDENCE, "run `make gguf`")
+        tokenizer, _ = self._family()
+        findings = []
+        for name in ("Modelfile", "Modelfile.adapter"):
+            if not (folder / name).is_file():
+                if name == "Modelfile":
+                    raise Fail(f"{folder / name} is missing", "run `make gguf`")
+                continue
+            recorded = evidence.get(name)
+            if not recorded:
+                raise Fail(f"{deploy_parity.EVIDENCE} has no check of {name}", "re-run `make gguf` (make gguf-adapter)")
+            if "skipped" in recorded:
+                raise Fail(f"{name}: the deployment was not checked ({recorded['skipped']})",
+                           "make llama-tools, then re-run `make gguf` (make gguf-adapter)")
+            answers = recorded.get("answers", {}).get("gguf")
+            fresh = deploy_parity.check(folder / name, tokenizer, recorded.get("reference"),
+                                        folder / answers if answers else None, self.n_gpu_layers)
+            summary = deploy_parity.format_summary(fresh)
+            if not fresh["passed"]:
+                failure = (fresh["prompts"]["failures"] or fresh.get("answers", {}).get("partings") or [{}])[0]
+                raise Fail(f"{summary} (measured now); e.g. {failure}",
+                           "re-run `make gguf`: the GGUF's chat template must be the pinned one, and the Modelfile "
+                           "ftkit's (do not edit either)")
+            if not recorded["passed"]:
+                raise Fail(f"{name}: the gguf stage recorded a failed check ({deploy_parity.EVIDENCE})", "re-run `make gguf`")
+            findings.append(summary)
+        return "; ".join(findings) + " (measured now with llama-server and the Go harness of Ollama's path selection)"
 
     def _quantization_cost(self, target: Path) -> str:
         """WARN when the Modelfile's type loses more than the margins against F16 on the task's own metrics."""
@@ -465,6 +508,7 @@ ITEMS: list[tuple[str, str, str, str]] = [
     ("deploy", "speed", "推理速度满足要求", "deploy_speed"),
     ("deploy", "quality", "已回答质量有明显提升（如有数据支持）", "deploy_quality"),
     ("deploy", "modelfile", "Modelfile 模板与训练格式一致", "deploy_modelfile"),
+    ("deploy", "parity", "Ollama 与 llama-server 的每条对话路径都得到训练时的提示与回答", "deploy_parity"),
     ("docs", "report", "填写了训练报告（training_report.md）", "docs_report"),
     ("docs", "parameters", "记录了关键参数和结果", "docs_parameters"),
     ("docs", "log", "保存了训练日志", "docs_log"),

@@ -6,7 +6,10 @@ tokenizer tell it the architecture); the base model is converted once with `conv
 (or a GGUF the user has is named). Then proof, as for the merged export: base GGUF + adapter in
 llama.cpp must give the HF tokenizer's prompt ids and the same greedy answers as the merged F16 GGUF
 and as the HF fine-tuned model, and the logits must agree with the merged F16 GGUF. The Modelfile
-beside it (`Modelfile.adapter`) has `FROM` + `ADAPTER` and the family's TEMPLATE, stops and SYSTEM.
+beside it (`Modelfile.adapter`) has `FROM` + `ADAPTER` and the family's TEMPLATE, PARSER, stops and
+SYSTEM. The base GGUF carries the family's pinned chat template (Ollama >= 0.30 and llama-server render
+it, not the TEMPLATE, for some families): the base is converted from a view of its folder whose chat
+template is the pinned one, and a GGUF the user names must already carry it.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import json
 import logging
 import os
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ftkit.cli import UserError
@@ -77,6 +82,45 @@ def local_model_dir(model: str) -> Path:
         raise UserError(f"{model}: not a local folder and not found in the Hugging Face cache ({err})") from None
 
 
+@contextmanager
+def pinned_view(model_dir: Path, tokenizer):
+    """A temporary folder that links every file of `model_dir` but carries the tokenizer's (pinned) chat
+    template: what llama.cpp's converter then writes into the GGUF. The converter prefers
+    tokenizer_config.json's chat_template to chat_template.jinja, so the config is rewritten without it."""
+    from ftkit import families
+
+    with tempfile.TemporaryDirectory(prefix="ftkit-pinned-base-") as tmp:
+        view = Path(tmp)
+        for item in model_dir.iterdir():
+            if item.name not in ("tokenizer_config.json", "chat_template.jinja", "chat_template.json"):
+                (view / item.name).symlink_to(item.resolve())
+        config_file = model_dir / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        config.pop("chat_template", None)
+        (view / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        template = families.pinned(tokenizer.chat_template, families.family_of(tokenizer))
+        if isinstance(template, str) and template:
+            (view / "chat_template.jinja").write_text(template, encoding="utf-8")
+        elif template:  # named templates: the converter reads them from tokenizer_config.json
+            config["chat_template"] = [{"name": k, "template": v} for k, v in template.items()]
+            (view / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        yield view
+
+
+def check_base_template(base_gguf: Path, tokenizer) -> None:
+    """A base GGUF the user names must carry the pinned chat template: Ollama >= 0.30 and llama-server
+    render the GGUF's template, and an unpinned one renders another prompt than the training one."""
+    from ftkit import families
+    from ftkit.deploy_parity import gguf_template_and_architecture
+
+    family = families.family_of(tokenizer)
+    template, _ = gguf_template_and_architecture(base_gguf)
+    if family.pins and families.pin_template(template, family.pins) != template:
+        raise UserError(f"--base-gguf {base_gguf}: its chat template is the model's own, not pinned to the training "
+                        f"format ({', '.join(family.pins)}): Ollama >= 0.30 and llama-server would render another "
+                        "prompt; leave --base-gguf out and ftkit converts the base with the pinned template")
+
+
 def convert_lora(adapter: Path, base_model_dir: Path, target: Path, adapter_type: str) -> None:
     from ftkit.gguf import llama_cpp_dir, run_tool
 
@@ -91,16 +135,20 @@ def convert_lora(adapter: Path, base_model_dir: Path, target: Path, adapter_type
 
 
 def verify(base_gguf: Path, lora_gguf: Path, merged_f16: Path | None, base_model: str, adapter: Path, tokenizer,
-           test_data: str | None, n_gpu_layers: int = 0) -> dict:
-    """Base GGUF + adapter against the merged F16 GGUF and the HF fine-tuned model."""
+           test_data: str | None, n_gpu_layers: int = 0, answer_chats: list[list[dict]] | None = None) -> dict:
+    """Base GGUF + adapter against the merged F16 GGUF and the HF fine-tuned model (whose answers to
+    `answer_chats` are recorded for the deployment check)."""
     from ftkit import gguf
     from ftkit.inference import GGUFChatModel, load_models
+    from ftkit.loading import dtype_name
 
     with_adapter = GGUFChatModel(str(base_gguf), tokenizer, "base+adapter", n_gpu_layers=n_gpu_layers,
                                  lora_path=str(lora_gguf), logits_all=True)
     result = {"token_ids": gguf.token_ids_match(with_adapter, tokenizer)}
     _, _, hf = load_models(base_model, str(adapter), with_base=False)
     result["greedy_vs_hf"] = gguf.greedy_agreement(with_adapter, hf, tokenizer)
+    if answer_chats:
+        result["deploy_answers"] = gguf.record_chat_answers(hf, tokenizer, answer_chats, dtype_name(hf.model.dtype))
     if merged_f16 is not None and merged_f16.is_file():
         merged = GGUFChatModel(str(merged_f16), tokenizer, "merged F16", n_gpu_layers=n_gpu_layers, logits_all=True)
         sequences = gguf.eval_sequences(tokenizer, test_data, positions=120)
@@ -118,9 +166,11 @@ def verify(base_gguf: Path, lora_gguf: Path, merged_f16: Path | None, base_model
 
 def export(adapter: str, base_model: str, out_dir: str, model_name: str, adapter_type: str = "F16",
            base_gguf: str | None = None, test_data: str | None = None, family: str | None = None,
-           check: bool = True, n_gpu_layers: int = 0, system: str | None = None, num_ctx: int | None = None) -> dict:
-    """The adapter GGUF (+ the base GGUF unless one is given), verified, and Modelfile.adapter."""
-    from ftkit import gguf, ollama
+           check: bool = True, n_gpu_layers: int = 0, system: str | None = None, num_ctx: int | None = None,
+           ollama_version: str | None = None) -> dict:
+    """The adapter GGUF (+ the base GGUF unless one is given), verified, Modelfile.adapter, and the
+    deployment check of Modelfile.adapter."""
+    from ftkit import deploy_parity, gguf, ollama
     from ftkit.loading import load_tokenizer
 
     adapter_dir, out = Path(adapter), Path(out_dir)
@@ -132,26 +182,29 @@ def export(adapter: str, base_model: str, out_dir: str, model_name: str, adapter
     warnings = check_convertible(adapter_dir, base_dir)
     for warning in warnings:
         log.warning("gguf-adapter: %s", warning)
+    tokenizer = load_tokenizer(str(adapter_dir), family=family)  # its template: pinned when it was saved
     out.mkdir(parents=True, exist_ok=True)
     if base_gguf:
         base = Path(base_gguf)
         if not base.is_file():
             raise UserError(f"--base-gguf {base}: no such file")
+        check_base_template(base, tokenizer)
     else:
         base = base_path(out, model_name)
-        log.info("gguf-adapter: converting the base model %s with llama.cpp's convert_hf_to_gguf.py", base_model)
-        gguf.convert_f16(str(base_dir), base)
+        log.info("gguf-adapter: converting the base model %s with llama.cpp's convert_hf_to_gguf.py (chat template "
+                 "pinned to the training format)", base_model)
+        with pinned_view(base_dir, tokenizer) as view:
+            gguf.convert_f16(str(view), base)
     lora = adapter_path(out, model_name, adapter_type)
     log.info("gguf-adapter: converting %s with llama.cpp's convert_lora_to_gguf.py (%s)", adapter_dir, adapter_type)
     convert_lora(adapter_dir, base_dir, lora, adapter_type)
-    tokenizer = load_tokenizer(str(adapter_dir), family=family)
     report = {"adapter": str(adapter_dir), "base_model": base_model, "base_gguf": str(base), "lora_gguf": str(lora),
               "adapter_type": adapter_type, "size_bytes": lora.stat().st_size,
               "base_size_bytes": base.stat().st_size, "warnings": warnings}
     if check:
         log.info("gguf-adapter: verifying base GGUF + adapter against the merged F16 GGUF and the HF model")
         report["verification"] = verify(base, lora, gguf.gguf_path(out, model_name, "F16"), base_model, adapter_dir,
-                                        tokenizer, test_data, n_gpu_layers)
+                                        tokenizer, test_data, n_gpu_layers, deploy_parity.questions(test_data, system))
     quant_report = out / "quant_report.json"
     document = json.loads(quant_report.read_text()) if quant_report.is_file() else {}
     write_json_atomic(quant_report, {**document, "adapter_export": report})
@@ -159,5 +212,9 @@ def export(adapter: str, base_model: str, out_dir: str, model_name: str, adapter
     if base.resolve().parent != out.resolve():
         raise UserError(f"--base-gguf {base}: put it in {out} (the Modelfile's FROM is relative)")
     ollama.write_modelfile(modelfile, str(base), tokenizer=tokenizer, system=system,
-                           num_ctx=num_ctx or ollama.context_length(str(base_dir)), adapter=str(lora))
+                           num_ctx=num_ctx or ollama.context_length(str(base_dir)), adapter=str(lora),
+                           ollama_version=ollama_version)
+    if check:
+        report["deploy_parity"] = deploy_parity.check_and_record(
+            modelfile, tokenizer, report["verification"].get("deploy_answers"), n_gpu_layers=n_gpu_layers)
     return report

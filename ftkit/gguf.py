@@ -158,6 +158,17 @@ class RecordedAnswers:
         return self.answers
 
 
+def record_chat_answers(model, tokenizer, chats: list[list[dict]], dtype: str,
+                        max_tokens: int = GREEDY_CHECK_TOKENS) -> dict:
+    """A model's greedy answers to chats (lists of messages), with their prompt ids: the reference that
+    llama-server's chat answers must reproduce (ftkit.deploy_parity)."""
+    ids = [prompts.render_ids(prompts.from_messages(chat), tokenizer).prompt_ids for chat in chats]
+    answers = model.generate(ids, Decoding(max_new_tokens=max_tokens), batch_size=1)
+    return {"dtype": dtype, "max_tokens": max_tokens,
+            "chats": [{"messages": chat, "prompt_ids": p, "token_ids": a.token_ids, "text": a.text}
+                      for chat, p, a in zip(chats, ids, answers, strict=True)]}
+
+
 def check_prompt_ids(tokenizer) -> list[list[int]]:
     return [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
 
@@ -170,32 +181,38 @@ def greedy_agreement(gguf: GGUFChatModel, reference, tokenizer, new_tokens: int 
     Where they part, the GGUF's own logits at that position tell whether the two tokens were a tie (within
     tie_margin for the reference's dtype): a tie is reported, not failed, and every parting is listed with
     its position."""
-    import numpy as np
-
     ids = check_prompt_ids(tokenizer)
     decoding = Decoding(max_new_tokens=new_tokens)
     ours = gguf.generate(ids, decoding)
     theirs = reference.generate(ids, decoding, batch_size=1)
     end = families.end_of_turn_id(tokenizer)
     identical, ties, partings = 0, 0, []
-    for prompt, a, b in zip(ids, ours, theirs, strict=True):
+    for n, (prompt, a, b) in enumerate(zip(ids, ours, theirs, strict=True)):
         if a.token_ids == b.token_ids:
             identical += 1
             continue
-        k = next((i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)) if x != y),
-                 min(len(a.token_ids), len(b.token_ids)))
-        mine = a.token_ids[k] if k < len(a.token_ids) else end  # a sequence that stopped chose its end token
-        other = b.token_ids[k] if k < len(b.token_ids) else end
-        gguf.llm.reset()
-        gguf.llm.eval(prompt + a.token_ids[:k])
-        row = np.asarray(gguf.llm.scores[len(prompt) + k - 1], dtype=np.float64)
-        margin, bound = float(abs(row[mine] - row[other])), tie_margin(reference_dtype, row)
-        ties += margin <= bound
-        partings.append({"prompt": len(partings), "position": k, "gguf_token": int(mine), "reference_token": int(other),
-                         "logit_margin": margin, "tie_margin": bound, "tie": margin <= bound})
+        partings.append({"prompt": n, **parting(gguf, prompt, a.token_ids, b.token_ids, end, reference_dtype)})
+        ties += partings[-1]["tie"]
     return {"prompts": len(ids), "identical": identical, "near_ties": ties, "tie_margin": TIE_MARGIN,
             "reference_dtype": reference_dtype, "partings": partings, "tokens_per_prompt": new_tokens,
             "agree": identical + ties == len(ids)}
+
+
+def parting(gguf: GGUFChatModel, prompt: list[int], ours: list[int], theirs: list[int], end: int,
+            reference_dtype: str = "fp32") -> dict:
+    """Where two greedy answers to one prompt part, and whether the GGUF's own logits there call the two
+    tokens a tie (within tie_margin for the reference's dtype). `ours` is the GGUF's answer."""
+    import numpy as np
+
+    k = next((i for i, (x, y) in enumerate(zip(ours, theirs, strict=False)) if x != y), min(len(ours), len(theirs)))
+    mine = ours[k] if k < len(ours) else end  # a sequence that stopped chose its end token
+    other = theirs[k] if k < len(theirs) else end
+    gguf.llm.reset()
+    gguf.llm.eval(prompt + ours[:k])
+    row = np.asarray(gguf.llm.scores[len(prompt) + k - 1], dtype=np.float64)
+    margin, bound = float(abs(row[mine] - row[other])), tie_margin(reference_dtype, row)
+    return {"position": k, "gguf_token": int(mine), "reference_token": int(other), "logit_margin": margin,
+            "tie_margin": bound, "tie": margin <= bound}
 
 
 def position_logits(gguf: GGUFChatModel, sequences: list[list[int]]):
@@ -252,17 +269,21 @@ def eval_sequences(tokenizer, test_data: str | None, positions: int = 300) -> li
 
 
 def convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
-            check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None) -> dict:
+            check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None,
+            answer_chats: list[list[dict]] | None = None) -> dict:
     """See _convert; holds the output folder's lock (one run per folder)."""
     from ftkit.lock import output_lock
 
     with output_lock(out_dir, "gguf"):
-        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers, family, margins)
+        return _convert(model_path, out_dir, model_name, quants, test_data, check, n_gpu_layers, family, margins,
+                        answer_chats)
 
 
 def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], test_data: str | None = None,
-             check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None) -> dict:
-    """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json."""
+             check: bool = True, n_gpu_layers: int = 0, family: str | None = None, margins: dict | None = None,
+             answer_chats: list[list[dict]] | None = None) -> dict:
+    """The whole stage: F16 + each quant, verified, reported in <out_dir>/quant_report.json (with the HF
+    model's answers to `answer_chats`, for the deployment check)."""
     from ftkit.merge import refuse_quantized
 
     if not Path(model_path, "config.json").exists():
@@ -288,13 +309,14 @@ def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], 
         info["size_bytes"] = Path(info["path"]).stat().st_size
     report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
     if check:
-        report.update(check_files(model_path, files, test_data, n_gpu_layers, family, margins))
+        report.update(check_files(model_path, files, test_data, n_gpu_layers, family, margins, answer_chats))
     write_json_atomic(out / "quant_report.json", report)
     return report
 
 
 def check_files(model_path: str, files: dict, test_data: str | None = None, n_gpu_layers: int = 0,
-                family: str | None = None, margins: dict | None = None) -> dict:
+                family: str | None = None, margins: dict | None = None,
+                answer_chats: list[list[dict]] | None = None) -> dict:
     """Verification (and task metrics, with test data) of the GGUF files against the merged HF model.
 
     The HF model is loaded once, in its checkpoint's dtype on a CPU (a bf16 7B in fp32 would be 27 GB),
@@ -311,9 +333,12 @@ def check_files(model_path: str, files: dict, test_data: str | None = None, n_gp
     answers = RecordedAnswers(hf, check_prompt_ids(tokenizer), Decoding(max_new_tokens=GREEDY_CHECK_TOKENS), dtype)
     with_tests = bool(test_data and Path(test_data).is_file())
     hf_figures = task_figures(hf, tokenizer, test_data) if with_tests else None
+    deploy_answers = record_chat_answers(hf, tokenizer, answer_chats, dtype) if answer_chats else None
     del hf, model
     gc.collect()
     result = {"verification": verify_files(answers, files, tokenizer, test_data, n_gpu_layers)}
+    if deploy_answers:
+        result["deploy_answers"] = deploy_answers
     if with_tests:
         result["margins"] = dict(margins or DEFAULT_MARGINS)
         result["task_metrics"] = task_metrics(hf_figures, files, tokenizer, test_data, n_gpu_layers)

@@ -1,4 +1,16 @@
-"""Ollama stage: a Modelfile whose TEMPLATE renders exactly the training format, and `ollama create`.
+"""Ollama stage: a Modelfile that keeps every chat on a path proven to render the training text, and
+`ollama create`.
+
+Which path renders a chat depends on the Ollama version (read in ollama/ollama at fb30760, v0.33.0-rc2;
+tests/go/ollama_chat.go follows it):
+- before 0.30 the Modelfile TEMPLATE (Go text/template) renders every chat;
+- from 0.30 (llama-server serves every GGUF) the GGUF's own Jinja template renders it in llama-server
+  instead, when that template declares more capabilities (tools, thinking) than the TEMPLATE and the
+  Modelfile names no PARSER or RENDERER (and OLLAMA_GO_TEMPLATE is unset).
+Both are made right: the TEMPLATE is the family's proven Go template, and the GGUF carries the family's
+template pinned to the training choices (ftkit.families). A family whose GGUF template would turn on a
+capability the model was not trained for (Qwen3: thinking) gets a PARSER that keeps the TEMPLATE in
+charge, and `REQUIRES` the version that knows it. OLLAMA_VERSION writes the file for an older Ollama.
 
 User text that lands in the Modelfile (system prompt, model name) is validated first: a model name
 reaches a shell command, and a system prompt must not be able to end its quoted block.
@@ -9,6 +21,7 @@ import logging
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit import families
@@ -19,6 +32,33 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}(:[a-zA-Z0-9._-]{1,64})?$")
 SAMPLING = ("temperature", "top_p", "top_k", "repeat_penalty", "seed")
+
+# Ollama versions the Modelfile depends on (ollama/ollama commits in tests/go/ollama_chat.go's header)
+CHECKED_VERSION = "0.33.0"   # the source tests/go/ollama_chat.go follows (fb30760, v0.33.0-rc2)
+MIN_VERSION = "0.3.0"        # TEMPLATE with .Messages, collated messages and the json function
+PARSER_SINCE = "0.12.0"      # PARSER and RENDERER commands
+REQUIRES_SINCE = "0.14.0"    # REQUIRES command (shown by `ollama show`, not enforced by Ollama)
+LAST_GO_ONLY_VERSION = "0.29.0"  # the last version where the TEMPLATE renders every chat (0.30: llama-server)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    m = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+][0-9A-Za-z.-]*)?", (text or "").strip())
+    if not m:
+        raise UserError(f"Ollama version {text!r}: expected a version like 0.33.0")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def at_least(version: str, minimum: str) -> bool:
+    return parse_version(version) >= parse_version(minimum)
+
+
+def check_version(version: str | None) -> str:
+    """The Ollama version a Modelfile is written for (default: the one checked), refused below MIN_VERSION."""
+    version = version or CHECKED_VERSION
+    if not at_least(version, MIN_VERSION):
+        raise UserError(f"Ollama {version} is too old: ftkit's Modelfile needs Ollama >= {MIN_VERSION} (a TEMPLATE "
+                        "over .Messages); upgrade Ollama (https://ollama.com/download)")
+    return ".".join(map(str, parse_version(version)))
 
 
 def check_model_name(name: str) -> str:
@@ -42,25 +82,52 @@ def _triple_quoted(text: str, what: str) -> str:
     return f'"""{text}"""'
 
 
+def minimum_version(parser: str | None, requires: str | None, renderer: str | None = None) -> str:
+    """The oldest Ollama that reads a Modelfile with these commands (an older one refuses the file)."""
+    needs = [MIN_VERSION] + ([PARSER_SINCE] if parser or renderer else []) + ([REQUIRES_SINCE, requires] if requires else [])
+    return max(needs, key=parse_version)
+
+
+def directives_for(family: families.Family, version: str) -> tuple[str | None, str | None]:
+    """(PARSER, REQUIRES) of the family's Modelfile for Ollama `version`: the parser where the version knows
+    the command, and REQUIRES only where the file needs more than MIN_VERSION and the version knows REQUIRES
+    (the line itself would make an older Ollama refuse the file)."""
+    parser = family.ollama_parser if family.proven and at_least(version, PARSER_SINCE) else None
+    requires = REQUIRES_SINCE if parser and at_least(version, REQUIRES_SINCE) else None
+    return parser, requires
+
+
 def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, num_ctx: int = 4096,
                    sampling: dict | None = None, family: families.Family | None = None,
-                   adapter: str | None = None) -> str:
+                   adapter: str | None = None, ollama_version: str | None = None) -> str:
     """The Modelfile. FROM (and ADAPTER, for an adapter-only export) are relative to the Modelfile's
-    folder, where the GGUFs lie. The family (from `tokenizer`, or given) supplies TEMPLATE and stops."""
+    folder, where the GGUFs lie. The family (from `tokenizer`, or given) supplies TEMPLATE, stops and
+    PARSER; `ollama_version` (default: the version checked) decides PARSER and REQUIRES."""
     family = family or (families.family_of(tokenizer) if tokenizer is not None else families.FAMILIES["llama2"])
+    version = check_version(ollama_version)
+    parser, requires = directives_for(family, version)
     name = "Modelfile.adapter" if adapter else "Modelfile"
     lines = [f"# Made by ftkit: ollama create <name> -f {Path(gguf_file).parent}/{name}",
-             f"# family: {family.name}", f"FROM ./{Path(gguf_file).name}"]
+             f"# family: {family.name}",
+             f"# ollama: written for Ollama {version}; needs >= {minimum_version(parser, requires)}; checked against the "
+             f"source of {CHECKED_VERSION} (make gguf OLLAMA_VERSION=x.y.z writes it for another)",
+             f"FROM ./{Path(gguf_file).name}"]
     if adapter:
         lines.append(f"ADAPTER ./{Path(adapter).name}")
     if family.proven:
         lines.append(f"TEMPLATE {_triple_quoted(family.ollama_template, 'the template')}")
+        if parser:
+            lines.append(f"PARSER {parser}")
+        if requires:
+            lines.append(f"REQUIRES {requires}")
         # an explicit stop list replaces the one Ollama would detect, so it lists every marker
         lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
     else:
-        # Ollama does not run the GGUF's Jinja template: it guesses one of its own, or uses {{ .Prompt }}
+        # Ollama before 0.30 guesses a template of its own (or uses {{ .Prompt }}); from 0.30 llama-server
+        # renders the GGUF's Jinja template, which nothing here has compared with the training text
         lines.append("# UNPROVEN: no TEMPLATE: this model's chat format is not in ftkit's family registry; Ollama "
-                     "will guess a template. Write one that renders exactly the training text before serving.")
+                     "will guess a template or render the GGUF's own. Check that it renders exactly the training text "
+                     "before serving.")
         log.warning("ollama: %s: the model's chat format is outside the family registry (%s): the Modelfile has "
                     "no proven TEMPLATE, and Ollama may render prompts differently from training", gguf_file,
                     ", ".join(families.FAMILIES))
@@ -76,13 +143,45 @@ def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, nu
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class Modelfile:
+    """What a Modelfile written by ftkit says, as Ollama's parser reads it (the commands ftkit writes)."""
+
+    family: str | None = None
+    written_for: str | None = None
+    source: str | None = None    # FROM
+    adapter: str | None = None
+    template: str | None = None
+    system: str | None = None
+    parser: str | None = None
+    renderer: str | None = None
+    requires: str | None = None
+    stops: list[str] = field(default_factory=list)
+
+
+def read_modelfile(path: str | Path) -> Modelfile:
+    text = Path(path).read_text(encoding="utf-8")
+
+    def line(pattern):
+        m = re.search(pattern, text, re.M)
+        return m.group(1).strip() if m else None
+
+    def block(command):
+        m = re.search(rf'^{command} """(.*?)"""', text, re.S | re.M)
+        return m.group(1) if m else line(rf"^{command} (?!\"\"\")(.+)$")
+
+    return Modelfile(family=line(r"^# family: (\S+)$"), written_for=line(r"^# ollama: written for Ollama (\S+);"),
+                     source=line(r"^FROM (.+)$"), adapter=line(r"^ADAPTER (.+)$"), template=block("TEMPLATE"),
+                     system=block("SYSTEM"), parser=line(r"^PARSER (.+)$"), renderer=line(r"^RENDERER (.+)$"),
+                     requires=line(r"^REQUIRES (.+)$"), stops=re.findall(r'^PARAMETER stop "(.*)"$', text, re.M))
+
+
 def family_of_modelfile(modelfile: str | Path) -> str | None:
-    m = re.search(r"^# family: (\S+)$", Path(modelfile).read_text(encoding="utf-8"), re.M)
-    return m.group(1) if m else None
+    return read_modelfile(modelfile).family
 
 
 def stops_of(modelfile: str | Path) -> list[str]:
-    return re.findall(r'^PARAMETER stop "(.*)"$', Path(modelfile).read_text(encoding="utf-8"), re.M)
+    return read_modelfile(modelfile).stops
 
 
 def write_modelfile(path: str | Path, gguf_file: str, **kwargs) -> Path:
@@ -97,8 +196,27 @@ def write_modelfile(path: str | Path, gguf_file: str, **kwargs) -> Path:
 
 def template_of(modelfile: str | Path) -> str | None:
     """The TEMPLATE block of a Modelfile, as Ollama reads it."""
-    m = re.search(r'^TEMPLATE """(.*?)"""', Path(modelfile).read_text(encoding="utf-8"), re.S | re.M)
+    return read_modelfile(modelfile).template
+
+
+def installed_version() -> str | None:
+    """The installed Ollama's version (`ollama --version`: "ollama version is 0.33.0"), or None."""
+    try:
+        out = subprocess.run(["ollama", "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"(\d+\.\d+\.\d+)", out)
     return m.group(1) if m else None
+
+
+def check_installed_version(modelfile: Path, installed: str | None) -> None:
+    """Refuse, with the way out, a Modelfile that needs a newer Ollama than the one installed (Ollama itself
+    only shows REQUIRES; an Ollama that predates a command refuses the file with a terse parse error)."""
+    written = read_modelfile(modelfile)
+    needs = minimum_version(written.parser, written.requires, written.renderer)
+    if installed and not at_least(installed, needs):
+        raise UserError(f"{modelfile} needs Ollama >= {needs}; this machine has {installed}: upgrade Ollama, or "
+                        f"write the Modelfile for it: make gguf OLLAMA_VERSION={installed}")
 
 
 def deploy(model_name: str, modelfile: str | Path, smoke_prompt: str = "你好") -> int:
@@ -113,7 +231,10 @@ def deploy(model_name: str, modelfile: str | Path, smoke_prompt: str = "你好")
         print("ollama is not installed on this machine; on the machine that serves the model run:")
         print("  " + " ".join(create))
         print("  " + " ".join(smoke))
+        written = read_modelfile(modelfile)
+        print(f"  ({modelfile} needs Ollama >= {minimum_version(written.parser, written.requires, written.renderer)})")
         return 0
+    check_installed_version(modelfile, installed_version())
     for cmd in (create, smoke):
         log.info("ollama: %s", " ".join(cmd))
         result = subprocess.run(cmd, timeout=600)

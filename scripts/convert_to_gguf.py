@@ -7,9 +7,17 @@ is verified: prompt token ids equal the HF tokenizer's, the F16 greedy continuat
 HF model's, each quant's top-1 agreement and KL divergence against F16 on test-set positions. All of
 it goes to <output-dir>/quant_report.json and a table. The merge must come first (make merge).
 
+With --create-modelfile, the deployment is proven too: on every path Ollama can take (its TEMPLATE, or
+from Ollama 0.30 the GGUF's own template in llama-server; OLLAMA_GO_TEMPLATE unset/0/1; think
+unset/false/true) and in llama-server alone, four conversation shapes render the training prompt byte
+for byte and token for token, and llama-server's greedy chat answers equal the HF model's. This needs
+llama.cpp's llama-server (make llama-tools; `make gguf` builds it); without it the check is skipped.
+
   <output-dir>/<model-name>-<QUANT>.gguf   one file per type, plus the F16 reference
   <output-dir>/quant_report.json           sizes, tensor types, fallback, verification figures
-  <output-dir>/Modelfile                   with --create-modelfile: FROM, TEMPLATE, stops, num_ctx
+  <output-dir>/Modelfile                   with --create-modelfile: FROM, TEMPLATE, PARSER where needed,
+                                           stops, num_ctx, SYSTEM
+  <output-dir>/deploy_parity.json          with --create-modelfile: the deployment check
 
 With --lora-adapter (make gguf-adapter) it exports the adapter alone instead, for Ollama's ADAPTER:
 llama.cpp's convert_lora_to_gguf.py on the adapter, the base model as an F16 GGUF beside it (or
@@ -34,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from ftkit.cli import UserError, log, run, setup_logging
 from ftkit.families import FAMILIES
 from ftkit.gguf import DEFAULT_MARGINS, DEFAULT_QUANTS, KNOWN_QUANTS
+from ftkit.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
 
 
 def parse_args(argv=None):
@@ -48,6 +57,10 @@ def parse_args(argv=None):
     ap.add_argument("--system", help="SYSTEM prompt for the Modelfile")
     ap.add_argument("--family", choices=tuple(FAMILIES),
                     help="chat format family: the Modelfile's TEMPLATE and stops (default: detected from the model)")
+    ap.add_argument("--ollama-version", default=None, metavar="X.Y.Z",
+                    help="write the Modelfile for this Ollama version (default: the newest checked, "
+                         f"{CHECKED_VERSION}; PARSER from {PARSER_SINCE}, REQUIRES from {REQUIRES_SINCE}; "
+                         f"older than {MIN_VERSION}: refused)")
     ap.add_argument("--num-ctx", type=int, default=None,
                     help="Modelfile context length (default: the model's max_position_embeddings, at most 4096)")
     ap.add_argument("--temperature", type=float, help="Modelfile sampling temperature (only written when given)")
@@ -75,29 +88,42 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit import gguf, ollama
+    from ftkit import deploy_parity, gguf, ollama
 
     ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
+    ollama.check_version(args.ollama_version)
     if args.lora_adapter:
         return export_adapter(args)
+    parity_check = args.create_modelfile and not args.no_check
     report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
                           check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family,
-                          margins={"rougeL_char": args.max_rouge_drop, "loss": args.max_loss_rise})
+                          margins={"rougeL_char": args.max_rouge_drop, "loss": args.max_loss_rise},
+                          answer_chats=deploy_parity.questions(args.test_data, args.system) if parity_check else None)
     print(gguf.format_table(report))
     if report.get("task_metrics"):
         print(gguf.format_task_table(report))
     log.info("gguf: report in %s/quant_report.json", args.output_dir)
+    parity = None
     if args.create_modelfile:
         from ftkit.loading import load_tokenizer
 
+        tokenizer = load_tokenizer(args.model_path, family=args.family)
         chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
         target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
         sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
         num_ctx = args.num_ctx or ollama.context_length(args.model_path)
-        ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=load_tokenizer(args.model_path, family=args.family),
-                               system=args.system, num_ctx=num_ctx, sampling=sampling)
+        modelfile = ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=tokenizer,
+                                           system=args.system, num_ctx=num_ctx, sampling=sampling,
+                                           ollama_version=args.ollama_version)
+        if parity_check:
+            parity = deploy_parity.check_and_record(modelfile, tokenizer, report.get("deploy_answers"),
+                                                    report["files"]["F16"]["path"], args.n_gpu_layers)
     if report.get("verification") and not report["verification"]["passed"]:
         log.error("gguf: verification FAILED (see quant_report.json): the GGUF does not reproduce the merged model")
+        return 1
+    if parity and "skipped" not in parity and not parity["passed"]:
+        log.error("gguf: deployment check FAILED (see deploy_parity.json): a chat path does not render the training "
+                  "prompt, or llama-server answers otherwise than the HF model")
         return 1
     return 0
 
@@ -109,7 +135,7 @@ def export_adapter(args) -> int:
         raise UserError("--lora-adapter needs --base-model (the model the adapter was trained on)")
     report = export(args.lora_adapter, args.base_model, args.output_dir, args.model_name, args.adapter_type,
                     args.base_gguf, args.test_data, args.family, not args.no_check, args.n_gpu_layers, args.system,
-                    args.num_ctx)
+                    args.num_ctx, args.ollama_version)
     v = report.get("verification")
     print(f"adapter {Path(report['lora_gguf']).name}: {report['size_bytes'] / 2**20:.2f} MiB on "
           f"{Path(report['base_gguf']).name} ({report['base_size_bytes'] / 2**20:.2f} MiB)")
@@ -123,9 +149,13 @@ def export_adapter(args) -> int:
             line += (f", greedy = merged F16 GGUF {greedy(m)}, max |logit difference| {m['max_abs_logit_diff']:.4f}, "
                      f"top-1 {m['top1_agreement']:.3f}")
         print(line)
-    log.info("gguf-adapter: Modelfile.adapter and quant_report.json in %s", args.output_dir)
+    log.info("gguf-adapter: Modelfile.adapter, quant_report.json and deploy_parity.json in %s", args.output_dir)
     if v and not v["passed"]:
         log.error("gguf-adapter: verification FAILED: base + adapter does not reproduce the fine-tuned model")
+        return 1
+    parity = report.get("deploy_parity")
+    if parity and "skipped" not in parity and not parity["passed"]:
+        log.error("gguf-adapter: deployment check FAILED (see deploy_parity.json)")
         return 1
     return 0
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Register the GGUF with Ollama: `ollama create NAME -f Modelfile`, then a one-line `ollama run`.
 
-When ollama is not installed here, prints the exact commands to run where it is, and exits 0.
+When ollama is not installed here, prints the exact commands to run where it is (and the Ollama version
+the Modelfile needs), and exits 0. An installed Ollama older than the Modelfile needs (its REQUIRES, or
+the version of its PARSER command) is refused with the way out: `make gguf OLLAMA_VERSION=<yours>`.
 
 example: python scripts/ollama_create.py --model-name llama2-finetuned --modelfile models/gguf/Modelfile
 """

@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py",
-         "convert_to_gguf.py", "ollama_create.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
+         "convert_to_gguf.py", "ollama_create.py", "serve.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
          "render_prompt.py", "gpu_check.py", "bench_all.py", "bench_data.py", "bench_train.py", "bench_eval.py",
          "bench_gguf.py", "bench_scale.py", "write_scripts_readme.py"]
 INTRO = """# scripts/
@@ -32,8 +32,9 @@ with exit code 2. This page is generated from the scripts' own `--help` by
 | `train_lora.py` | LoRA / QLoRA training | `make train` |
 | `evaluate_model.py` | base vs fine-tuned, interactive, human sheets, merge door | `make eval`, `make chat` |
 | `merge_lora.py` | merge the adapter, prove equality | `make merge` |
-| `convert_to_gguf.py` | GGUF, quantize, verify, Modelfile | `make gguf` |
+| `convert_to_gguf.py` | GGUF, quantize, verify, Modelfile, deployment check | `make gguf`, `make gguf-adapter` |
 | `ollama_create.py` | `ollama create` + smoke test | `make ollama` |
+| `serve.py` | the GGUF behind llama-server's OpenAI API | `make serve` |
 | `make_report.py` | training_report.md | `make report` |
 | `acceptance_check.py` | the acceptance checklist | `make acceptance` |
 | `build_tiny_model.py` | the embedded tiny Llama | `make tiny-model` |

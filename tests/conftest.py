@@ -35,6 +35,20 @@ def family_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def family_tokenizer(family_model):
+    """family name -> its tiny model's tokenizer, bound to the family (its template pinned)."""
+    from ftkit.loading import load_tokenizer
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_tokenizer(str(family_model(name)))
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
@@ -100,8 +114,37 @@ def exported(merged, prepared_data):
     return out, result
 
 
+@pytest.fixture(scope="session")
+def family_run(family_model, tmp_path_factory):
+    """family name -> (run folder, make's output, the make variables): `make all FAMILY=<name>` on its tiny model
+    and the sample data, every output under one temporary folder, exactly as a user runs it."""
+    runs = {}
+
+    def get(name: str):
+        if name not in runs:
+            run = tmp_path_factory.mktemp(f"run-{name}")
+            variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
+                         f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
+                         f"REPORT_DIR={run / 'reports'}", "RUN=local"]
+            runs[name] = (run, run_make("all", *variables, check=False), variables)
+        return runs[name]
+    return get
+
+
 def run_make(*args, check=True) -> subprocess.CompletedProcess:
     """`make ARGS` in the project as a user would type it: not as a sub-make of `make test`."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
                           check=check, env=env)
+
+
+def go_render(template: str, messages: list[dict], system: str = "") -> str:
+    """The prompt Ollama fills from a Modelfile TEMPLATE with Go's text/template (tests/go/ollama_chat.go), on an
+    Ollama whose TEMPLATE renders every chat."""
+    from ftkit import ollama
+    from ftkit.deploy_parity import ollama_routes
+
+    [route] = ollama_routes([{"modelfile": {"template": template, "system": system},
+                              "ollama_version": ollama.LAST_GO_ONLY_VERSION, "messages": messages}])
+    assert route["path"] == "go_template", route
+    return route["prompt"]

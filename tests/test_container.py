@@ -49,8 +49,20 @@ def test_the_image_installs_the_same_pins_with_the_same_script():
 def test_llama_cpp_is_built_from_the_submodule():
     assert "COPY llama.cpp/ llama.cpp/" in DOCKERFILE
     assert re.search(r"bash docker/build_llama_cpp.sh cuda llama.cpp ", DOCKERFILE)
-    for tool in ("llama-quantize", "llama-cli", "llama-perplexity"):
-        assert tool in (ROOT / "docker" / "build_llama_cpp.sh").read_text()
+    script = (ROOT / "docker" / "build_llama_cpp.sh").read_text()
+    for tool in ("llama-quantize", "llama-server", "llama-cli", "llama-perplexity"):
+        assert tool in script
+    # llama-server without its web UI: no npm build, no download from a bucket while the image builds
+    for flag in ("-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF"):
+        assert flag in script
+
+
+def test_make_serve_publishes_the_port_from_the_container_and_binds_localhost_on_the_host():
+    docker = make_n("serve", "RUN=docker", "IMAGE=ftkit:test", "SERVE_PORT=9000")
+    line = next(line for line in docker.splitlines() if "scripts/serve.py" in line)
+    assert "docker run --rm --init -p 127.0.0.1:9000:9000 --gpus all" in line and "--host 0.0.0.0 --port 9000" in line
+    local = make_n("serve", "RUN=local", "SERVE_HOST=0.0.0.0")
+    assert ".venv/bin/python scripts/serve.py --host 0.0.0.0 --port 8080 --modelfile models/gguf/Modelfile" in local
 
 
 def test_secrets_and_outputs_stay_out_of_the_image():

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_make, run_script
+from conftest import go_render, run_make, run_script
 
 from ftkit import families, ollama, prompts
 from ftkit.cli import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-GO_RENDERER = ROOT / "tests" / "go" / "ollama_template.go"
 
 
 script = run_script
@@ -111,14 +110,6 @@ def test_gguf_evaluates_with_the_same_metrics(exported, trained_run, tiny_model_
     assert via_gguf["rougeL_char"] == pytest.approx(via_hf["rougeL_char"], abs=0.05)
 
 
-def go_render(template: str, messages: list[dict], system: str = "") -> str:
-    """The prompt Ollama would build: tests/go/ollama_template.go fills the template as Ollama does."""
-    result = subprocess.run(["go", "run", str(GO_RENDERER)], input=json.dumps(
-        {"template": template, "system": system, "messages": messages}), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 CONVERSATIONS = {
     "single turn": [{"role": "user", "content": "中国的首都是哪里？"}],
     "with system": [{"role": "system", "content": "你是一个地理老师。"}, {"role": "user", "content": "日本的首都是哪里？"}],
@@ -130,7 +121,6 @@ CONVERSATIONS = {
 }
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
 @pytest.mark.parametrize("name", CONVERSATIONS)
 def test_modelfile_template_rendered_by_go_equals_the_training_format(name, tmp_path):
     ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m-Q4_K_M.gguf"))
@@ -141,7 +131,6 @@ def test_modelfile_template_rendered_by_go_equals_the_training_format(name, tmp_
     assert go_render(template, messages) == expected[len(prompts.BOS_TEXT):]  # llama.cpp adds the first BOS
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
 def test_modelfile_system_is_used_when_the_chat_has_none(tmp_path):
     template = families.FAMILIES["llama2"].ollama_template
     messages = [{"role": "user", "content": "你好"}]
@@ -155,7 +144,9 @@ def test_modelfile_system_is_used_when_the_chat_has_none(tmp_path):
 def test_modelfile_written_by_the_guide_command(exported):
     out, _ = exported
     text = (out / "Modelfile").read_text()
-    assert text.splitlines()[1:3] == ["# family: llama2", "FROM ./tiny-ft-Q8_0.gguf"]  # the first non-F16 type asked for, beside it
+    written = ollama.read_modelfile(out / "Modelfile")
+    assert (written.family, written.source) == ("llama2", "./tiny-ft-Q8_0.gguf")  # the first non-F16 type asked for, beside it
+    assert (written.written_for, written.parser, written.requires) == (ollama.CHECKED_VERSION, None, None)
     for stop in ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "</s>"):
         assert f'PARAMETER stop "{stop}"' in text
     assert "PARAMETER num_ctx 1024" in text  # the tiny model's trained context
@@ -212,8 +203,11 @@ def test_adapter_alone_as_a_gguf_on_the_base_reproduces_the_fine_tuned_model(exp
     assert v["greedy_vs_hf"]["identical"] == 3 and v["vs_merged_f16"]["identical"] == 3
     assert v["vs_merged_f16"]["max_abs_logit_diff"] < 0.05 and v["vs_merged_f16"]["top1_agreement"] == 1.0
     modelfile = out / "Modelfile.adapter"
-    lines = modelfile.read_text().splitlines()
-    assert lines[1:4] == ["# family: llama2", "FROM ./tiny-ft-base-F16.gguf", "ADAPTER ./tiny-ft-lora-F16.gguf"]
+    written = ollama.read_modelfile(modelfile)
+    assert (written.family, written.source, written.adapter) == ("llama2", "./tiny-ft-base-F16.gguf",
+                                                                 "./tiny-ft-lora-F16.gguf")
+    parity = json.loads((out / "deploy_parity.json").read_text())["Modelfile.adapter"]
+    assert parity["passed"] and parity["adapter"] == "tiny-ft-lora-F16.gguf"  # every chat path, on base + adapter
     assert ollama.template_of(modelfile) == ollama.template_of(out / "Modelfile")  # the Go-proven template
     assert ollama.stops_of(modelfile) == ollama.stops_of(out / "Modelfile")
     assert 'SYSTEM """你是一个有用的助手。"""' in modelfile.read_text()

@@ -4,36 +4,22 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import go_render
 
 from ftkit import families, ollama, prompts
 from ftkit.cli import UserError
 from ftkit.tiny_tokenizers import reference_cases
 
 ROOT = Path(__file__).resolve().parents[1]
-GO_HARNESS = ROOT / "tests" / "go" / "ollama_template.go"
 BPE_FAMILIES = ("qwen2.5", "qwen3", "llama3")
 # llama.cpp's converter text for the pre-tokenizer hash (conversion/base.py, get_vocab_base_pre)
 CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
           '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
           '------======= нещо на Български \'\'\'\'\'\'```````""""......!!!!!!?????? I\'ve been \'told he\'s there, '
           '\'RE you sure? \'M not sure I\'ll make it, \'D you like some tea? We\'Ve a\'lL')
-
-
-@pytest.fixture(scope="session")
-def family_tokenizer(family_model):
-    from ftkit.loading import load_tokenizer
-
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = load_tokenizer(str(family_model(name)))
-        return cache[name]
-    return get
 
 
 def converter_pre_tokenizers() -> dict[str, str]:
@@ -133,8 +119,9 @@ def test_labels_cover_the_answer_and_its_end_of_turn_and_the_prompt_is_the_gener
     assert rendered.prompt_ids == asked.prompt_ids  # trained on exactly the prompt used at inference
     assert rendered.answer_ids[-1] == tokenizer.convert_tokens_to_ids(family.end_of_turn)
     assert tokenizer.decode(rendered.answer_ids[:-1]) == "日本的首都是东京。"
-    # the same ids as the model's own chat template, rendered by transformers
-    real = tokenizer.apply_chat_template(DIALOG[:-1], add_generation_prompt=True, tokenize=False, **family.template_kwargs)
+    # the same ids as the model's own (unpinned) chat template, rendered by transformers with the training's choices
+    real = tokenizer.apply_chat_template(DIALOG[:-1], add_generation_prompt=True, tokenize=False,
+                                         chat_template=families.original_template(tokenizer.chat_template), **family.pins)
     assert tokenizer.encode(real, add_special_tokens=False) == asked.prompt_ids
     if family.bos_text:
         assert asked.prompt_ids.count(tokenizer.convert_tokens_to_ids(family.bos_text)) == 1  # BOS once
@@ -177,13 +164,6 @@ def test_data_and_training_rows_from_the_one_renderer(name, family_model, family
 
 # --- the Ollama TEMPLATE, filled the way Ollama fills it ----------------------------------------------
 
-def go_render(template: str, messages: list[dict], system: str = "") -> str:
-    result = subprocess.run(["go", "run", str(GO_HARNESS)], capture_output=True, text=True, timeout=300,
-                            input=json.dumps({"template": template, "system": system, "messages": messages}))
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def generation_prompt(name: str, tokenizer, messages: list[dict]) -> str:
     """What the model was trained to answer: the HF chat template's generation prompt (Llama-2: Meta's
     construction), without the first BOS, which llama.cpp adds as an id."""
@@ -206,7 +186,6 @@ SHAPES = {  # (chat messages, the Modelfile's SYSTEM)
 }
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", ("llama2", *BPE_FAMILIES))
 def test_ollama_template_renders_the_training_prompt_byte_for_byte(name, shape, family_tokenizer, tiny_tokenizer):
@@ -217,7 +196,6 @@ def test_ollama_template_renders_the_training_prompt_byte_for_byte(name, shape, 
     assert go_render(families.get(name).ollama_template, messages, modelfile_system) == expected
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed (CI installs golang-go)")
 def test_the_harness_catches_a_template_without_the_default_system(family_tokenizer):
     tokenizer = family_tokenizer("qwen2.5")
     messages = SHAPES["one turn, default system"][0]
@@ -242,25 +220,6 @@ def test_a_model_outside_the_registry_gets_a_loud_unproven_modelfile(tmp_path, c
 
 # --- the whole pipeline, per family ------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def family_run(family_model, tmp_path_factory):
-    """family name -> (run folder, make's output): `make all FAMILY=<name>` on its tiny model and the sample
-    data, every output under one temporary folder, exactly as a user runs it."""
-    from conftest import run_make
-
-    runs = {}
-
-    def get(name: str):
-        if name not in runs:
-            run = tmp_path_factory.mktemp(f"run-{name}")
-            variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
-                         f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
-                         f"REPORT_DIR={run / 'reports'}", "RUN=local"]
-            runs[name] = (run, run_make("all", *variables, check=False), variables)
-        return runs[name]
-    return get
-
-
 def acceptance_of(run: Path) -> dict[str, str]:
     return {item["key"]: item["status"] for item in json.loads((run / "reports" / "acceptance.json").read_text())["items"]}
 
@@ -273,6 +232,7 @@ def test_make_all_passes_acceptance_for_the_family(name, family_run):
     statuses = acceptance_of(run)
     assert "FAIL" not in statuses.values(), statuses
     assert statuses["deploy.modelfile"] == "PASS" and statuses["deploy.quality"] in ("PASS", "WARN")
+    assert statuses["deploy.parity"] == "PASS"  # every Ollama path and llama-server render the training prompt
     assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == name
 
 
