@@ -97,13 +97,12 @@ def pinned_view(model_dir: Path, tokenizer):
         config_file = model_dir / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
         config.pop("chat_template", None)
-        (view / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
         template = families.pinned(tokenizer.chat_template, families.family_of(tokenizer))
-        if isinstance(template, str) and template:
-            (view / "chat_template.jinja").write_text(template, encoding="utf-8")
-        elif template:  # named templates: the converter reads them from tokenizer_config.json
+        if isinstance(template, dict):  # named templates: the converter reads them from tokenizer_config.json
             config["chat_template"] = [{"name": k, "template": v} for k, v in template.items()]
-            (view / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        elif template:
+            (view / "chat_template.jinja").write_text(template, encoding="utf-8")
+        (view / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
         yield view
 
 
