@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -516,10 +516,14 @@ ITEMS: list[tuple[str, str, str, str]] = [
 
 
 def run_checks(paths: Paths, thresholds: Thresholds, progress: Callable[[Item], None] | None = None,
-               n_gpu_layers: int = 0) -> list[Item]:
+               n_gpu_layers: int = 0, only: Collection[str] | None = None) -> list[Item]:
+    """Every item in checklist order; `only` (item keys) checks those alone — an item that builds on another
+    (deploy.speed and deploy.parity on deploy.loads) needs that one named too."""
     checker = Checker(paths, thresholds, n_gpu_layers)
     items = []
     for section, key, title, method in ITEMS:
+        if only is not None and f"{section}.{key}" not in only:
+            continue
         item = Item(section, f"{section}.{key}", title)
         try:
             item.evidence = getattr(checker, method)()

@@ -181,7 +181,7 @@ def test_a_consistent_set_of_edited_logs_is_caught_by_measuring_again(finished_r
 
 
 def test_the_untouched_run_reproduces_its_validation_loss(finished_run):
-    item = next(i for i in run_checks(paths_of(finished_run), Thresholds()) if i.key == "train.val_loss_fell")
+    [item] = run_checks(paths_of(finished_run), Thresholds(), only={"train.val_loss_fell"})
     assert item.status == "PASS" and "re-measured now on 24 validation records" in item.evidence
 
 

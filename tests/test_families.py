@@ -309,7 +309,8 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
 
     def modelfile_status(text):
         modelfile.write_text(text)
-        return {i.key: i.status for i in run_checks(paths, Thresholds(min_records=10))}["deploy.modelfile"]
+        [item] = run_checks(paths, Thresholds(min_records=10), only={"deploy.modelfile"})
+        return item.status
 
     assert modelfile_status(original) == "PASS"
     assert modelfile_status(original.replace(f'PARAMETER stop "{family.end_of_turn}"\n', "")) == "FAIL"
