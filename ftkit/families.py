@@ -17,8 +17,8 @@ it as chat_template.original.jinja.
 
 Every stage asks `family_of(tokenizer)` once and stays ignorant of formats. The Ollama templates
 are proven against the real Hugging Face templates (llama.cpp/models/templates/) by
-tests/test_families.py, through tests/go/ollama_template.go, which fills a template the way
-Ollama does.
+tests/test_families.py and ftkit.deploy_parity, through tests/go/ollama_chat.go, which fills a
+template the way Ollama does; the pinned templates by llama-server itself.
 """
 from __future__ import annotations
 
