@@ -49,7 +49,8 @@ ENV PATH=/opt/venv/bin:/opt/llama.cpp/bin:$PATH \
     VENV=/opt/venv PYTHON=/opt/venv/bin/python \
     HF_HOME=/cache/huggingface
 USER 1000:1000
-# data, models and reports live on the host; the Hugging Face cache on a named volume
-VOLUME ["/workspace/data", "/workspace/models", "/workspace/reports", "/cache/huggingface"]
+# `make ... RUN=docker` mounts the checkout (code, configs, data, models, reports) at its own path and runs there;
+# the Hugging Face cache is a volume
+VOLUME ["/cache/huggingface"]
 ENTRYPOINT ["/workspace/docker/entrypoint.sh"]
 CMD ["make", "help"]

@@ -11,6 +11,50 @@ endif
 # a stage that fails leaves no half-written target behind for the next make to trust
 .DELETE_ON_ERROR:
 
+# --- the settings you give are remembered ---------------------------------------------------------
+# A variable below given on the command line (make train EPOCHS=1) is recorded in SETTINGS_FILE and used by
+# every later make until you give another: `make eval` after `make train EPOCHS=1` evaluates that run instead
+# of retraining with the preset's epochs. A preset applies only to what was never set. Dry runs (make -n, -q,
+# -t) and the targets that build nothing (help, settings, test, ...) record nothing. `make settings` shows each
+# value and where it came from; `make settings-reset` forgets them. Where a stage runs (RUN, PYTHON, FLAVOUR)
+# and one-off actions (RESUME, HUMAN_SHEET, RATINGS, ALLOW_CPU) are not recorded.
+SETTINGS_FILE ?= .ftkit/settings.mk
+SETTINGS_VARS := FAMILY BASE_MODEL TINY_MODEL SEED NUM_SAMPLES SAMPLE_DIR RAW_DATA INPUT_FORMAT FORMAT_TYPE COLUMNS \
+  ENCODING DATA_DIR DATA_NAME VAL_RATIO TEST_RATIO MAX_LENGTH MODEL_DIR EPOCHS BATCH_SIZE LR LORA_R LORA_ALPHA QLORA \
+  NUM_GPUS ACCELERATE_CONFIG TRAIN_CONFIG TRAIN_ARGS REPORT_DIR EVAL_OUTPUT MAX_NEW_TOKENS EVAL_BATCH MERGED_DIR \
+  GGUF_DIR MODEL_NAME GGUF_TYPES SYSTEM_PROMPT N_GPU_LAYERS OLLAMA_VERSION SERVE_HOST SERVE_PORT MIN_RECORDS \
+  MIN_TOKENS_PER_SEC
+-include $(SETTINGS_FILE)
+# the file holds `recorded.VAR = value` and `recorded.VAR.from = how and when`; a recorded value stands in
+# for the default, the command line wins over it
+RECORDED := $(strip $(foreach v,$(SETTINGS_VARS),$(if $(filter recorded.$(v),$(.VARIABLES)),$(v))))
+$(foreach v,$(RECORDED),$(if $(filter command line,$(origin $(v))),,$(eval $(v) = $$(recorded.$(v)))))
+user_set = $(or $(filter-out file default,$(origin $(1))),$(filter $(1),$(RECORDED)))
+
+# this make writes state (settings, stamps) only when it really builds: not in a dry run, not for a target that
+# builds nothing, not in a sub-make (make demo's own BASE_MODEL is the demo's, not yours)
+MAKE_DRY := $(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(findstring t,$(firstword -$(MAKEFLAGS)))
+READ_ONLY_GOALS := help settings settings-reset setup llama.cpp lock test test-fast docs lint image shell llama-tools clean
+WRITES_STATE := $(if $(MAKE_DRY),,$(filter-out $(READ_ONLY_GOALS),$(MAKECMDGOALS)))
+# $(call same,A,B): non-empty when the two texts are equal (empty ones included)
+same = $(if $(subst x$(1),,x$(2))$(subst x$(2),,x$(1)),,yes)
+SETTINGS_NEW := $(strip $(foreach v,$(SETTINGS_VARS),$(if $(filter command line,$(origin $(v))),$(if $(and \
+  $(filter $(v),$(RECORDED)),$(call same,$(value $(v)),$(value recorded.$(v)))),,$(v)))))
+settings_from = make $(MAKECMDGOALS) on $(shell date '+%Y-%m-%d %H:%M')
+# one variable's two lines, the value as given (a '#' escaped, so make reads it back as it was)
+HASH := \#
+settings_lines = $(file >>$(1),recorded.$(2) = $(subst $(HASH),\$(HASH),$(3)))$(file >>$(1),recorded.$(2).from = $(4))
+ifneq ($(and $(WRITES_STATE),$(SETTINGS_NEW),$(filter 0,$(MAKELEVEL))),)
+  $(shell mkdir -p $(dir $(SETTINGS_FILE)))
+  $(file >$(SETTINGS_FILE).tmp,$(HASH) ftkit: the settings you gave on the command line, used by every later make until you give another.)
+  $(file >>$(SETTINGS_FILE).tmp,$(HASH) `make settings` shows them with the defaults and presets; `make settings-reset` forgets them. You may edit this file.)
+  $(foreach v,$(SETTINGS_VARS),$(if $(filter $(v),$(SETTINGS_NEW)),$(call settings_lines,$(SETTINGS_FILE).tmp,$(v),$(value \
+    $(v)),$(settings_from)),$(if $(filter $(v),$(RECORDED)),$(call settings_lines,$(SETTINGS_FILE).tmp,$(v),$(value \
+    recorded.$(v)),$(value recorded.$(v).from)))))
+  $(shell mv -f $(SETTINGS_FILE).tmp $(SETTINGS_FILE))
+  $(info ftkit: recorded $(foreach v,$(SETTINGS_NEW),$(v)=$($(v))) in $(SETTINGS_FILE) (make settings shows them all))
+endif
+
 # --- environment ---------------------------------------------------------------------------------
 VENV        ?= .venv
 PYTHON      ?= $(VENV)/bin/python
@@ -25,13 +69,25 @@ IMAGE       ?= ftkit:latest
 RUN         ?= $(shell docker image inspect $(IMAGE) >/dev/null 2>&1 && echo docker || echo local)
 HF_CACHE    ?= $(HOME)/.cache/huggingface
 CUDA_ARCHS  ?= 80;86;89;90;100;120
+# The container sees this checkout at its own path, and runs there: the code, configs and data you edit are what
+# runs (the image holds the toolchain; its copy of the code is for `docker run` by hand). Each path a stage reads
+# or writes outside the checkout is mounted at its own path too (inputs read-only); the output folders are made
+# first, as you (Docker would make them as root).
 # --ipc=host: NCCL between GPUs needs more shared memory than Docker's 64 MB default
-DOCKER_RUN   = docker run --rm --gpus all --ipc=host --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN \
-  -v $(CURDIR)/data:/workspace/data -v $(CURDIR)/models:/workspace/models -v $(CURDIR)/reports:/workspace/reports \
-  -v $(HF_CACHE):/cache/huggingface
+outside = $(foreach p,$(abspath $(1)),$(if $(filter $(CURDIR)/%,$(p)),,$(p)))
+DOCKER_INPUTS  = $(call outside,$(foreach f,$(RAW_DATA) $(TRAIN_CONFIG) $(ACCELERATE_CONFIG) $(BASE_MODEL) $(TINY_MODEL),$(wildcard $(f))))
+DOCKER_OUTPUTS = $(call outside,$(SAMPLE_DIR) $(DATA_DIR) $(MODEL_DIR) $(MERGED_DIR) $(GGUF_DIR) $(REPORT_DIR) \
+  $(dir $(EVAL_OUTPUT)))
+DOCKER_MOUNTS  = $(sort $(DOCKER_OUTPUTS))
+docker_checked = $(if $(findstring :,$(1)),$(error RUN=docker: $(1) has a ':' and cannot be mounted into the container: \
+  move it, or run with RUN=local),$(1))
+DOCKER_RUN   = $(if $(DOCKER_MOUNTS),mkdir -p $(DOCKER_MOUNTS) && )docker run --rm --gpus all --ipc=host \
+  --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN -v $(call docker_checked,$(CURDIR)):$(CURDIR) -w $(CURDIR) \
+  $(foreach p,$(sort $(DOCKER_INPUTS)),-v $(call docker_checked,$(p)):$(p):ro) \
+  $(foreach p,$(DOCKER_MOUNTS),-v $(call docker_checked,$(p)):$(p)) -v $(HF_CACHE):/cache/huggingface
 ifeq ($(RUN),docker)
   # the cache folder is made first, as you: Docker would create a missing one as root, unwritable for --user
-  RUN_PY := mkdir -p $(HF_CACHE) && $(DOCKER_RUN) $(IMAGE) python
+  RUN_PY = mkdir -p $(HF_CACHE) && $(DOCKER_RUN) $(IMAGE) python
   PY_DEP :=
 else
   RUN_PY := $(PYTHON)
@@ -87,6 +143,8 @@ LORA_ALPHA  ?= 16
 QLORA       ?=
 # RESUME=1: continue from the latest checkpoint
 RESUME      ?=
+# ALLOW_CPU=1: train a model over 1 B parameters without a GPU anyway (refused by default: it takes days)
+ALLOW_CPU   ?=
 # NUM_GPUS>1 runs under `accelerate launch` (DDP; ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml etc.)
 NUM_GPUS    ?= 1
 ACCELERATE_CONFIG ?=
@@ -111,7 +169,11 @@ RATINGS     ?=
 # export
 MERGED_DIR  ?= $(MODEL_DIR)/merged_model
 GGUF_DIR    ?= models/gguf
-MODEL_NAME  ?= $(or $(FAMILY),llama2)-finetuned
+# the Ollama model name and file prefix: an embedded tiny model's family (llama2-finetuned, qwen2.5-finetuned), else
+# the base model's own name (BASE_MODEL=Qwen/Qwen2.5-7B-Instruct -> qwen2.5-7b-instruct-ft)
+BASE_NAME    = $(shell printf '%s' $(call shell_quote,$(notdir $(patsubst %/,%,$(BASE_MODEL)))) | tr 'A-Z' 'a-z' | tr -c 'a-z0-9._-' '-')
+MODEL_NAME  ?= $(eval MODEL_NAME := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),$(or $(FAMILY),llama2)-finetuned,$(if \
+  $(filter models/tiny-%,$(BASE_MODEL)),$(patsubst tiny-llama,llama2,$(patsubst models/tiny-%,%,$(BASE_MODEL)))-finetuned,$(BASE_NAME)-ft)))$(MODEL_NAME)
 # GGUF types, several allowed: GGUF_TYPES="Q4_K_M Q8_0 F16" (the first non-F16 one goes into the Modelfile)
 GGUF_TYPES  ?= Q4_K_M
 SYSTEM_PROMPT ?=
@@ -143,7 +205,7 @@ USE_QLORA := $(filter 1 yes true,$(QLORA))
 # $(call preset_value,KEY): KEY's value in TRAIN_CONFIG; $(call used,KEY,VAR): what training really uses:
 # VAR when you set it, else the preset's KEY, else VAR's default here
 preset_value = $(if $(TRAIN_CONFIG),$(shell sed -n 's/^$(1): *\([^ #]*\).*/\1/p' $(TRAIN_CONFIG) 2>/dev/null))
-from_preset = $(and $(TRAIN_CONFIG),$(filter file default,$(origin $(2))),$(call preset_value,$(1)))
+from_preset = $(and $(TRAIN_CONFIG),$(if $(call user_set,$(2)),,yes),$(call preset_value,$(1)))
 used = $(if $(call from_preset,$(1),$(2)),$(call preset_value,$(1)),$($(2)))
 shown = $(2)=$(call used,$(1),$(2))$(if $(call from_preset,$(1),$(2)), [$(TRAIN_CONFIG)])
 
@@ -151,16 +213,20 @@ ARTIFACT_FLAGS = --data-dir $(DATA_DIR) --data-name $(DATA_NAME) --model-dir $(M
   --gguf-dir $(GGUF_DIR)
 
 # --- settings are prerequisites -------------------------------------------------------------------
-# $(call settings,FILE,TEXT) names FILE, which holds TEXT (a stage's resolved command) and is rewritten
-# only when TEXT changes: a stage that lists it re-runs, with every later stage, when a setting that
-# shapes it changes (EPOCHS, BASE_MODEL, FAMILY, GGUF types, ...), and an unchanged command does nothing.
+# $(call settings,FILE,TEXT) names FILE, which holds TEXT (what shapes a stage's output: its command without
+# the interpreter) and is rewritten only when TEXT changes: a stage that lists it re-runs, with every later
+# stage, when a setting that shapes it changes (EPOCHS, BASE_MODEL, FAMILY, GGUF types, ...), and an
+# unchanged command does nothing. A make that writes no state (make -n, make help) rewrites no stamp: a changed
+# TEXT then names the phony `settings-changed`, so a dry run still shows what a real one would redo.
 shell_quote = '$(subst ','"'"',$(1))'
 # A first stamp is dated 2000, so outputs made before it (by the scripts, or an older Makefile) stand.
-settings = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))); \
+write_stamp = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))); \
   if [ ! -f $(1) ]; then printf '%s\n' "$$t" > $(1) && touch -t 200001010000 $(1); \
   elif [ "$$(cat $(1))" != "$$t" ]; then printf '%s\n' "$$t" > $(1); fi)$(1)
+settings = $(if $(WRITES_STATE),$(call write_stamp,$(1),$(2)),$(if $(wildcard $(1)),$(if $(call same,$(strip $(file <$(1))),$(strip \
+  $(2))),$(1),settings-changed)))
 
-.PHONY: help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama serve report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
+.PHONY: settings settings-reset help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama serve report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -173,6 +239,30 @@ help: ## list the targets
 	@echo "    QLORA=$(QLORA) NUM_GPUS=$(NUM_GPUS) GGUF_TYPES=\"$(GGUF_TYPES)\""
 	@echo "  TRAIN_CONFIG=$(TRAIN_CONFIG) GGUF_DIR=$(GGUF_DIR) MODEL_NAME=$(MODEL_NAME) REPORT_DIR=$(REPORT_DIR) RUN=$(RUN) FLAVOUR=$(FLAVOUR)"
 	@echo "  OLLAMA_VERSION=$(OLLAMA_VERSION) (empty: the newest checked) SERVE_HOST=$(SERVE_HOST) SERVE_PORT=$(SERVE_PORT)"
+	@echo "settings you give are remembered in $(SETTINGS_FILE): make settings shows where each value comes from"
+
+# a stage whose settings changed, in a make that writes no stamp (see `settings` above)
+.PHONY: settings-changed
+settings-changed: ;
+
+# where each value comes from: the command line, recorded (SETTINGS_FILE), a preset (TRAIN_CONFIG), the environment, the default
+PRESET_KEY.EPOCHS := epochs
+PRESET_KEY.BATCH_SIZE := batch_size
+PRESET_KEY.LR := learning_rate
+PRESET_KEY.LORA_R := lora_r
+PRESET_KEY.LORA_ALPHA := lora_alpha
+PRESET_KEY.MAX_LENGTH := max_length
+setting_value = $(if $(PRESET_KEY.$(1)),$(call used,$(PRESET_KEY.$(1)),$(1)),$($(1)))
+setting_origin = $(if $(filter command line,$(origin $(1))),command line,$(if $(filter $(1),$(RECORDED)),recorded \
+  ($(recorded.$(1).from)),$(if $(and $(PRESET_KEY.$(1)),$(call from_preset,$(PRESET_KEY.$(1)),$(1))),preset \
+  $(TRAIN_CONFIG),$(if $(filter environment,$(origin $(1))),environment,default))))
+settings: ## show every setting, its value and where it comes from (command line, recorded, preset, default)
+	@echo "ftkit settings (recorded in $(SETTINGS_FILE); a value given on the command line is recorded by the next make that builds)"
+	@$(foreach v,$(SETTINGS_VARS),printf '  %-20s %-44s %s\n' $(v) $(call shell_quote,$(call setting_value,$(v))) \
+	  $(call shell_quote,$(call setting_origin,$(v)));)
+
+settings-reset: ## forget the recorded settings (every value goes back to its preset or default)
+	@rm -f $(SETTINGS_FILE) && echo "ftkit: forgot the recorded settings ($(SETTINGS_FILE))"
 
 setup: ## create .venv with the pinned stack and populate llama.cpp/ (idempotent)
 	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)
@@ -212,27 +302,28 @@ DATA_CMD = scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FO
 
 $(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py ftkit/families.py $(TOKENIZER_DEP) \
 		$(call settings,$(DATA_DIR)/.settings-data,$(DATA_CMD)) | $(PY_DEP)
-	$(RUN_PY) $(DATA_CMD)
+	$(RUN_PY) $(DATA_CMD) --min-records $(MIN_RECORDS)
 
 data: $(DATA_SPLITS) ## validate, dedup and split RAW_DATA into train/validation/test JSONL
 
 # `--flag value` for a hyperparameter: always without TRAIN_CONFIG; with it, only when set by the user
-train_flag = $(if $(or $(if $(TRAIN_CONFIG),,1),$(filter-out file default,$(origin $(2)))),$(1) $($(2)))
+train_flag = $(if $(or $(if $(TRAIN_CONFIG),,1),$(call user_set,$(2))),$(1) $($(2)))
 TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   --base-model $(BASE_MODEL) --output-dir $(MODEL_DIR) --train-data $(TRAIN_FILE) --val-data $(VAL_FILE) \
   $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LENGTH) $(call train_flag,--seed,SEED) \
   $(if $(USE_QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) $(TRAIN_ARGS)
-TRAIN_LAUNCH = $(if $(filter-out 0 1,$(NUM_GPUS)),$(RUN_PY) -m accelerate.commands.launch --num_processes $(NUM_GPUS) \
-  $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu),$(RUN_PY))
+ACCELERATE_ARGS = $(if $(filter-out 0 1,$(NUM_GPUS)),-m accelerate.commands.launch --num_processes $(NUM_GPUS) \
+  $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu))
+TRAIN_LAUNCH = $(RUN_PY)$(if $(strip $(ACCELERATE_ARGS)), $(strip $(ACCELERATE_ARGS)))
 TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
 VAL_FILE    ?= $(DATA_DIR)/$(DATA_NAME)_validation.jsonl
 
 $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py \
 		ftkit/train_callbacks.py ftkit/prompts.py ftkit/families.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) \
-		$(call settings,$(MODEL_DIR)/.settings-train,$(filter-out --resume,$(TRAIN_LAUNCH) $(TRAIN_FLAGS))) | $(PY_DEP)
-	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)
+		$(call settings,$(MODEL_DIR)/.settings-train,$(ACCELERATE_ARGS) $(filter-out --resume,$(TRAIN_FLAGS))) | $(PY_DEP)
+	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS) $(if $(ALLOW_CPU),--allow-cpu)
 
 train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QLORA=1 NUM_GPUS=...)
 
@@ -264,9 +355,13 @@ MODELFILE := $(GGUF_DIR)/Modelfile
 # the file the Modelfile points at: the first non-F16 type asked for (a new type re-runs the stage)
 GGUF_MAIN := $(GGUF_DIR)/$(MODEL_NAME)-$(firstword $(filter-out F16,$(GGUF_TYPES)) F16).gguf
 
+# what shapes the GGUF files; the Modelfile's own settings (SYSTEM_PROMPT, OLLAMA_VERSION) re-render the Modelfile
+# alone, and N_GPU_LAYERS shapes no file
 GGUF_CMD = scripts/convert_to_gguf.py --model-path $(MERGED_DIR) --quantization $(GGUF_TYPES) --output-dir $(GGUF_DIR) \
-  --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") \
-  --n-gpu-layers $(N_GPU_LAYERS) $(if $(OLLAMA_VERSION),--ollama-version $(OLLAMA_VERSION)) $(FAMILY_FLAG)
+  --model-name $(MODEL_NAME) --test-data $(TEST_FILE) $(FAMILY_FLAG)
+MODELFILE_FLAGS = --create-modelfile $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") \
+  $(if $(OLLAMA_VERSION),--ollama-version $(OLLAMA_VERSION))
+MODELFILE_STAMP = $(call settings,$(GGUF_DIR)/.settings-modelfile,$(MODELFILE_FLAGS))
 
 # the export, its checks and the deployment check (every Ollama path, llama-server) are one stage
 EXPORT_SOURCES := ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py ftkit/deploy_parity.py \
@@ -274,10 +369,14 @@ EXPORT_SOURCES := ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.
 
 $(GGUF_MAIN): $(MERGED_DIR)/config.json $(EXPORT_SOURCES) \
 		$(call settings,$(GGUF_DIR)/.settings-gguf,$(GGUF_CMD)) | $(PY_DEP) $(LLAMA_SERVER_DEP)
-	$(RUN_PY) $(GGUF_CMD)
+	$(RUN_PY) $(GGUF_CMD) $(MODELFILE_FLAGS) --n-gpu-layers $(N_GPU_LAYERS)
+
+# the export writes the Modelfile too; this re-renders (and re-proves) it alone when only its settings changed
+$(MODELFILE): $(GGUF_MAIN) $(MODELFILE_STAMP) | $(PY_DEP) $(LLAMA_SERVER_DEP)
+	$(RUN_PY) $(GGUF_CMD) $(MODELFILE_FLAGS) --modelfile-only --n-gpu-layers $(N_GPU_LAYERS)
 
 ADAPTER_GGUF := $(GGUF_DIR)/$(MODEL_NAME)-lora-F16.gguf
-$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py | $(PY_DEP) $(LLAMA_SERVER_DEP)
+$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py $(MODELFILE_STAMP) | $(PY_DEP) $(LLAMA_SERVER_DEP)
 	$(RUN_PY) scripts/convert_to_gguf.py --lora-adapter $(MODEL_DIR)/lora_adapter --base-model $(BASE_MODEL) \
 	  --output-dir $(GGUF_DIR) --model-name $(MODEL_NAME) --test-data $(TEST_FILE) --n-gpu-layers $(N_GPU_LAYERS) \
 	  $(if $(SYSTEM_PROMPT),--system "$(SYSTEM_PROMPT)") $(if $(OLLAMA_VERSION),--ollama-version $(OLLAMA_VERSION)) \
@@ -285,25 +384,27 @@ $(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py | $(PY_DEP) $(L
 
 gguf-adapter: $(ADAPTER_GGUF) ## the LoRA adapter alone as a GGUF on a base GGUF, verified, with Modelfile.adapter (Ollama ADAPTER)
 
-gguf: $(GGUF_MAIN) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile, prove every chat path (OLLAMA_VERSION=)
+gguf: $(GGUF_MAIN) $(MODELFILE) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile, prove every chat path (OLLAMA_VERSION=)
 
-ollama: $(GGUF_MAIN) | $(PY_DEP) ## ollama create + smoke test (prints the commands when ollama is absent)
-	$(RUN_PY) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
+# always on this machine, where Ollama is (never in the container); a light script, any python3 runs it
+HOST_PY = $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
+ollama: $(MODELFILE) ## ollama create + smoke test, on this machine (prints the commands when ollama is absent)
+	$(HOST_PY) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
 
 # the fine-tuned GGUF behind llama-server's OpenAI-compatible API, until Ctrl-C (in the container: published
 # on SERVE_HOST:SERVE_PORT of this machine)
 SERVE_GGUF ?=
 ifeq ($(RUN),docker)
-  SERVE_PY := mkdir -p $(HF_CACHE) && $(subst docker run --rm,docker run --rm --init -p $(SERVE_HOST):$(SERVE_PORT):$(SERVE_PORT),$(DOCKER_RUN)) \
+  SERVE_PY = mkdir -p $(HF_CACHE) && $(subst docker run --rm,docker run --rm --init -p $(SERVE_HOST):$(SERVE_PORT):$(SERVE_PORT),$(DOCKER_RUN)) \
     $(IMAGE) python scripts/serve.py --host 0.0.0.0
 else
   SERVE_PY := $(PYTHON) scripts/serve.py --host $(SERVE_HOST)
 endif
-serve: $(GGUF_MAIN) | $(PY_DEP) $(LLAMA_SERVER_DEP) ## serve the fine-tuned GGUF with llama-server's OpenAI API (SERVE_HOST= SERVE_PORT= SERVE_GGUF=)
+serve: $(MODELFILE) | $(PY_DEP) $(LLAMA_SERVER_DEP) ## serve the fine-tuned GGUF with llama-server's OpenAI API (SERVE_HOST= SERVE_PORT= SERVE_GGUF=)
 	$(SERVE_PY) --port $(SERVE_PORT) --modelfile $(MODELFILE) $(if $(SERVE_GGUF),--gguf $(SERVE_GGUF)) \
 	  --n-gpu-layers $(N_GPU_LAYERS) --alias $(MODEL_NAME)
 
-report: $(GGUF_MAIN) $(EVAL_OUTPUT).summary.json | $(PY_DEP) ## fill reports/training_report.md from the artifacts
+report: $(MODELFILE) $(EVAL_OUTPUT).summary.json | $(PY_DEP) ## fill reports/training_report.md from the artifacts
 	$(RUN_PY) scripts/make_report.py $(ARTIFACT_FLAGS) --output $(REPORT)
 
 acceptance: | $(PY_DEP) $(LLAMA_SERVER_DEP) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)

@@ -18,8 +18,8 @@ from pathlib import Path
 from ftkit import prompts
 from ftkit.artifacts import Paths
 from ftkit.io import sha256_file
+from ftkit.prepare import MIN_TRAIN_RECORDS, too_few_training_records
 
-CHECKLIST_MIN_RECORDS = 100
 VALIDATION_SAMPLE = 32  # records of the validation split re-measured by acceptance
 DEFAULT_MIN_TOKENS_PER_SECOND = 5.0
 SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval": "模型评估 Evaluation",
@@ -28,14 +28,14 @@ SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval
 
 @dataclass
 class Thresholds:
-    min_records: int = CHECKLIST_MIN_RECORDS
+    min_records: int = MIN_TRAIN_RECORDS
     min_tokens_per_second: float = DEFAULT_MIN_TOKENS_PER_SECOND
 
     @property
     def overridden(self) -> list[str]:
         notes = []
-        if self.min_records != CHECKLIST_MIN_RECORDS:
-            notes.append(f"MIN_RECORDS={self.min_records} (the checklist asks for {CHECKLIST_MIN_RECORDS})")
+        if self.min_records != MIN_TRAIN_RECORDS:
+            notes.append(f"MIN_RECORDS={self.min_records} (the checklist asks for {MIN_TRAIN_RECORDS})")
         if self.min_tokens_per_second != DEFAULT_MIN_TOKENS_PER_SECOND:
             notes.append(f"MIN_TOKENS_PER_SEC={self.min_tokens_per_second:g} (default {DEFAULT_MIN_TOKENS_PER_SECOND:g})")
         return notes
@@ -91,9 +91,10 @@ class Checker:
     # --- 数据准备 -----------------------------------------------------------------------------
     def data_min_records(self) -> str:
         train = _jsonl(self.paths.split("train"), "run `make data`")
-        note = " [threshold overridden]" if self.thresholds.min_records != CHECKLIST_MIN_RECORDS else ""
-        if len(train) < self.thresholds.min_records:
-            raise Fail(f"{len(train)} training records < {self.thresholds.min_records}{note} ({self.paths.split('train')})",
+        note = " [threshold overridden]" if self.thresholds.min_records != MIN_TRAIN_RECORDS else ""
+        shortfall = too_few_training_records(len(train), self.thresholds.min_records)
+        if shortfall:
+            raise Fail(f"{shortfall}{note} ({self.paths.split('train')})",
                        "add data: the guide recommends 100-500 high-quality Q&A pairs at least")
         return f"{len(train)} training records >= {self.thresholds.min_records}{note}"
 
@@ -480,6 +481,71 @@ class Checker:
         return (f"run_manifest.json: {len(args)} arguments, versions, git commit, data sha256; metrics.json: final eval "
                 f"loss {metrics['final_eval_loss']:.4f}, runtime {metrics['runtime_s']:.1f} s")
 
+    def _sha256(self, path: Path) -> str | None:
+        """A file's sha256, once per file per check (a GGUF is linked from two places)."""
+        cache = self.__dict__.setdefault("_digests", {})
+        key = path.resolve()
+        if key not in cache:
+            cache[key] = sha256_file(path) if path.is_file() else None
+        return cache[key]
+
+    def docs_chain(self) -> str:
+        """One run, one chain of digests: each stage recorded the digests of its inputs beside its outputs, and
+        each recorded digest must be that of the file lying there now — data -> adapter -> merged model -> each
+        GGUF -> Modelfile, and evaluation -> adapter. The first broken link is named, with the command that
+        mends it."""
+        from ftkit.artifacts import merged_digest
+        from ftkit.ollama import read_modelfile
+        from ftkit.train_outputs import adapter_digest
+
+        model_dir, gguf_dir = Path(self.paths.model_dir), Path(self.paths.gguf_dir)
+        links = []
+
+        def link(name: str, evidence: str, recorded: str | None, actual: str | None, fix: str) -> None:
+            if actual is None:
+                raise Fail(f"broken link {name}: {evidence} names a file that is missing", fix)
+            if recorded != actual:
+                what = f"records {recorded[:12]}…" if recorded else "records no digest"
+                raise Fail(f"broken link {name}: {evidence} {what}, the file there now is {actual[:12]}… (made from "
+                           "something other than what lies beside it)", fix)
+            links.append(name)
+
+        manifest = self._manifest()
+        for split in ("train", "validation"):
+            path = self.paths.split(split)
+            link(f"{path.name} -> lora_adapter", "run_manifest.json",
+                 manifest.get("data", {}).get(split, {}).get("sha256"), self._sha256(path),
+                 "run `make train` (the data changed after training), then `make all`")
+        adapter = adapter_digest(model_dir / "lora_adapter")
+        link("lora_adapter", "run_manifest.json", manifest.get("adapter"), adapter, "re-run `make train`")
+        evaluated = self._summary().get("models", {}).get("adapter_sha256")
+        link("lora_adapter -> evaluation", self.paths.summary.name, evaluated, adapter,
+             "run `make eval` (the adapter changed after the evaluation)")
+        merge = _json(model_dir / "merge_report.json", "run `make merge`")
+        link("lora_adapter -> merged_model", "merge_report.json", merge.get("adapter_sha256"), adapter,
+             "run `make merge`, then `make gguf` (the adapter changed after the merge)")
+        quant = _json(gguf_dir / "quant_report.json", "run `make gguf`")
+        link("merged_model -> GGUF", "quant_report.json", quant.get("merged_sha256"), merged_digest(model_dir / "merged_model"),
+             "run `make gguf` (the merged model changed after the export)")
+        for info in quant.get("files", {}).values():
+            path = gguf_dir / Path(info["path"]).name
+            link(path.name, "quant_report.json", info.get("sha256"), self._sha256(path),
+                 "run `make gguf` (do not replace a GGUF by hand)")
+        for name in ("Modelfile", "Modelfile.adapter"):
+            if not (gguf_dir / name).is_file():
+                continue
+            written = read_modelfile(gguf_dir / name)
+            for source in filter(None, (written.source, written.adapter)):
+                file = Path(source).name
+                link(f"{file} -> {name}", name, written.digests.get(file), self._sha256(gguf_dir / file),
+                     f"run `make gguf{'-adapter' if name.endswith('adapter') else ''}` (the Modelfile was written for "
+                     "another file)")
+            if name == "Modelfile.adapter":
+                export = quant.get("adapter_export", {})
+                link("lora_adapter -> Modelfile.adapter", "quant_report.json (adapter_export)",
+                     export.get("adapter_sha256"), adapter, "run `make gguf-adapter` (the adapter changed after its export)")
+        return f"{len(links)} links hold: " + ", ".join(links)
+
     def docs_log(self) -> str:
         log = self._log()
         steps = [e["step"] for e in log if "loss" in e]
@@ -512,6 +578,7 @@ ITEMS: list[tuple[str, str, str, str]] = [
     ("docs", "report", "填写了训练报告（training_report.md）", "docs_report"),
     ("docs", "parameters", "记录了关键参数和结果", "docs_parameters"),
     ("docs", "log", "保存了训练日志", "docs_log"),
+    ("docs", "chain", "每个产物都出自同一次运行（数据→适配器→合并模型→GGUF→Modelfile，评估→适配器）", "docs_chain"),
 ]
 
 

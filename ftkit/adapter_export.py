@@ -197,7 +197,11 @@ def export(adapter: str, base_model: str, out_dir: str, model_name: str, adapter
     lora = adapter_path(out, model_name, adapter_type)
     log.info("gguf-adapter: converting %s with llama.cpp's convert_lora_to_gguf.py (%s)", adapter_dir, adapter_type)
     convert_lora(adapter_dir, base_dir, lora, adapter_type)
-    report = {"adapter": str(adapter_dir), "base_model": base_model, "base_gguf": str(base), "lora_gguf": str(lora),
+    from ftkit.train_outputs import adapter_digest
+
+    # adapter_sha256: the link of the run's chain acceptance walks (which adapter this GGUF was made from)
+    report = {"adapter": str(adapter_dir), "adapter_sha256": adapter_digest(Path(adapter_dir)), "base_model": base_model,
+              "base_gguf": str(base), "lora_gguf": str(lora),
               "adapter_type": adapter_type, "size_bytes": lora.stat().st_size,
               "base_size_bytes": base.stat().st_size, "warnings": warnings}
     if check:

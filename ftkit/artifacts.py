@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftkit.io import files_digest
+
+
+def merged_digest(model_dir: str | Path) -> str:
+    """sha256 over a merged model's config and weights: what the GGUF stage records it was made from."""
+    names = sorted(p.name for p in Path(model_dir).glob("*.safetensors"))
+    return files_digest(model_dir, ["config.json", *names])
+
 
 def summary_path(eval_output: str | Path) -> Path:
     """The evaluation summary beside its results CSV."""

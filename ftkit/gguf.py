@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 
 from ftkit import families, faults, prompts
+from ftkit.artifacts import merged_digest
 from ftkit.cli import UserError
 from ftkit.inference import CONTEXT_CAP, Decoding, GGUFChatModel, HFChatModel
-from ftkit.io import write_json_atomic
+from ftkit.io import sha256_file, write_json_atomic
 from ftkit.loading import dtype_name, load_hf
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,21 @@ def record_chat_answers(model, tokenizer, chats: list[list[dict]], dtype: str,
                       for chat, p, a in zip(chats, ids, answers, strict=True)]}
 
 
+def hf_chat_answers(model_path: str, chats: list[list[dict]], family: str | None = None) -> dict:
+    """The merged HF model's greedy answers to `chats` (the deployment check's reference), the model loaded in
+    its checkpoint's dtype and freed before any GGUF opens."""
+    import gc
+
+    from ftkit.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path, family=family)
+    model = load_hf(model_path, keep_checkpoint_dtype=True)
+    answers = record_chat_answers(HFChatModel(model, tokenizer, "merged"), tokenizer, chats, dtype_name(model.dtype))
+    del model
+    gc.collect()
+    return answers
+
+
 def check_prompt_ids(tokenizer) -> list[list[int]]:
     return [prompts.render_ids(c, tokenizer).prompt_ids for c in check_conversations()]
 
@@ -307,7 +323,10 @@ def _convert(model_path: str, out_dir: str, model_name: str, quants: list[str], 
                         files[quant]["fallback_warning"], quant)
     for info in files.values():
         info["size_bytes"] = Path(info["path"]).stat().st_size
-    report = {"model_path": model_path, "model_name": model_name, "requested": quants, "files": files}
+        info["sha256"] = sha256_file(info["path"])
+    # the links of the run's chain acceptance walks: the merged model these files were made from, and each file
+    report = {"model_path": model_path, "model_name": model_name, "merged_sha256": merged_digest(model_path),
+              "requested": quants, "files": files}
     if check:
         report.update(check_files(model_path, files, test_data, n_gpu_layers, family, margins, answer_chats))
     write_json_atomic(out / "quant_report.json", report)

@@ -108,3 +108,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """The runs of a record file (docs/*.json: {"about": ..., "runs": [...]}); none when it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
+
+
+def append_record(path: str | os.PathLike, run: dict, about: str) -> list[dict]:
+    """Add one run to a record file (atomically); returns every run it holds now."""
+    runs = load_records(path) + [run]
+    write_json_atomic(path, {"about": about, "runs": runs})
+    return runs
+
+
+def files_digest(folder: str | os.PathLike, names: list[str]) -> str:
+    """One sha256 over the named files of a folder (name and content): a model's identity."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode())
+        digest.update(sha256_file(Path(folder) / name).encode())
+    return digest.hexdigest()

@@ -178,7 +178,11 @@ def _merge_adapter(base_model: str, adapter: str, output: str, dtype: str = "aut
     reference = outputs(with_adapter, ids_list) if check else None
     merged = with_adapter.merge_and_unload()
     merged.eval()
-    report = {"base_model": base_model, "adapter": adapter, "output": output, "dtype": dtype_name}
+    from ftkit.train_outputs import adapter_digest
+
+    # the link of the run's chain acceptance walks: which adapter this merged model was made from
+    report = {"base_model": base_model, "adapter": adapter, "adapter_sha256": adapter_digest(Path(adapter)),
+              "output": output, "dtype": dtype_name}
     if check:  # in memory, before anything is written: a failed check must not touch the previous model
         report["verification"] = verify(reference, outputs(merged, ids_list), dtype_name)
         v = report["verification"]

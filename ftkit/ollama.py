@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ftkit import families
 from ftkit.cli import UserError
-from ftkit.io import write_text_atomic
+from ftkit.io import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,12 @@ def directives_for(family: families.Family, version: str) -> tuple[str | None, s
 
 def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, num_ctx: int = 4096,
                    sampling: dict | None = None, family: families.Family | None = None,
-                   adapter: str | None = None, ollama_version: str | None = None) -> str:
+                   adapter: str | None = None, ollama_version: str | None = None,
+                   digests: dict[str, str] | None = None) -> str:
     """The Modelfile. FROM (and ADAPTER, for an adapter-only export) are relative to the Modelfile's
     folder, where the GGUFs lie. The family (from `tokenizer`, or given) supplies TEMPLATE, stops and
-    PARSER; `ollama_version` (default: the version checked) decides PARSER and REQUIRES."""
+    PARSER; `ollama_version` (default: the version checked) decides PARSER and REQUIRES. `digests` (file
+    name -> sha256) records which files it was written for: acceptance walks that link of the chain."""
     family = family or (families.family_of(tokenizer) if tokenizer is not None else families.FAMILIES["llama2"])
     version = check_version(ollama_version)
     parser, requires = directives_for(family, version)
@@ -111,6 +113,7 @@ def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, nu
              f"# family: {family.name}",
              f"# ollama: written for Ollama {version}; needs >= {minimum_version(parser, requires)}; checked against the "
              f"source of {CHECKED_VERSION} (make gguf OLLAMA_VERSION=x.y.z writes it for another)",
+             *(f"# sha256 ./{name}: {digest}" for name, digest in (digests or {}).items()),
              f"FROM ./{Path(gguf_file).name}"]
     if adapter:
         lines.append(f"ADAPTER ./{Path(adapter).name}")
@@ -157,6 +160,7 @@ class Modelfile:
     renderer: str | None = None
     requires: str | None = None
     stops: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of the GGUFs it was written for
 
 
 def read_modelfile(path: str | Path) -> Modelfile:
@@ -173,7 +177,8 @@ def read_modelfile(path: str | Path) -> Modelfile:
     return Modelfile(family=line(r"^# family: (\S+)$"), written_for=line(r"^# ollama: written for Ollama (\S+);"),
                      source=line(r"^FROM (.+)$"), adapter=line(r"^ADAPTER (.+)$"), template=block("TEMPLATE"),
                      system=block("SYSTEM"), parser=line(r"^PARSER (.+)$"), renderer=line(r"^RENDERER (.+)$"),
-                     requires=line(r"^REQUIRES (.+)$"), stops=re.findall(r'^PARAMETER stop "(.*)"$', text, re.M))
+                     requires=line(r"^REQUIRES (.+)$"), stops=re.findall(r'^PARAMETER stop "(.*)"$', text, re.M),
+                     digests=dict(re.findall(r"^# sha256 \./(\S+): ([0-9a-f]{64})$", text, re.M)))
 
 
 def family_of_modelfile(modelfile: str | Path) -> str | None:
@@ -189,7 +194,8 @@ def write_modelfile(path: str | Path, gguf_file: str, **kwargs) -> Path:
     for file in (gguf_file, kwargs.get("adapter")):
         if file and Path(file).resolve().parent != path.resolve().parent:
             raise UserError(f"the Modelfile must sit beside {file} (FROM and ADAPTER are relative)")
-    write_text_atomic(path, modelfile_text(gguf_file, **kwargs))
+    digests = {Path(f).name: sha256_file(f) for f in (gguf_file, kwargs.get("adapter")) if f and Path(f).is_file()}
+    write_text_atomic(path, modelfile_text(gguf_file, digests=digests, **kwargs))
     log.info("ollama: wrote %s", path)
     return path
 

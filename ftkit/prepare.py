@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 
 FORMAT_TYPES = ("auto", "alpaca", "sharegpt", "messages")
 SPLITS = ("train", "validation", "test")
-CHECKLIST_MIN_RECORDS = 100
+# the checklist's "at least 100 training records", one rule for the data stage (a warning) and acceptance (a
+# failure): counted in the train split, after validation, dedup and the split
+MIN_TRAIN_RECORDS = 100
+
+
+def too_few_training_records(train_records: int, minimum: int = MIN_TRAIN_RECORDS) -> str | None:
+    """What is wrong when the train split holds fewer than `minimum` records, else None."""
+    if train_records < minimum:
+        return f"{train_records} training records < {minimum}"
+    return None
 _CHUNK = 2048
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "model": "assistant", "chatgpt": "assistant", "system": "system"}

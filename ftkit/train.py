@@ -71,6 +71,8 @@ class TrainConfig:
     allow_pickle: bool = option(False, "load weights from pickle files (*.bin) when there are no safetensors")
     family: str | None = option(None, "chat format family (llama2, llama3, qwen2.5, qwen3; default: detected "
                                       "from the model's chat template)", choices=tuple(families.FAMILIES))
+    allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "
+                                    "at this CPU's measured speed it takes days)")
 
     def __post_init__(self):
         if isinstance(self.val_data, str) and self.val_data.lower() in ("", "none"):
@@ -124,6 +126,45 @@ def encode_split(path: str, tokenizer, max_length: int) -> Encoded:
     if not rows:
         raise UserError(f"{path}: no example fits in --max-length {max_length}")
     return Encoded(rows, dropped, supervised)
+
+
+# --- a CPU guard ---------------------------------------------------------------------------------
+CPU_GUARD_PARAMETERS = 1e9
+
+
+def cpu_flops(seconds: float = 0.3) -> float:
+    """This CPU's fp32 matrix-multiply rate (FLOP/s), measured now: the ceiling of training on it."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    torch.mm(a, b)  # warm-up
+    runs, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        torch.mm(a, b)
+        runs += 1
+    return runs * 2 * 1024**3 / elapsed
+
+
+def check_cpu_training(config: TrainConfig, tokens: int) -> None:
+    """Stop before loading a model over 1 B parameters when there is no GPU: it would run for days without a
+    word. The estimate: training costs about 6 FLOPs per parameter per token (forward and backward), at the
+    matrix-multiply rate measured on this CPU, which real training does not reach — a lower bound."""
+    import torch
+
+    from ftkit.presets import parameters_of
+
+    if config.allow_cpu or torch.cuda.is_available():
+        return
+    params, source = parameters_of(config.base_model)
+    if not params or params <= CPU_GUARD_PARAMETERS:
+        return
+    rate = cpu_flops() / (6 * params)
+    total = tokens * config.epochs
+    hours = total / rate / 3600
+    raise UserError(f"{config.base_model}: about {params / 1e9:.1f} B parameters (from {source}) and no GPU here: "
+                    f"{config.epochs:g} epoch(s) of {tokens} tokens at most {rate:.1f} tokens/s on this CPU (measured) "
+                    f"is at least {hours:.1f} hours. Train on a GPU host (FLAVOUR=cuda, or RUN=docker), or go on anyway "
+                    "with ALLOW_CPU=1 (--allow-cpu)")
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -338,6 +379,7 @@ def _run_training(config: TrainConfig) -> dict:
     tokenizer = load_tokenizer(config.base_model, config.trust_remote_code, config.family)
     train = encode_split(config.train_data, tokenizer, config.max_length)
     val = encode_split(config.val_data, tokenizer, config.max_length) if config.val_data else None
+    check_cpu_training(config, sum(len(r["input_ids"]) for r in train.rows))
     log.info("train: %d training / %d validation examples (%s, %s format), precision %s%s", len(train.rows),
              len(val.rows) if val else 0, config.base_model, families.family_of(tokenizer).name, precision, ", 4-bit NF4" if config.use_quantization else "")
 

@@ -1,7 +1,6 @@
 """What the training stage leaves for people and later stages: manifest, metrics, loss curve."""
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -9,7 +8,7 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ftkit.io import atomic_path, sha256_file
+from ftkit.io import atomic_path, files_digest, sha256_file
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes", "sentencepiece")
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +69,7 @@ def manifest(config, precision: str, trainer, train, val) -> dict:
 
 def adapter_digest(adapter_dir: Path) -> str:
     """sha256 over the adapter's weights and config: what the manifest vouches for."""
-    digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        digest.update(name.encode())
-        digest.update(sha256_file(adapter_dir / name).encode())
-    return digest.hexdigest()
+    return files_digest(adapter_dir, ["adapter_config.json", "adapter_model.safetensors"])
 
 
 def peak_memory_mib() -> float:

@@ -22,13 +22,13 @@ from ftkit.cli import run, setup_logging
 
 
 def main():
-    from ftkit.acceptance import CHECKLIST_MIN_RECORDS, DEFAULT_MIN_TOKENS_PER_SECOND
+    from ftkit.acceptance import DEFAULT_MIN_TOKENS_PER_SECOND, MIN_TRAIN_RECORDS
     from ftkit.artifacts import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)
     ap.add_argument("--report", default="reports/training_report.md", help="training report (default: %(default)s)")
-    ap.add_argument("--min-records", type=int, default=CHECKLIST_MIN_RECORDS,
+    ap.add_argument("--min-records", type=int, default=MIN_TRAIN_RECORDS,
                     help="training records required (default: %(default)s, the checklist's; lower only for smoke tests)")
     ap.add_argument("--min-tokens-per-second", type=float, default=DEFAULT_MIN_TOKENS_PER_SECOND,
                     help="GGUF generation speed required (default: %(default)s)")

@@ -54,6 +54,9 @@ def parse_args(argv=None):
     ap.add_argument("--output-dir", default="models/gguf", help="where the GGUF files go (default: %(default)s)")
     ap.add_argument("--model-name", default="llama2-finetuned", help="file name prefix and Ollama model name")
     ap.add_argument("--create-modelfile", action="store_true", help="also write <output-dir>/Modelfile for Ollama")
+    ap.add_argument("--modelfile-only", action="store_true",
+                    help="write and prove the Modelfile alone, for the GGUFs already in --output-dir (a new --system "
+                         "or --ollama-version: no conversion; the merged model answers the check's questions again)")
     ap.add_argument("--system", help="SYSTEM prompt for the Modelfile")
     ap.add_argument("--family", choices=tuple(FAMILIES),
                     help="chat format family: the Modelfile's TEMPLATE and stops (default: detected from the model)")
@@ -90,10 +93,14 @@ def main():
     setup_logging()
     from ftkit import deploy_parity, gguf, ollama
 
+    if args.modelfile_only and args.lora_adapter:
+        raise UserError("--modelfile-only writes the merged model's Modelfile; --lora-adapter exports the adapter")
     ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
     ollama.check_version(args.ollama_version)
     if args.lora_adapter:
         return export_adapter(args)
+    if args.modelfile_only:
+        return modelfile_only(args)
     parity_check = args.create_modelfile and not args.no_check
     report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
                           check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family,
@@ -103,24 +110,51 @@ def main():
     if report.get("task_metrics"):
         print(gguf.format_task_table(report))
     log.info("gguf: report in %s/quant_report.json", args.output_dir)
-    parity = None
-    if args.create_modelfile:
-        from ftkit.loading import load_tokenizer
-
-        tokenizer = load_tokenizer(args.model_path, family=args.family)
-        chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
-        target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
-        sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
-        num_ctx = args.num_ctx or ollama.context_length(args.model_path)
-        modelfile = ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=tokenizer,
-                                           system=args.system, num_ctx=num_ctx, sampling=sampling,
-                                           ollama_version=args.ollama_version)
-        if parity_check:
-            parity = deploy_parity.check_and_record(modelfile, tokenizer, report.get("deploy_answers"),
-                                                    report["files"]["F16"]["path"], args.n_gpu_layers)
+    parity = write_modelfile(args, report.get("deploy_answers"), report["files"]["F16"]["path"]) \
+        if args.create_modelfile else None
     if report.get("verification") and not report["verification"]["passed"]:
         log.error("gguf: verification FAILED (see quant_report.json): the GGUF does not reproduce the merged model")
         return 1
+    return parity_exit(parity)
+
+
+def write_modelfile(args, reference: dict | None, f16: str) -> dict | None:
+    """The Modelfile for the first non-F16 type asked for, and (unless --no-check) its deployment check against
+    the HF model's answers in `reference`."""
+    from ftkit import deploy_parity, gguf, ollama
+    from ftkit.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model_path, family=args.family)
+    chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
+    target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
+    num_ctx = args.num_ctx or ollama.context_length(args.model_path)
+    modelfile = ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=tokenizer,
+                                       system=args.system, num_ctx=num_ctx, sampling=sampling,
+                                       ollama_version=args.ollama_version)
+    if args.no_check:
+        return None
+    return deploy_parity.check_and_record(modelfile, tokenizer, reference, f16, args.n_gpu_layers)
+
+
+def modelfile_only(args) -> int:
+    """A new SYSTEM or Ollama version: the Modelfile again, proven again, from the GGUFs already made."""
+    from ftkit import deploy_parity, gguf
+
+    out = Path(args.output_dir)
+    f16 = gguf.gguf_path(out, args.model_name, "F16")
+    chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
+    missing = [p for p in (f16, gguf.gguf_path(out, args.model_name, chosen)) if not p.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]} is missing: run the whole export first (make gguf)")
+    reference = None
+    if not args.no_check:
+        reference = gguf.hf_chat_answers(args.model_path, deploy_parity.questions(args.test_data, args.system),
+                                         args.family)
+    return parity_exit(write_modelfile(args, reference, str(f16)))
+
+
+def parity_exit(parity: dict | None) -> int:
     if parity and "skipped" not in parity and not parity["passed"]:
         log.error("gguf: deployment check FAILED (see deploy_parity.json): a chat path does not render the training "
                   "prompt, or llama-server answers otherwise than the HF model")

@@ -59,7 +59,8 @@ def parse_args(argv=None):
                     help="model folder or Hub id whose tokenizer measures lengths (default: $BASE_MODEL, else "
                          f"{DEFAULT_TOKENIZER} if built; 'none' skips token lengths)")
     ap.add_argument("--min-records", type=int, default=None,
-                    help="warn when fewer records remain (default: 100, the acceptance checklist's minimum)")
+                    help="warn when the train split holds fewer records (default: 100, the acceptance checklist's "
+                         "minimum, checked there the same way)")
     args = ap.parse_args(argv)
     for name in ("val_ratio", "test_ratio"):
         if not 0 <= getattr(args, name) < 1:
@@ -103,7 +104,7 @@ def main():
     setup_logging()
     from tqdm import tqdm
 
-    from ftkit.prepare import CHECKLIST_MIN_RECORDS, PrepareConfig, parse_columns, prepare
+    from ftkit.prepare import MIN_TRAIN_RECORDS, PrepareConfig, parse_columns, prepare, too_few_training_records
     from ftkit.readers import InputError
 
     try:
@@ -125,9 +126,10 @@ def main():
     log.info("data: %d kept, %d rejected, %d duplicates of %d input records", summary.kept,
              sum(summary.rejected.values()), sum(summary.duplicates.values()), summary.input_records)
     print_summary(summary, args.output_dir, args.output_name)
-    minimum = CHECKLIST_MIN_RECORDS if args.min_records is None else args.min_records
-    if summary.kept < minimum:
-        log.warning("only %d records remain; the acceptance checklist asks for at least %d", summary.kept, minimum)
+    shortfall = too_few_training_records(summary.splits["train"], MIN_TRAIN_RECORDS if args.min_records is None else args.min_records)
+    if shortfall:
+        log.warning("data: %s: the acceptance checklist will fail (more data, or a smaller --val-ratio/--test-ratio)",
+                    shortfall)
 
 
 if __name__ == "__main__":

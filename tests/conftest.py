@@ -131,10 +131,41 @@ def family_run(family_model, tmp_path_factory):
     return get
 
 
-def run_make(*args, check=True) -> subprocess.CompletedProcess:
-    """`make ARGS` in the project as a user would type it: not as a sub-make of `make test`."""
+# what a scratch copy of the project holds: the files make and the stages read; the environment, llama.cpp and its
+# built tools are linked (read, never written by a make run)
+PROJECT_FILES = ("Makefile", "Dockerfile", "docker", "ftkit", "scripts", "configs", "tests/go", "pyproject.toml",
+                 "requirements.txt", "requirements-gpu.txt", "constraints.txt")
+PROJECT_LINKS = (".venv", "llama.cpp", "build")
+
+
+def scratch_project(folder: Path) -> Path:
+    """A copy of the project to run make in: make records settings and stamps where it runs, and a test must
+    never change the checkout's."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source, target = ROOT / name, folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, target)
+    for name in PROJECT_LINKS:
+        if (ROOT / name).exists():
+            (folder / name).symlink_to(ROOT / name)
+    return folder
+
+
+def run_make(*args, check=True, project: Path | None = None) -> subprocess.CompletedProcess:
+    """`make ARGS` as a user would type it (not as a sub-make of `make test`), in `project`, by default a fresh
+    scratch copy of the project: what one call records is seen by the next only when they share a project."""
+    import tempfile
+
+    if project is None:
+        project = scratch_project(Path(tempfile.mkdtemp(prefix="ftkit-make-")) / "project")
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=project, capture_output=True, text=True,
                           check=check, env=env)
 
 
@@ -148,3 +179,31 @@ def go_render(template: str, messages: list[dict], system: str = "") -> str:
                               "ollama_version": ollama.LAST_GO_ONLY_VERSION, "messages": messages}])
     assert route["path"] == "go_template", route
     return route["prompt"]
+
+
+# --- the suite's own time, recorded (ftkit.timings) when FTKIT_TIMINGS names the record file ------------------
+_SESSION_START = []
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _SESSION_START.append(time.perf_counter())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A whole-suite run that passed (`make test`, or `make test-fast`: -m "not slow") records its time and counts."""
+    import time
+
+    from ftkit import timings
+
+    config = session.config
+    marks = config.getoption("markexpr", "")
+    whole = not config.args or [str(Path(a).resolve()) for a in config.args] == [str(ROOT / "tests")]
+    if exitstatus != 0 or not whole or config.getoption("keyword", "") or marks not in ("", "not slow"):
+        return
+    stats = config.pluginmanager.get_plugin("terminalreporter").stats
+    counts = {k: len([r for r in stats.get(k, []) if getattr(r, "when", "call") == "call" or k == "skipped"])
+              for k in ("passed", "skipped")}
+    step = "`make test` (slow tests included)" if not marks else "`make test-fast` (-m \"not slow\")"
+    timings.record(step, time.perf_counter() - _SESSION_START[0], f"{counts['passed']} passed, {counts['skipped']} skipped")

@@ -86,7 +86,7 @@ def not_passing(run: Path, **thresholds) -> dict[str, str]:
 
 def test_the_finished_run_passes_every_item(finished_run):
     result = statuses(finished_run)
-    assert len(result) == 18 and set(result.values()) == {"PASS"}, result
+    assert len(result) == 19 and set(result.values()) == {"PASS"}, result
 
 
 def test_the_cli_prints_a_line_per_item_and_writes_json_and_markdown(finished_run, tmp_path):
@@ -97,12 +97,12 @@ def test_the_cli_prints_a_line_per_item_and_writes_json_and_markdown(finished_ru
                              "--output-dir", str(run / "reports"), "--min-records", "10"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sum(line.startswith("PASS ") for line in result.stdout.splitlines()) == 18
+    assert sum(line.startswith("PASS ") for line in result.stdout.splitlines()) == 19
     assert "thresholds overridden: MIN_RECORDS=10" in result.stdout and "[threshold overridden]" in result.stdout
     data = json.loads((run / "reports" / "acceptance.json").read_text())
-    assert data["passed"] and data["counts"]["PASS"] == 18 and data["overridden_thresholds"]
+    assert data["passed"] and data["counts"]["PASS"] == 19 and data["overridden_thresholds"]
     assert "## 数据准备 Data" in (run / "reports" / "acceptance.md").read_text()
-    assert result.stdout.strip().splitlines()[-1].startswith("PASSED: 18 PASS")  # nothing waits for a person
+    assert result.stdout.strip().splitlines()[-1].startswith("PASSED: 19 PASS")  # nothing waits for a person
 
 
 def test_passed_says_how_many_items_wait_for_a_person(finished_run, tmp_path):
@@ -112,7 +112,7 @@ def test_passed_says_how_many_items_wait_for_a_person(finished_run, tmp_path):
     drop_the_ratings(run)
     paths = paths_of(run)
     line = verdict(to_json(run_checks(paths, Thresholds(min_records=10)), Thresholds(min_records=10)))
-    assert line.startswith("PASSED — 1 item(s) wait for a person: 17 PASS, 1 WARN, 0 FAIL")
+    assert line.startswith("PASSED — 1 item(s) wait for a person: 18 PASS, 1 WARN, 0 FAIL")
 
 
 def test_the_report_describes_the_machine_that_trained_and_the_decoding_used(finished_run, tmp_path):
@@ -227,7 +227,8 @@ def test_corrupt_the_gguf(finished_run, tmp_path):
     data = bytearray(gguf.read_bytes())
     data[:64] = b"\0" * 64  # the header is gone
     gguf.write_bytes(bytes(data))
-    assert not_passing(run) == {"deploy.loads": "FAIL", "deploy.speed": "SKIP", "deploy.parity": "SKIP"}
+    assert not_passing(run) == {"deploy.loads": "FAIL", "deploy.speed": "SKIP", "deploy.parity": "SKIP",
+                                "docs.chain": "FAIL"}  # not the file the export made
 
 
 def test_swap_the_modelfile_template(finished_run, tmp_path):
@@ -252,7 +253,7 @@ def test_swap_the_adapter_for_another(finished_run, tmp_path):
 
     tensors = load_file(weights)
     save_file({k: v * 1.01 for k, v in tensors.items()}, weights)
-    assert not_passing(run) == {"train.adapter": "FAIL"}
+    assert not_passing(run) == {"train.adapter": "FAIL", "docs.chain": "FAIL"}
 
 
 def test_too_few_records_unless_the_threshold_is_lowered(finished_run):
@@ -282,26 +283,63 @@ def test_make_all_skips_finished_stages_and_reruns_what_a_changed_input_affects(
     assert all(s in planned for s in stages[1:]), planned  # everything downstream of the data is redone
 
 
-def test_a_changed_setting_reruns_its_stage_and_every_later_one_and_the_same_command_twice_does_nothing(
-        finished_run, tiny_model_dir, tmp_path):
-    from conftest import run_make
+def chain(run: Path):
+    [item] = run_checks(paths_of(run), Thresholds(), only={"docs.chain"})
+    return item
+
+
+def test_make_remembers_the_epochs_retrains_once_and_acceptance_walks_the_chain_of_one_run(finished_run, tiny_model_dir,
+                                                                                         tmp_path):
+    """The guide's sequence: `make train EPOCHS=1`, then the later stages without EPOCHS: one training, never
+    another. Retraining without re-exporting, and a GGUF made from another adapter, break the chain at the
+    link acceptance names."""
+    from conftest import run_make, scratch_project
 
     run = copy_of(finished_run, tmp_path)
+    project = scratch_project(tmp_path / "project")
     variables = [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
                  f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
                  f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", "RUN=local"]
     stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
 
+    def make(*args):
+        return run_make(*args, project=project).stdout
+
     def planned(*extra):
-        out = run_make("-n", "all", *variables, *extra).stdout
+        out = make("-n", "all", *variables, *extra)
         return [s for s in stages if s in out]
 
-    assert planned() == []
+    assert not [s for s in stages if s in make("gguf", *variables)]  # up to date; its settings are stamped now
+    assert planned() == [] and chain(run).status == "PASS"
+    other_adapters_gguf = (run / "gguf" / "tiny-ft-Q4_K_M.gguf").read_bytes()
     assert planned("EPOCHS=1") == list(stages[1:])  # the data do not depend on the epochs; all after it does
-    run_make("train", *variables, "EPOCHS=1")  # really retrain (seconds on the tiny model)
-    assert "train_lora.py" not in run_make("-n", "train", *variables, "EPOCHS=1").stdout  # twice: nothing to do
-    assert planned("EPOCHS=1") == list(stages[2:])  # what follows the new adapter is still to redo
-    assert planned("EPOCHS=1", "GGUF_TYPES=Q8_0")[-1] == "convert_to_gguf.py"
-    assert "convert_to_gguf.py" in planned("EPOCHS=1", "SYSTEM_PROMPT=你是助手")
-    assert planned("EPOCHS=1", "MAX_LENGTH=512") == list(stages)  # the data stage's own setting
-    assert planned("EPOCHS=1", "BASE_MODEL=models/other") == list(stages)  # another tokenizer measures lengths
+    assert "train_lora.py" in make("train", *variables, "EPOCHS=1")  # really retrain (seconds on the tiny model)
+    item = chain(run)  # retrained, not re-exported
+    assert item.status == "FAIL" and "broken link lora_adapter -> evaluation" in item.evidence
+    assert "make eval" in item.fix
+    assert planned() == list(stages[2:])  # EPOCHS=1 is remembered: what follows the new adapter is still to redo
+    assert planned("GGUF_TYPES=Q8_0")[-1] == "convert_to_gguf.py"
+    assert planned("MAX_LENGTH=512") == list(stages)  # the data stage's own setting
+    assert planned("BASE_MODEL=models/other") == list(stages)  # another tokenizer measures lengths
+    done = make("eval", "merge", "gguf", *variables)  # the later stages, EPOCHS not typed again
+    assert "train_lora.py" not in done and all(s in done for s in stages[2:]), done
+    assert done.count("scripts/convert_to_gguf.py") == 1  # the export writes the Modelfile: not rendered twice
+    assert "train_lora.py" not in make("-n", "train", *variables)  # trained once, and never again
+    assert "convert_to_gguf.py" not in make("-n", "gguf", *variables)
+    item = chain(run)
+    assert item.status == "PASS" and item.evidence.startswith("9 links hold"), item.evidence
+    assert ("1", "recorded") == (lambda row: (row.split()[1], row.split()[2]))(
+        next(line for line in make("settings").splitlines() if line.strip().startswith("EPOCHS")))
+    only_the_modelfile = make("-n", "all", *variables, "SYSTEM_PROMPT=你是助手")  # re-rendered, not re-exported
+    assert "--modelfile-only" in only_the_modelfile and only_the_modelfile.count("convert_to_gguf.py") == 1
+    before = (run / "gguf" / "tiny-ft-Q4_K_M.gguf").stat().st_mtime_ns
+    rendered = make("gguf", *variables, "SYSTEM_PROMPT=你是助手")  # really: proven again, with the new system
+    assert "--modelfile-only" in rendered and (run / "gguf" / "tiny-ft-Q4_K_M.gguf").stat().st_mtime_ns == before
+    assert 'SYSTEM """你是助手"""' in (run / "gguf" / "Modelfile").read_text()
+    parity = json.loads((run / "gguf" / "deploy_parity.json").read_text())["Modelfile"]
+    assert parity["passed"] and parity["reference"]["chats"][0]["messages"][0] == {"role": "system", "content": "你是助手"}
+    assert chain(run).status == "PASS"
+    (run / "gguf" / "tiny-ft-Q4_K_M.gguf").write_bytes(other_adapters_gguf)  # made from the first adapter
+    item = chain(run)
+    assert item.status == "FAIL" and "broken link tiny-ft-Q4_K_M.gguf: quant_report.json records" in item.evidence
+    assert "make gguf" in item.fix

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_make
+from conftest import run_make, scratch_project
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -78,20 +78,61 @@ def make_n(*args) -> str:
     return run_make("-n", "-B", *args).stdout
 
 
-def test_run_docker_prints_the_container_command_for_every_stage():
-    out = make_n("all", "RUN=docker", "IMAGE=ftkit:test")
-    stages = ["prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py",
-              "ollama_create.py", "make_report.py", "acceptance_check.py"]
-    for stage in stages:
-        line = next(line for line in out.splitlines() if f"scripts/{stage}" in line)
+def docker_line(planned: str, stage: str) -> str:
+    return next(line for line in planned.splitlines() if f"scripts/{stage}" in line and "docker run" in line)
+
+
+def test_run_docker_runs_every_stage_in_the_checkout_mounted_at_its_own_path_and_ollama_on_the_host(tmp_path):
+    project = scratch_project(tmp_path / "project")
+    out = run_make("-n", "-B", "all", "RUN=docker", "IMAGE=ftkit:test", project=project).stdout
+    for stage in ["prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py",
+                  "make_report.py", "acceptance_check.py"]:
+        line = docker_line(out, stage)
         assert line.startswith(f"mkdir -p {Path.home() / '.cache' / 'huggingface'} && docker run --rm --gpus all "
                                "--ipc=host"), line  # the cache exists, as the user, before Docker mounts it
         assert f"ftkit:test python scripts/{stage}" in line
-        assert "-v " + str(ROOT / "models") + ":/workspace/models" in line and "-e HF_TOKEN" in line
+        # the code, configs and data that run are the checkout's, not the image's copy
+        assert f"-v {project}:{project} -w {project} " in line and "-e HF_TOKEN" in line
+    ollama = next(line for line in out.splitlines() if "scripts/ollama_create.py" in line)
+    assert "docker" not in ollama and ollama.startswith(".venv/bin/python scripts/ollama_create.py")  # on the host
     assert "stages run in the container ftkit:test" in out
-    local = make_n("train", "RUN=local")
+    local = run_make("-n", "-B", "train", "RUN=local").stdout
     assert ".venv/bin/python scripts/train_lora.py" in local and "docker run" not in local
     assert "stages run locally" in local
+
+
+def test_run_docker_mounts_paths_outside_the_checkout_and_the_entry_command_runs_against_that_layout(tmp_path):
+    """No Docker engine here: the container's command, as make would run it, is run on this machine in the layout
+    its mounts make (each at its own path, so the host's layout is the container's), and every path it names
+    must lie under a mount."""
+    import shlex
+
+    from ftkit import sample_data
+    from ftkit.io import write_json_atomic
+
+    project = scratch_project(tmp_path / "project")
+    raw = tmp_path / "elsewhere" / "qa.json"
+    write_json_atomic(raw, sample_data.generate())
+    out_dir = tmp_path / "outside-data"
+    planned = run_make("-n", "-B", "data", "RUN=docker", "IMAGE=ftkit:test", f"RAW_DATA={raw}", f"DATA_DIR={out_dir}",
+                       "BASE_MODEL=none", project=project).stdout
+    line = docker_line(planned, "prepare_data.py")
+    assert f"mkdir -p {out_dir} && docker run" in line  # made as the user before Docker would make it as root
+    words = shlex.split(line.split(" && docker run ", 1)[1])
+    mounts = [w.split(":") for flag, w in zip(words, words[1:], strict=False) if flag == "-v"]
+    assert [str(raw), str(raw), "ro"] in mounts and [str(out_dir), str(out_dir)] in mounts
+    assert all(m[0] == m[1] for m in mounts if m[1] != "/cache/huggingface")  # every path at its own path
+    workdir = Path(words[words.index("-w") + 1])
+    command = words[words.index("ftkit:test") + 1:]
+    assert command[0] == "python"
+    for word in command[1:]:
+        if "/" in word and not word.startswith("-"):
+            path = (workdir / word).resolve() if not Path(word).is_absolute() else Path(word)
+            assert any(path.is_relative_to(m[1]) for m in mounts), f"{word}: not visible in the container"
+    ran = subprocess.run([str(ROOT / "docker" / "entrypoint.sh"), sys.executable, *command[1:]], cwd=workdir,
+                         capture_output=True, text=True, env={**__import__("os").environ, "HF_HOME": str(tmp_path / "hf")})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (out_dir / "train_train.jsonl").is_file()
 
 
 def test_make_image_and_shell_commands():

@@ -498,4 +498,4 @@ def test_bench_scale_runs_a_real_shape_through_export_by_hub_id_with_bounded_mem
     assert row["checkpoint_bytes"] > 900 * 2**20  # bf16, 494 M parameters
     assert set(row["stages"]) == {"merge", "convert", "quantize", "verification"}
     for stage, figures in row["stages"].items():
-        assert figures["ratio"] <= figures["target"] + 0.2, (stage, figures["ratio"])
+        assert figures["ratio"] <= figures["target"], (stage, figures["ratio"])  # the targets README states

@@ -1,6 +1,7 @@
 """Nothing lost, nothing half-written, nothing trusted blindly: bad input, kill -9, concurrent runs,
 full disks, remote code, pickles, secrets, and input limits."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -194,32 +195,38 @@ def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(tmp_p
     assert not (tmp_path / "out" / ".ftkit.lock").exists()  # released at the end
 
 
-def test_a_lock_left_on_another_host_does_not_block(tmp_path):
-    """A container gets a new host name each run: a lock file it left must not need deleting by hand."""
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / ".ftkit.lock").write_text(json.dumps({"pid": 1, "host": "container-from-yesterday"}))
-    data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"instruction": "问", "output": "答"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    result = cli("prepare_data.py", "--input", str(data), "--output-dir", str(tmp_path / "out"), "--tokenizer", "none")
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_two_real_runs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path, tiny_model_dir):
+    """The first run is frozen (SIGSTOP) while it holds the lock, so the two always overlap."""
+    import signal
 
-
-def test_two_real_runs_at_once_one_waits_its_turn_or_is_refused(tmp_path, tiny_model_dir):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"问题{i}", "output": "答"}, ensure_ascii=False) + "\n"
-                            for i in range(20000)), encoding="utf-8")
+                            for i in range(2000)), encoding="utf-8")
     cmd = [sys.executable, PREPARE, "--input", str(data), "--output-dir", str(tmp_path / "out"), "--tokenizer",
            str(tiny_model_dir)]
+    lock = tmp_path / "out" / ".ftkit.lock"
+
+    def holder():
+        try:
+            return json.loads(lock.read_text()).get("pid")
+        except (OSError, ValueError):  # not there yet, or being written
+            return None
+
     first = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (tmp_path / "out" / ".ftkit.lock").exists() and time.time() < deadline and first.poll() is None:
-        time.sleep(0.02)
-    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    try:
+        deadline = time.time() + 120
+        while holder() != first.pid and time.time() < deadline and first.poll() is None:
+            time.sleep(0.005)
+        os.kill(first.pid, signal.SIGSTOP)  # it holds the lock, and keeps it
+        assert first.poll() is None and holder() == first.pid, "the first run never held the lock"
+        second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert second.returncode == 2 and f"in use by another run (data, pid {first.pid}" in second.stderr
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     first_err = first.communicate()[1]
     assert first.returncode == 0, first_err
-    if (tmp_path / "out" / ".ftkit.lock").exists() or second.returncode == 2:
-        assert "in use by another run" in second.stderr
-    assert json.loads((tmp_path / "out" / "train_stats.json").read_text())["counts"]["kept"] == 20000
+    assert json.loads((tmp_path / "out" / "train_stats.json").read_text())["counts"]["kept"] == 2000
+    assert not lock.exists()
 
 
 # --- full disk, unwritable folders -------------------------------------------------------------

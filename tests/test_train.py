@@ -158,7 +158,6 @@ def test_kill_9_mid_epoch_then_resume_ends_with_the_same_steps(prepared_data, ti
     assert (out / "lora_adapter" / "adapter_model.safetensors").exists()
 
 
-@pytest.mark.slow
 def cpu_has_avx512_bf16() -> bool:
     cpuinfo = Path("/proc/cpuinfo")
     return cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
