@@ -7,28 +7,24 @@ the README's table differs from what the runs file gives.
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
+
+from ftkit.io import append_record
+from ftkit.io import load_records as load_runs
 
 START, END = "<!-- bench-table:start (make docs writes this from docs/benchmarks.json) -->", "<!-- bench-table:end -->"
 # the export-at-scale table (`make bench-scale`, runs in docs/bench_scale.json)
 SCALE_START = "<!-- scale-table:start (make docs writes this from docs/bench_scale.json) -->"
 SCALE_END = "<!-- scale-table:end -->"
-
-
-def load_runs(path: str | Path) -> list[dict]:
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
+# the training table (`make bench-train`, runs in docs/bench_train.json)
+TRAIN_START = "<!-- train-table:start (make docs writes this from docs/bench_train.json) -->"
+TRAIN_END = "<!-- train-table:end -->"
 
 
 def add_run(path: str | Path, run: dict, what: str = "make bench") -> list[dict]:
-    from ftkit.io import write_json_atomic
-
-    runs = load_runs(path) + [run]
-    write_json_atomic(path, {"about": f"every `{what}` run on this project's machines; README's table is made "
-                                      "from these (make docs)", "runs": runs})
-    return runs
+    return append_record(path, run, f"every `{what}` run on this project's machines; README's table is made from "
+                                    "these (make docs)")
 
 
 def render_table(runs: list[dict]) -> str:
@@ -75,6 +71,45 @@ def render_scale_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+LARGE_VOCAB = 100_000  # above this the output layer dominates a small model: the sparse path's targets apply
+
+
+def sparse_targets(figures: dict) -> str:
+    """The sparse output layer's targets against the dense path: on a large vocabulary >= 1.6x tokens/s at
+    <= 0.6x peak memory; on any other no slower; eval loss within 0.5% everywhere."""
+    loss = abs(figures["sparse_eval_loss_gap"]) <= 0.005
+    if figures["vocab_size"] > LARGE_VOCAB:
+        met = figures["sparse_speedup"] >= 1.6 and figures["sparse_memory_ratio"] <= 0.6 and loss
+        return f"{'yes' if met else '**no**'} (≥ 1.6×, ≤ 0.6× memory)"
+    return f"{'yes' if figures['sparse_speedup'] >= 1.0 and loss else '**no**'} (no slower)"
+
+
+def render_train_table(runs: list[dict]) -> str:
+    """The latest `make bench-train` run of each model: plain TRL vs train_lora.py dense vs sparse."""
+    if not runs:
+        return "No `make bench-train` run recorded yet: `make bench-train`, then `make docs`."
+    latest = {}
+    for run in runs:
+        latest[run["figures"]["model"]] = run
+    lines = ["| model | plain TRL recipe | `train_lora.py --no-sparse-logits` | `train_lora.py` | vs plain TRL "
+             "| sparse vs dense | eval loss sparse vs dense | sparse targets met | run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    def cell(run: dict, bold: bool = False) -> str:
+        text = f"{run['tokens'] / run['seconds']:,.0f} tok/s"
+        return f"{'**' + text + '**' if bold else text}, {run['peak_mib']:,.0f} MiB"
+
+    for run in latest.values():
+        f = run["figures"]
+        machine = run["hardware"]
+        loss = ("identical" if abs(f["sparse_eval_loss_gap"]) < 5e-5 else f"{f['sparse_eval_loss_gap']:+.2%}")
+        lines.append(f"| {Path(f['model']).name} ({f['vocab_size']:,} vocabulary), {run['examples']} examples "
+                     f"| {cell(f['baseline'])} | {cell(f['dense'])} | {cell(f['ftkit'], True)} | {f['speedup']:.2f}× (eval loss "
+                     f"{f['eval_loss_gap']:+.1%}) | **{f['sparse_speedup']:.2f}×, {f['sparse_memory_ratio']:.2f}× memory** "
+                     f"| {loss} ({f['ftkit']['eval_loss']:.4f}) | {sparse_targets(f)} "
+                     f"| {run['date'][:10]}, {machine['cpu_count']} CPUs |")
+    return "\n".join(lines)
+
+
 def section(readme_text: str, start: str = START, end: str = END) -> str:
     if start not in readme_text or end not in readme_text:
         raise ValueError(f"README.md has no {start} ... {end} markers")
@@ -86,9 +121,16 @@ def _replace(text: str, start: str, end: str, body: str) -> str:
     return f"{text[:text.index(start) + len(start)]}\n{body}\n{text[text.index(end):]}"
 
 
-def write_readme(readme: str | Path, runs_file: str | Path, scale_runs_file: str | Path | None = None) -> None:
-    readme = Path(readme)
-    text = _replace(readme.read_text(encoding="utf-8"), START, END, render_table(load_runs(runs_file)))
-    if scale_runs_file is not None:
-        text = _replace(text, SCALE_START, SCALE_END, render_scale_table(load_runs(scale_runs_file)))
+def write_readme(readme: str | Path, docs: str | Path) -> None:
+    """Every generated table of README.md from the records in `docs`: benchmarks, export at scale, training,
+    the measured times."""
+    from ftkit import timings  # above both: its table is one of README's
+
+    readme, docs = Path(readme), Path(docs)
+    text = readme.read_text(encoding="utf-8")
+    for (start, end), render, name in (((START, END), render_table, "benchmarks.json"),
+                                       ((SCALE_START, SCALE_END), render_scale_table, "bench_scale.json"),
+                                       ((TRAIN_START, TRAIN_END), render_train_table, "bench_train.json"),
+                                       ((timings.START, timings.END), timings.render_table, "timings.json")):
+        text = _replace(text, start, end, render(load_runs(docs / name)))
     readme.write_text(text, encoding="utf-8")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
+from ftkit.benchmarks import LARGE_VOCAB
 from ftkit.cli import log, run, setup_logging
 
 RUNS = ("baseline", "dense", "ftkit")
-LARGE_VOCAB = 100_000  # above this the output layer dominates a small model: the sparse path's targets apply
 
 
 def parse_args(argv=None):
@@ -47,6 +47,9 @@ def parse_args(argv=None):
     ap.add_argument("--learning-rate", type=float, default=1e-3, help="learning rate (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="data and training seed (default: %(default)s)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--runs", default="docs/bench_train.json",
+                    help="the project's record of runs this one is appended to; `make docs` makes README's training "
+                         "table from it ('none': do not record; default: %(default)s)")
     ap.add_argument("--only", choices=RUNS, help=argparse.SUPPRESS)  # one run, in a child
     ap.add_argument("--work-dir", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -187,6 +190,17 @@ def main():
           f"peak memory, eval loss {figures['sparse_eval_loss_gap']:+.2%} (target {target}, eval loss within 0.5%)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
+    if args.runs != "none":
+        import datetime
+
+        from ftkit.benchmarks import add_run
+        from ftkit.train_outputs import hardware
+
+        run = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "hardware": hardware(),
+               "examples": args.examples, "batch_size": args.batch_size, "epochs": args.epochs,
+               "threads": torch.get_num_threads(), "figures": figures}
+        log.info("bench-train: %d run(s) now in %s (make docs puts the latest per model in README.md)",
+                 len(add_run(args.runs, run, "make bench-train")), args.runs)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write scripts/README.md: every stage script's purpose, flags, inputs, outputs and an example,
 taken from the scripts' own --help so the document cannot drift from the code (a test regenerates it
-and compares); and README.md's benchmark tables, from the runs recorded in docs/benchmarks.json and
-docs/bench_scale.json.
+and compares); and README.md's tables of measured figures, from the records in docs/ (benchmarks.json, bench_scale.json,
+bench_train.json, timings.json): no figure in them is typed by hand.
 
 example: python scripts/write_scripts_readme.py            (make docs)
 """
@@ -62,7 +62,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default=str(HERE / "README.md"), help="where to write (default: scripts/README.md)")
     ap.add_argument("--readme", default=str(HERE.parent / "README.md"),
-                    help="whose benchmark tables to regenerate from docs/benchmarks.json and docs/bench_scale.json "
+                    help="whose tables of measured figures to regenerate from the records in docs/ "
                          "('none': skip; default: README.md)")
     args = ap.parse_args()
     Path(args.output).write_text(render(), encoding="utf-8")
@@ -71,8 +71,8 @@ def main():
         sys.path.insert(0, str(HERE.parent))
         from ftkit.benchmarks import write_readme
 
-        write_readme(args.readme, HERE.parent / "docs" / "benchmarks.json", HERE.parent / "docs" / "bench_scale.json")
-        print(f"wrote the benchmark tables of {args.readme} from docs/benchmarks.json and docs/bench_scale.json")
+        write_readme(args.readme, HERE.parent / "docs")
+        print(f"wrote the tables of measured figures in {args.readme} from the records in docs/")
 
 
 if __name__ == "__main__":

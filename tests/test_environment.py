@@ -134,6 +134,23 @@ def test_readme_benchmark_table_is_made_from_the_recorded_runs():
     assert section((ROOT / "README.md").read_text(encoding="utf-8")) == render_table(runs), "run `make docs`"
 
 
+def test_every_table_of_measured_figures_in_readme_is_made_from_the_records(tmp_path):
+    """make docs writes them: benchmarks, export at scale, training (the sparse-logits rows), the measured times
+    (the test suite's among them). A README edited by hand, or a record without its table, fails here."""
+    import shutil
+
+    from ftkit import timings
+    from ftkit.benchmarks import load_runs, write_readme
+
+    for name in ("benchmarks.json", "bench_scale.json", "bench_train.json", "timings.json"):
+        assert load_runs(ROOT / "docs" / name), f"docs/{name}: no run recorded"
+    fresh = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", fresh)
+    write_readme(fresh, ROOT / "docs")
+    assert fresh.read_text(encoding="utf-8") == (ROOT / "README.md").read_text(encoding="utf-8"), "run `make docs`"
+    assert timings.duration(2370) == "39 min 30 s" and timings.duration(3.46) == "3.5 s"
+
+
 def test_readme_export_at_scale_table_is_made_from_the_recorded_run_and_meets_its_targets():
     from ftkit.benchmarks import SCALE_END, SCALE_START, load_runs, render_scale_table, section
 
