@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from ftkit.io import append_record
+
 START = "<!-- timings-table:start (make docs writes this from docs/timings.json) -->"
 END = "<!-- timings-table:end -->"
 RECORD_ENV = "FTKIT_TIMINGS"
@@ -30,8 +32,6 @@ def machine() -> dict:
 
 def record(step: str, seconds: float, detail: str = "", path: str | Path | None = None) -> bool:
     """Append one measurement to the record file (FTKIT_TIMINGS unless `path`); False when none is named."""
-    from ftkit.io import append_record
-
     path = path or os.environ.get(RECORD_ENV)
     if not path:
         return False
