@@ -157,6 +157,20 @@ def scratch_project(folder: Path) -> Path:
     return folder
 
 
+def checkout_state() -> dict[str, bytes]:
+    """What make records in the checkout: the settings file and the stages' stamps."""
+    files = [ROOT / ".ftkit" / "settings.mk", *(p for d in ("data", "models") for p in (ROOT / d).rglob(".settings-*"))]
+    return {str(f): f.read_bytes() for f in files if f.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_checkout_keeps_its_settings_and_stamps():
+    """`make test` leaves every stamp as it was: a test that ran make in the checkout fails the session here."""
+    before = checkout_state()
+    yield
+    assert checkout_state() == before, "a test ran make in the checkout: use run_make or scratch_project"
+
+
 def run_make(*args, check=True, project: Path | None = None) -> subprocess.CompletedProcess:
     """`make ARGS` as a user would type it (not as a sub-make of `make test`), in `project`, by default a fresh
     scratch copy of the project: what one call records is seen by the next only when they share a project."""

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, go_render, run_script
+from conftest import ROOT, go_render, run_script, scratch_project
 
 from ftkit import deploy_parity, families, ollama, prompts
 from ftkit.cli import UserError
@@ -332,7 +332,7 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
 
 
 @pytest.mark.slow
-def test_make_serve_answers_the_openai_client_as_the_hf_model_and_stops_with_the_target(family_run):
+def test_make_serve_answers_the_openai_client_as_the_hf_model_and_stops_with_the_target(family_run, tmp_path):
     from openai import OpenAI
 
     from ftkit.llama_server import free_port
@@ -343,7 +343,8 @@ def test_make_serve_answers_the_openai_client_as_the_hf_model_and_stops_with_the
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     serve = subprocess.Popen(["make", "--no-print-directory", "serve", *variables, f"SERVE_PORT={port}",
-                              f"SERVE_GGUF={run / 'gguf' / 'qwen2.5-finetuned-F16.gguf'}"], cwd=ROOT, env=env,
+                              f"SERVE_GGUF={run / 'gguf' / 'qwen2.5-finetuned-F16.gguf'}"],
+                             cwd=scratch_project(tmp_path / "project"), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", serve)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import go_render, run_make, run_script
+from conftest import go_render, run_make, run_script, scratch_project
 
 from ftkit import families, ollama, prompts
 from ftkit.cli import UserError
@@ -444,8 +444,8 @@ def test_a_hub_id_goes_through_data_train_merge_and_gguf_offline_from_the_cache(
                  "GGUF_TYPES=Q8_0"]
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HF_HUB_CACHE")}
     env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
-    result = subprocess.run(["make", "--no-print-directory", "gguf", *variables], cwd=ROOT, capture_output=True,
-                            text=True, env=env, timeout=1800)
+    result = subprocess.run(["make", "--no-print-directory", "gguf", *variables], capture_output=True, text=True,
+                            cwd=scratch_project(tmp_path / "project"), env=env, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "training preset: someorg/tiny-chat: about 3.2 M parameters" in result.stderr  # from the cached config
     assert "--config configs/small-lora.yaml" in result.stdout
