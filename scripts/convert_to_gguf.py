@@ -125,7 +125,7 @@ def write_modelfile(args, reference: dict | None, f16: str) -> dict | None:
     from ftkit.loading import load_tokenizer
 
     tokenizer = load_tokenizer(args.model_path, family=args.family)
-    chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
+    chosen = modelfile_quant(args.quantization)
     target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
     sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
     num_ctx = args.num_ctx or ollama.context_length(args.model_path)
@@ -143,7 +143,7 @@ def modelfile_only(args) -> int:
 
     out = Path(args.output_dir)
     f16 = gguf.gguf_path(out, args.model_name, "F16")
-    chosen = next((q for q in gguf.check_quant_names(args.quantization) if q != "F16"), "F16")
+    chosen = modelfile_quant(args.quantization)
     missing = [p for p in (f16, gguf.gguf_path(out, args.model_name, chosen)) if not p.is_file()]
     if missing:
         raise UserError(f"{missing[0]} is missing: run the whole export first (make gguf)")
@@ -152,6 +152,13 @@ def modelfile_only(args) -> int:
         reference = gguf.hf_chat_answers(args.model_path, deploy_parity.questions(args.test_data, args.system),
                                          args.family)
     return parity_exit(write_modelfile(args, reference, str(f16)))
+
+
+def modelfile_quant(quantization: list[str]) -> str:
+    """The type the Modelfile points at: the first one asked for beyond F16 (F16 when none)."""
+    from ftkit import gguf
+
+    return next((q for q in gguf.check_quant_names(quantization) if q != "F16"), "F16")
 
 
 def parity_exit(parity: dict | None) -> int:
