@@ -150,6 +150,28 @@ class HFChatModel:
             losses.extend((nll.sum(dim=1) / counts.clamp(min=1)).tolist())
         return losses
 
+    def next_token_logprobs(self, contexts: list[list[int]], candidates: list[list[int]],
+                            batch_size: int = 16) -> list[list[float]]:
+        """log p(token | context) for each candidate token of each context: one forward pass per context,
+        batched by length with left padding, and only the last position's logits kept."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
+        results: list[list[float] | None] = [None] * len(contexts)
+        for start in _progress(range(0, len(order), batch_size), f"{self.name}: scoring", len(contexts), batch_size):
+            batch = order[start:start + batch_size]
+            width = max(len(contexts[i]) for i in batch)
+            ids = torch.tensor([[pad] * (width - len(contexts[i])) + contexts[i] for i in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(contexts[i])) + [1] * len(contexts[i]) for i in batch], device=self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.no_grad(), self._context():
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+            logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
+            for row, i in enumerate(batch):
+                results[i] = logprobs[row, candidates[i]].tolist()
+        return results
+
     def stream(self, prompt_ids: list[int], decoding: Decoding):
         """Yield text pieces as they are generated."""
         import threading
@@ -241,6 +263,30 @@ class GGUFChatModel:
             losses.append(float(sum(nll) / len(nll)))
         return losses
 
+    def next_token_logprobs(self, contexts: list[list[int]], candidates: list[list[int]],
+                            batch_size: int = 1) -> list[list[float]]:
+        """The same question as HFChatModel.next_token_logprobs, through llama.cpp. Contexts are taken in
+        sorted order, so each one evaluates only what follows the prefix it shares with the one before
+        (the k-shot examples of a subject are computed once)."""
+        import llama_cpp
+        import numpy as np
+
+        n_vocab = self.llm.n_vocab()
+        results: list[list[float] | None] = [None] * len(contexts)
+        for i in _progress(sorted(range(len(contexts)), key=lambda i: contexts[i]), f"{self.name}: scoring", len(contexts)):
+            ids = contexts[i]
+            if len(ids) >= self.llm.n_ctx():
+                raise UserError(f"{self.path}: a prompt of {len(ids)} tokens does not fit the context of {self.llm.n_ctx()}")
+            done = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            shared = next((k for k, (a, b) in enumerate(zip(done, ids, strict=False)) if a != b), min(len(done), len(ids)))
+            self.llm.n_tokens = min(shared, len(ids) - 1)  # at least the last token is evaluated: its logits are needed
+            self.llm.eval(ids[self.llm.n_tokens:])
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(n_vocab,))
+            logits = logits.astype(np.float64) - logits.max()
+            logprobs = logits - np.log(np.exp(logits).sum())
+            results[i] = [float(logprobs[t]) for t in candidates[i]]
+        return results
+
     def stream(self, prompt_ids: list[int], decoding: Decoding):
         tokens: list[int] = []
         shown = ""
@@ -250,6 +296,19 @@ class GGUFChatModel:
             if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
                 yield text[len(shown):]
                 shown = text
+
+
+def _progress(items, what: str, total: int, per_item: int = 1):
+    """A progress bar over `total` prompts (items of per_item each), on a terminal only."""
+    import sys
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=what, unit="prompt", disable=not sys.stderr.isatty(), leave=False)
+    for item in items:
+        yield item
+        bar.update(min(per_item, total - bar.n))
+    bar.close()
 
 
 def perplexity(loss: float) -> float:

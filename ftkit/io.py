@@ -130,3 +130,15 @@ def files_digest(folder: str | os.PathLike, names: list[str]) -> str:
         digest.update(name.encode())
         digest.update(sha256_file(Path(folder) / name).encode())
     return digest.hexdigest()
+
+
+def read_json(path: str | os.PathLike, fix: str) -> dict:
+    """A JSON file a stage needs; a clear error (with the command that makes it) when missing or broken."""
+    from ftkit.cli import UserError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: {fix}") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg}): {fix}") from None
