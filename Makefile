@@ -23,7 +23,7 @@ SETTINGS_VARS := FAMILY BASE_MODEL TINY_MODEL SEED NUM_SAMPLES SAMPLE_DIR RAW_DA
   ENCODING DATA_DIR DATA_NAME VAL_RATIO TEST_RATIO MAX_LENGTH MODEL_DIR EPOCHS BATCH_SIZE LR LORA_R LORA_ALPHA QLORA \
   NUM_GPUS ACCELERATE_CONFIG TRAIN_CONFIG TRAIN_ARGS REPORT_DIR EVAL_OUTPUT MAX_NEW_TOKENS EVAL_BATCH MERGED_DIR \
   GGUF_DIR MODEL_NAME GGUF_TYPES SYSTEM_PROMPT N_GPU_LAYERS OLLAMA_VERSION SERVE_HOST SERVE_PORT MIN_RECORDS \
-  MIN_TOKENS_PER_SEC
+  MIN_TOKENS_PER_SEC GENERAL_EVAL GENERAL_SHOTS GENERAL_FORMAT GENERAL_PER_SUBJECT
 -include $(SETTINGS_FILE)
 # the file holds `recorded.VAR = value` and `recorded.VAR.from = how and when`; a recorded value stands in
 # for the default, the command line wins over it
@@ -75,7 +75,8 @@ CUDA_ARCHS  ?= 80;86;89;90;100;120
 # first, as you (Docker would make them as root).
 # --ipc=host: NCCL between GPUs needs more shared memory than Docker's 64 MB default
 outside = $(foreach p,$(abspath $(1)),$(if $(filter $(CURDIR)/%,$(p)),,$(p)))
-DOCKER_INPUTS  = $(call outside,$(foreach f,$(RAW_DATA) $(TRAIN_CONFIG) $(ACCELERATE_CONFIG) $(BASE_MODEL) $(TINY_MODEL),$(wildcard $(f))))
+DOCKER_INPUTS  = $(call outside,$(foreach f,$(RAW_DATA) $(TRAIN_CONFIG) $(ACCELERATE_CONFIG) $(BASE_MODEL) $(TINY_MODEL) \
+  $(GENERAL_EVAL),$(wildcard $(f))))
 DOCKER_OUTPUTS = $(call outside,$(SAMPLE_DIR) $(DATA_DIR) $(MODEL_DIR) $(MERGED_DIR) $(GGUF_DIR) $(REPORT_DIR) \
   $(dir $(EVAL_OUTPUT)))
 DOCKER_MOUNTS  = $(sort $(DOCKER_OUTPUTS))
@@ -163,6 +164,14 @@ REPORT_DIR  ?= reports
 EVAL_OUTPUT ?= $(REPORT_DIR)/evaluation_results.csv
 MAX_NEW_TOKENS ?= 128
 EVAL_BATCH  ?= 32
+# general ability (make eval-general): multiple-choice accuracy of base, fine-tuned and each GGUF type. GENERAL_EVAL
+# is a benchmark folder you downloaded (C-Eval: val/ and dev/; CMMLU: test/ and dev/); the default is the shipped
+# Chinese set (254 questions, 9 subjects). Given on the command line, `make eval` runs it too (base and fine-tuned).
+GENERAL_EVAL ?= ftkit/assets/general_zh
+# examples before each question (C-Eval's own is 5), chat|plain prompt, 0 or N questions drawn per subject
+GENERAL_SHOTS ?= 0
+GENERAL_FORMAT ?= chat
+GENERAL_PER_SUBJECT ?= 0
 # HUMAN_SHEET=reports/human_eval.csv writes a blind A/B sheet; RATINGS=that file imports it after rating
 HUMAN_SHEET ?=
 RATINGS     ?=
@@ -226,7 +235,7 @@ write_stamp = $(shell mkdir -p $(dir $(1)) && t=$(call shell_quote,$(strip $(2))
 settings = $(if $(WRITES_STATE),$(call write_stamp,$(1),$(2)),$(if $(wildcard $(1)),$(if $(call same,$(strip $(file <$(1))),$(strip \
   $(2))),$(1),settings-changed)))
 
-.PHONY: settings settings-reset help setup lock llama.cpp tiny-model sample data train eval chat merge gguf gguf-adapter ollama serve report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
+.PHONY: settings settings-reset help setup lock llama.cpp tiny-model sample data train eval eval-general bench-eval-general chat merge gguf gguf-adapter ollama serve report acceptance all gpu-check bench bench-gguf bench-data bench-train bench-eval bench-scale demo test test-fast docs lint image shell llama-tools clean
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
@@ -334,9 +343,23 @@ EVAL_CMD = scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(M
   --test-data $(TEST_FILE) --output $(EVAL_OUTPUT) --max-new-tokens $(MAX_NEW_TOKENS) --batch-size $(EVAL_BATCH) \
   $(if $(HUMAN_SHEET),--human-sheet $(HUMAN_SHEET)) $(FAMILY_FLAG)
 
+# the general check (make eval-general, after the export: every GGUF type too)
+GENERAL_JSON = $(dir $(EVAL_OUTPUT))eval_general.json
+GENERAL_CMD = scripts/eval_general.py --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) --format $(GENERAL_FORMAT) \
+  --per-subject $(GENERAL_PER_SUBJECT) --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter \
+  --batch-size $(EVAL_BATCH) --output $(GENERAL_JSON) $(FAMILY_FLAG)
+GENERAL_SOURCES = ftkit/general_eval.py ftkit/inference.py $(wildcard $(GENERAL_EVAL)/*.csv $(GENERAL_EVAL)/*/*.csv \
+  $(GENERAL_EVAL)/subject_mapping.json)
+
+# the general check of `make eval` (GENERAL_EVAL given): HF models only, so its file is dated 2000 and
+# `make eval-general` still adds the GGUF types
+EVAL_GENERAL_STEP = $(if $(call user_set,GENERAL_EVAL),$(GENERAL_CMD))
+
 $(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py \
-		$(call settings,$(dir $(EVAL_OUTPUT)).settings-eval,$(EVAL_CMD)) | $(PY_DEP)
+		$(if $(EVAL_GENERAL_STEP),$(GENERAL_SOURCES)) \
+		$(call settings,$(dir $(EVAL_OUTPUT)).settings-eval,$(EVAL_CMD) $(EVAL_GENERAL_STEP)) | $(PY_DEP)
 	$(RUN_PY) $(EVAL_CMD)
+	$(if $(EVAL_GENERAL_STEP),$(RUN_PY) $(GENERAL_CMD) && touch -t 200001010000 $(GENERAL_JSON))
 
 eval: $(EVAL_OUTPUT).summary.json ## base vs fine-tuned on the test split: CSV, summary with CI, chart (RATINGS=sheet to import)
 	$(if $(RATINGS),$(RUN_PY) scripts/evaluate_model.py --output $(EVAL_OUTPUT) --import-ratings $(RATINGS))
@@ -384,6 +407,12 @@ $(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py $(MODELFILE_STA
 
 gguf-adapter: $(ADAPTER_GGUF) ## the LoRA adapter alone as a GGUF on a base GGUF, verified, with Modelfile.adapter (Ollama ADAPTER)
 
+$(GENERAL_JSON): $(ADAPTER) $(GGUF_MAIN) $(GENERAL_SOURCES) \
+		$(call settings,$(dir $(EVAL_OUTPUT)).settings-general,$(GENERAL_CMD)) | $(PY_DEP)
+	$(RUN_PY) $(GENERAL_CMD) --quant-report $(GGUF_DIR)/quant_report.json --n-gpu-layers $(N_GPU_LAYERS)
+
+eval-general: $(GENERAL_JSON) ## general ability: multiple-choice accuracy of base, fine-tuned and each GGUF type (GENERAL_EVAL=C-Eval/CMMLU folder)
+
 gguf: $(GGUF_MAIN) $(MODELFILE) ## convert to GGUF with llama.cpp, quantize (GGUF_TYPES="Q4_K_M Q8_0"), verify, write the Modelfile, prove every chat path (OLLAMA_VERSION=)
 
 # always on this machine, where Ollama is (never in the container); a light script, any python3 runs it
@@ -404,18 +433,22 @@ serve: $(MODELFILE) | $(PY_DEP) $(LLAMA_SERVER_DEP) ## serve the fine-tuned GGUF
 	$(SERVE_PY) --port $(SERVE_PORT) --modelfile $(MODELFILE) $(if $(SERVE_GGUF),--gguf $(SERVE_GGUF)) \
 	  --n-gpu-layers $(N_GPU_LAYERS) --alias $(MODEL_NAME)
 
-report: $(MODELFILE) $(EVAL_OUTPUT).summary.json | $(PY_DEP) ## fill reports/training_report.md from the artifacts
+report: $(MODELFILE) $(EVAL_OUTPUT).summary.json $(GENERAL_JSON) | $(PY_DEP) ## fill reports/training_report.md from the artifacts
 	$(RUN_PY) scripts/make_report.py $(ARTIFACT_FLAGS) --output $(REPORT)
 
 acceptance: | $(PY_DEP) $(LLAMA_SERVER_DEP) ## check every item of the guide's acceptance checklist from the artifacts (MIN_RECORDS=...)
 	$(RUN_PY) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
 	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC) --n-gpu-layers $(N_GPU_LAYERS)
 
-all: data train eval merge gguf ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
+all: data train eval merge gguf eval-general ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
 
 bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
 	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
 	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
+
+bench-eval-general: $(ADAPTER) | $(PY_DEP) ## benchmark the general check (one pass per question, batched) against one forward pass per option, one at a time
+	$(RUN_PY) scripts/bench_eval_general.py --base-model $(BASE_MODEL) --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) \
+	  --format $(GENERAL_FORMAT) --batch-size $(EVAL_BATCH) $(FAMILY_FLAG)
 
 bench: $(GGUF_MAIN) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
 	$(RUN_PY) scripts/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \

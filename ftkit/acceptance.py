@@ -285,6 +285,52 @@ class Checker:
         return (f"{human['rows']} rated blind: fine-tuned preferred {100 * human['win_rate']['finetuned']:.0f}%, "
                 f"mean score {human['mean_score']['base']:.2f} -> {human['mean_score']['finetuned']:.2f}")
 
+    def _general(self) -> dict:
+        return _json(self.paths.general, "run `make eval-general`")
+
+    def eval_forgetting(self) -> str:
+        """General ability kept: fine-tuned vs base on the multiple-choice check, recomputed here from each model's
+        recorded answers against the benchmark as it lies now (an edited accuracy is caught), with every model
+        tied to this run (the adapter's digest, each GGUF's sha256)."""
+        from ftkit import general_eval
+        from ftkit.train_outputs import adapter_digest
+
+        fix = "run `make eval-general`"
+        result, path = self._general(), self.paths.general.name
+        bench, models = result.get("benchmark", {}), result.get("models", {})
+        benchmark = general_eval.read_benchmark(bench.get("path", "?"), bench.get("per_subject", 0), bench.get("seed", 0))
+        if benchmark.digest(bench.get("shots", 0)) != bench.get("digest"):
+            raise Fail(f"{path}: the benchmark {bench.get('path')} changed after the check", fix)
+        missing = [m for m in ("base", "fine-tuned") if m not in models]
+        if missing:
+            raise Fail(f"{path} has no {' and no '.join(missing)} model", fix)
+        for name, entry in models.items():
+            figures = general_eval.accuracy_figures(benchmark, entry.get("choices", ""))
+            if abs(figures["accuracy"] - entry.get("accuracy", -1)) > 1e-9:
+                raise Fail(f"{path}: {name}'s accuracy {entry.get('accuracy')} is not what its recorded answers give "
+                           f"({figures['accuracy']:.4f})", fix)
+        adapter = adapter_digest(Path(self.paths.model_dir) / "lora_adapter")
+        if models["fine-tuned"].get("adapter_sha256") != adapter:
+            raise Fail(f"{path}: the fine-tuned model checked is not the adapter lying there now", fix)
+        quant = _json(Path(self.paths.gguf_dir) / "quant_report.json", "run `make gguf`")
+        for quant_type, info in quant.get("files", {}).items():
+            file = Path(self.paths.gguf_dir) / Path(info["path"]).name
+            if quant_type not in models:
+                raise Fail(f"{path}: {file.name} was not checked", fix)
+            if models[quant_type].get("sha256") != self._sha256(file):
+                raise Fail(f"{path}: the {quant_type} checked is not the file {file.name} lying there now", fix)
+        margins = result.get("margins", general_eval.DEFAULT_MARGINS)
+        tuned = general_eval.difference(benchmark, models["fine-tuned"]["choices"], models["base"]["choices"])
+        status, text = general_eval.forgetting_verdict(tuned, margins)
+        text += f" on {len(benchmark.questions)} questions ({bench.get('path')})"
+        gguf = [f"{q} - F16 {100 * general_eval.difference(benchmark, m['choices'], models['F16']['choices'])['difference']:+.1f}"
+                for q, m in models.items() if m.get("kind") == "gguf" and q != "F16" and "F16" in models]
+        text += f"; {', '.join(gguf)} points" if gguf else ""
+        if status != "PASS":
+            raise Fail(text, "fewer epochs or a lower learning rate, a smaller LoRA rank, or general data mixed into "
+                       "the training set", status=status)
+        return text
+
     # --- 模型部署 -----------------------------------------------------------------------------
     def _modelfile_target(self) -> Path:
         modelfile = Path(self.paths.gguf_dir) / "Modelfile"
@@ -437,7 +483,7 @@ class Checker:
 
     def _quantization_cost(self, target: Path) -> str:
         """WARN when the Modelfile's type loses more than the margins against F16 on the task's own metrics."""
-        from ftkit.gguf import best_within_margin, within_margin
+        from ftkit.gguf import best_within_margin, keeps_general_ability, within_margin
 
         report = _json(Path(self.paths.gguf_dir) / "quant_report.json", "run `make gguf`")
         metrics = report.get("task_metrics")
@@ -447,11 +493,15 @@ class Checker:
         figs, f16, margins = metrics["types"][chosen], metrics["types"]["F16"], report["margins"]
         cost = (f"{chosen} vs F16 on {metrics['records']} test records: loss {figs['delta_vs_f16']['loss']:+.4f}, "
                 f"ROUGE-L {figs['delta_vs_f16']['rougeL_char']:+.3f}")
-        if not within_margin(figs, f16, margins):
-            best = best_within_margin(report)
+        general = _json(self.paths.general, "") if self.paths.general.is_file() else None
+        general_diff = (general or {}).get("differences", {}).get(f"{chosen} - F16")
+        if general_diff:
+            cost += f", general accuracy {100 * general_diff['difference']:+.1f} points"
+        if not within_margin(figs, f16, margins) or not keeps_general_ability(chosen, general):
+            best = best_within_margin(report, general)
             raise Fail(f"{cost}, beyond the margins (ROUGE-L -{margins['rougeL_char']:g}, loss "
-                       f"+{100 * margins['loss']:g}%)", f"use {best} (the smallest type within them): make gguf "
-                       f'GGUF_TYPES="{best}"' if best else "keep F16 or choose a larger type", status="WARN")
+                       f"+{100 * margins['loss']:g}%{general_margin_text(general)})", f"use {best} (the smallest type within "
+                       f'them): make gguf GGUF_TYPES="{best}"' if best else "keep F16 or choose a larger type", status="WARN")
         return f"; {cost}, within the margins"
 
     # --- 文档记录 -----------------------------------------------------------------------------
@@ -570,6 +620,7 @@ ITEMS: list[tuple[str, str, str, str]] = [
     ("eval", "test_split", "在测试集上进行了评估", "eval_test_split"),
     ("eval", "metrics", "记录了评估指标（loss, 回答质量等）", "eval_metrics"),
     ("eval", "human", "进行了人工评估和对比", "eval_human"),
+    ("eval", "forgetting", "通用能力没有因微调明显下降（单项选择题，微调前后对比）", "eval_forgetting"),
     ("deploy", "loads", "模型可以正常加载", "deploy_loads"),
     ("deploy", "speed", "推理速度满足要求", "deploy_speed"),
     ("deploy", "quality", "已回答质量有明显提升（如有数据支持）", "deploy_quality"),
@@ -580,6 +631,12 @@ ITEMS: list[tuple[str, str, str, str]] = [
     ("docs", "log", "保存了训练日志", "docs_log"),
     ("docs", "chain", "每个产物都出自同一次运行（数据→适配器→合并模型→GGUF→Modelfile，评估→适配器）", "docs_chain"),
 ]
+
+
+def general_margin_text(general: dict | None) -> str:
+    if not general:
+        return ""
+    return f", general accuracy -{100 * general.get('margins', {}).get('warn', 0.02):g} points"
 
 
 def run_checks(paths: Paths, thresholds: Thresholds, progress: Callable[[Item], None] | None = None,

@@ -39,6 +39,11 @@ class Paths:
     def summary(self) -> Path:
         return summary_path(self.eval_output)
 
+    @property
+    def general(self) -> Path:
+        """The general-ability check's result, beside the evaluation's (make eval-general)."""
+        return Path(self.eval_output).parent / "eval_general.json"
+
     @staticmethod
     def add_flags(parser) -> None:
         """The artifact locations as command-line flags (make_report.py and acceptance_check.py)."""

@@ -463,33 +463,55 @@ def within_margin(figures: dict, f16: dict, margins: dict) -> bool:
             and figures["loss"] <= f16["loss"] * (1 + margins["loss"]))
 
 
-def best_within_margin(report: dict) -> str | None:
-    """The smallest GGUF type whose task metrics stay within the margins of F16."""
+def keeps_general_ability(quant: str, general: dict | None) -> bool:
+    """Within the general check's margin against F16 (eval_general.json), or not checked."""
+    from ftkit import general_eval
+
+    diff = (general or {}).get("differences", {}).get(f"{quant} - F16")
+    return diff is None or general_eval.within_margin(diff, general.get("margins", general_eval.DEFAULT_MARGINS))
+
+
+def best_within_margin(report: dict, general: dict | None = None) -> str | None:
+    """The smallest GGUF type whose task metrics stay within the margins of F16 and, when the general check
+    ran (eval_general.json), whose general accuracy does too."""
     metrics, margins = report.get("task_metrics"), report.get("margins", DEFAULT_MARGINS)
     if not metrics:
         return None
     f16 = metrics["types"]["F16"]
-    fits = [q for q, figs in metrics["types"].items() if within_margin(figs, f16, margins)]
+    fits = [q for q, figs in metrics["types"].items()
+            if within_margin(figs, f16, margins) and keeps_general_ability(q, general)]
     return min(fits, key=lambda q: report["files"][q]["size_bytes"]) if fits else None
 
 
-def format_task_table(report: dict) -> str:
+def format_task_table(report: dict, general: dict | None = None) -> str:
+    """What each type costs against F16 on the task (and, given eval_general.json, in general accuracy), and
+    the smallest type within every margin."""
     metrics = report.get("task_metrics")
     if not metrics:
         return ""
     margins = report.get("margins", DEFAULT_MARGINS)
+    checked = (general or {}).get("models", {})
     f16 = metrics["types"]["F16"]
     lines = [f"task metrics on {metrics['records']} test records (margins: ROUGE-L -{margins['rougeL_char']:g}, "
-             f"loss +{100 * margins['loss']:g}% vs F16)",
+             f"loss +{100 * margins['loss']:g}% vs F16)" + (
+                 f"; general accuracy on {general['benchmark']['questions']} multiple-choice questions (margin "
+                 f"-{100 * general['margins']['warn']:g} points)" if checked else ""),
              f"{'model':<12}{'size':>9}{'vs F16':>8}{'7B size (guide)':>17}{'loss':>9}{'ROUGE-L':>9}{'Δloss':>9}"
-             f"{'ΔROUGE-L':>10}  within margin",
+             f"{'ΔROUGE-L':>10}" + (f"{'general':>9}{'Δgeneral':>10}" if checked else "") + "  within margin",
              f"{'HF merged':<12}{'':>9}{'':>8}{'':>17}{metrics['hf']['loss']:>9.4f}{metrics['hf']['rougeL_char']:>9.3f}"]
     for quant, figs in metrics["types"].items():
         size = report["files"][quant]["size_bytes"] / 2**20
         guide = f"about {GUIDE_7B_SIZES_GB[quant]} GB" if quant in GUIDE_7B_SIZES_GB else ""
-        lines.append(f"{quant:<12}{size:>7.1f}Mi{figs['size_vs_f16']:>8.2f}{guide:>17}{figs['loss']:>9.4f}"
-                     f"{figs['rougeL_char']:>9.3f}{figs['delta_vs_f16']['loss']:>+9.4f}"
-                     f"{figs['delta_vs_f16']['rougeL_char']:>+10.3f}  {'yes' if within_margin(figs, f16, margins) else 'NO'}")
+        line = (f"{quant:<12}{size:>7.1f}Mi{figs['size_vs_f16']:>8.2f}{guide:>17}{figs['loss']:>9.4f}"
+                f"{figs['rougeL_char']:>9.3f}{figs['delta_vs_f16']['loss']:>+9.4f}{figs['delta_vs_f16']['rougeL_char']:>+10.3f}")
+        if checked:
+            diff = general["differences"].get(f"{quant} - F16", {"difference": 0.0})
+            accuracy = checked.get(quant, {}).get("accuracy")
+            line += (f"{100 * accuracy:>8.1f}%" if accuracy is not None else f"{'-':>9}") + f"{100 * diff['difference']:>+9.1f}p"
+        fits = within_margin(figs, f16, margins) and keeps_general_ability(quant, general)
+        lines.append(f"{line}  {'yes' if fits else 'NO'}")
+    best = best_within_margin(report, general)
+    lines.append(f"smallest type within the margins: {best or 'none (keep F16 or choose a larger type)'}")
     return "\n".join(lines)
 
 

@@ -119,7 +119,18 @@ def evaluation_section(paths: Paths, report_dir: Path) -> str:
         lines += [f"![base vs fine-tuned]({chart.name})", ""]
     lines.append(f"{summary['test_data']['records']} test records, {decoding_text(summary.get('decoding', {}))}, "
                  f"per-record results in `{paths.eval_output}`.")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + general_section(paths)
+
+
+def general_section(paths: Paths) -> str:
+    """Did fine-tuning cost general ability: the multiple-choice check of base, fine-tuned and each GGUF type."""
+    general = _load(paths.general)
+    if not general:
+        return "General ability: " + _missing("multiple-choice check", "make eval-general")
+    from ftkit.general_eval import format_table
+
+    return (f"General ability (multiple choice, `{paths.general}`; each option letter scored by its log-likelihood, "
+            "95% bootstrap intervals, differences paired on the same questions):\n\n```\n" + format_table(general) + "\n```")
 
 
 def examples_section(paths: Paths, count: int = 5) -> str:
@@ -144,7 +155,7 @@ def quantization_section(paths: Paths) -> str:
     if report.get("task_metrics"):
         lines += ["", "What each type costs on this task (the evaluation's metrics, through llama.cpp; sizes as a "
                       "fraction of F16 beside the guide's figures for a 7B model):", "",
-                  "```", format_task_table(report), "```"]
+                  "```", format_task_table(report, _load(paths.general)), "```"]
     if v:
         ties = f" (+{v['greedy_near_ties']} near-ties)" if v.get("greedy_near_ties") else ""
         bound = f" (bound {v['tolerance']:.2e}, in {v['dtype']})" if "dtype" in v else ""
