@@ -110,6 +110,33 @@ def render_train_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the general check's table (`make bench-eval-general`, runs in docs/bench_eval_general.json)
+GENERAL_START = "<!-- general-table:start (make docs writes this from docs/bench_eval_general.json) -->"
+GENERAL_END = "<!-- general-table:end -->"
+
+
+def render_general_table(runs: list[dict]) -> str:
+    """The latest `make bench-eval-general` run of each model and prompt: questions/s against one forward pass
+    per option, one question at a time."""
+    if not runs:
+        return "No `make bench-eval-general` run recorded yet: `make bench-eval-general`, then `make docs`."
+    latest = {}
+    for run in runs:
+        f = run["figures"]
+        latest[f["model"], f["format"], f["shots"]] = run
+    lines = ["| model, prompt | questions | one pass per question, batched | one pass per option, one at a time "
+             "| speed-up (target ≥ 5×) | same letters | 7B, 1,000 questions on a GPU (estimate) | run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in latest.values():
+        f, machine = run["figures"], run["hardware"]
+        lines.append(f"| {Path(f['model']).name}, {f['shots']}-shot {f['format']} | {f['questions']} "
+                     f"| {f['questions_per_s']:,.1f} q/s (batch {f['batch_size']}) | {f['baseline_questions_per_s']:,.1f} q/s "
+                     f"| **{f['speedup']:.1f}×** {'met' if f['speedup'] >= 5 else '**not met**'} "
+                     f"| {f['same_choices']}/{f['baseline_questions']} | ≈ {f['estimate_7b_1000_s']:.0f} s ({f['estimate_source']}) "
+                     f"| {run['date'][:10]}, {machine['cpu_count']} CPUs{', GPU' if machine.get('cuda') else ''} |")
+    return "\n".join(lines)
+
+
 def section(readme_text: str, start: str = START, end: str = END) -> str:
     if start not in readme_text or end not in readme_text:
         raise ValueError(f"README.md has no {start} ... {end} markers")
@@ -122,8 +149,8 @@ def _replace(text: str, start: str, end: str, body: str) -> str:
 
 
 def write_readme(readme: str | Path, docs: str | Path) -> None:
-    """Every generated table of README.md from the records in `docs`: benchmarks, export at scale, training,
-    the measured times."""
+    """Every generated table of README.md from the records in `docs`: benchmarks, export at scale, training, the
+    general check, the measured times."""
     from ftkit import timings  # above both: its table is one of README's
 
     readme, docs = Path(readme), Path(docs)
@@ -131,6 +158,7 @@ def write_readme(readme: str | Path, docs: str | Path) -> None:
     for (start, end), render, name in (((START, END), render_table, "benchmarks.json"),
                                        ((SCALE_START, SCALE_END), render_scale_table, "bench_scale.json"),
                                        ((TRAIN_START, TRAIN_END), render_train_table, "bench_train.json"),
+                                       ((GENERAL_START, GENERAL_END), render_general_table, "bench_eval_general.json"),
                                        ((timings.START, timings.END), timings.render_table, "timings.json")):
         text = _replace(text, start, end, render(load_runs(docs / name)))
     readme.write_text(text, encoding="utf-8")

@@ -3,10 +3,10 @@ fine-tuned model and every GGUF type made — did fine-tuning (or quantization) 
 
 Scored the standard way (C-Eval's and lm-evaluation-harness's): the log-likelihood of each option letter
 right after the prompt, the highest wins. A prompt is C-Eval's Chinese format, 0- or k-shot, as plain text
-or as a chat turn rendered by the one renderer (ftkit.prompts). The letters are single tokens in every
-family, so one forward pass per question scores all four options; HF models and GGUFs answer the same
-question — "the log-probabilities of these next tokens after these ids" — so the two are comparable, and
-everything after it (choice, accuracy, intervals) is one code path.
+or as a chat turn rendered by the one renderer (ftkit.prompts). One forward pass per question scores all
+four options (a letter of two tokens reads a second position of the same pass); HF models and GGUFs answer
+the same question — "the log-probabilities of these next tokens after these ids" — so the two are
+comparable, and everything after it (choice, accuracy, intervals) is one code path.
 
 Folders read: C-Eval (`val/{subject}_val.csv` scored, `dev/{subject}_dev.csv` the shots), CMMLU
 (`test/{subject}.csv`, `dev/{subject}.csv`) or a folder of CSVs (a subject each, no shots). Nothing is
@@ -201,7 +201,10 @@ def encode_chat(tokenizer, conversation: prompts.Conversation) -> Prompt:
     for letter in LETTERS:
         answered = prompts.Conversation(conversation.turns[:-1] + (prompts.Turn(last.user, letter),), conversation.system)
         answer = prompts.render_ids(answered, tokenizer).answer_ids
-        length = next(k for k in range(1, len(answer) + 1) if tokenizer.decode(answer[:k]).strip() == letter)
+        length = next((k for k in range(1, len(answer) + 1) if tokenizer.decode(answer[:k]).strip() == letter), None)
+        if length is None:
+            raise UserError(f"the chat format renders an answer {letter!r} as {tokenizer.decode(answer)!r}, which does not "
+                            "begin with the letter: use --format plain")
         continuations.append(answer[:length])
     return Prompt(context, continuations)
 
@@ -239,6 +242,24 @@ def option_logprobs(model, built: list[Prompt], batch_size: int = 16) -> list[li
     table = {c: dict(zip(sorted(requests[c]), a, strict=True)) for c, a in zip(contexts, answers, strict=True)}
     return [[sum(table[tuple(p.context + ids[:k])][ids[k]] for k in range(len(ids))) for ids in p.continuations]
             for p in built]
+
+
+def option_logprobs_one_at_a_time(model, built: list[Prompt]) -> list[list[float]]:
+    """The textbook computation, the baseline of `make bench-eval-general` and the reference of the tests:
+    prompt + option through an HF model, one option at a time, log-softmax at every position, the option's
+    ids summed."""
+    import torch
+
+    rows = []
+    for prompt in built:
+        row = []
+        for ids in prompt.continuations:
+            with torch.no_grad(), model._context():
+                logits = model.model(input_ids=torch.tensor([prompt.context + ids], device=model.device)).logits[0]
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            row.append(sum(logprobs[len(prompt.context) - 1 + k, t].item() for k, t in enumerate(ids)))
+        rows.append(row)
+    return rows
 
 
 def choices_of(logprobs: list[list[float]]) -> str:
@@ -297,8 +318,9 @@ def forgetting_verdict(diff: dict, margins: dict = DEFAULT_MARGINS) -> tuple[str
 
 
 def within_margin(diff: dict, margins: dict = DEFAULT_MARGINS) -> bool:
-    """A quantization keeps general ability when it loses no more than the WARN margin against F16."""
-    return -diff["difference"] <= margins["warn"]
+    """A quantization keeps general ability unless it loses more than the WARN margin against F16 with an
+    interval below 0 (the rule of the forgetting verdict: a loss, not noise)."""
+    return not (-diff["difference"] > margins["warn"] and diff["ci95"][1] < 0)
 
 
 # --- one run --------------------------------------------------------------------------------------

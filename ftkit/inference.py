@@ -17,6 +17,7 @@ from ftkit.cli import UserError
 from ftkit.loading import load_hf, load_tokenizer
 
 CONTEXT_CAP = 4096  # tokens; what Ollama's num_ctx is capped at too
+PREFIX_REUSE_MIN = 16  # tokens a batch must share before its common prefix is computed once
 
 
 @dataclass(frozen=True)
@@ -152,25 +153,49 @@ class HFChatModel:
 
     def next_token_logprobs(self, contexts: list[list[int]], candidates: list[list[int]],
                             batch_size: int = 16) -> list[list[float]]:
-        """log p(token | context) for each candidate token of each context: one forward pass per context,
-        batched by length with left padding, and only the last position's logits kept."""
+        """log p(token | context) for each candidate token of each context, in as little work as the answers
+        need: a context that is a prefix of another (an option of two tokens asks after the prompt and after
+        its first token) is read from the longer one's pass; contexts are taken in sorted order, so a batch
+        shares its common prefix (a subject's instruction and k-shot examples), which is computed once; only
+        the positions read are projected onto the vocabulary."""
+        import torch
+
+        rows = _prefix_groups(contexts)  # (the longest context of a group, its members), in sorted order
+        results: list[list[float] | None] = [None] * len(contexts)
+        for batch in _progress(_prefix_batches(rows, contexts, batch_size), f"{self.name}: scoring", len(rows), batch_size):
+            longest = [contexts[row[0]] for row in batch]
+            # the last `keep` positions cover every member's last token (rows end together: left padding)
+            keep = max(len(c) - min(len(contexts[i]) for i in members) + 1 for c, (_, members) in zip(longest, batch, strict=True))
+            with torch.no_grad(), self._context():
+                logits = self._last_logits(longest, keep)
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for row, (c, (_, members)) in enumerate(zip(longest, batch, strict=True)):
+                for i in members:
+                    results[i] = logprobs[row, keep - 1 - (len(c) - len(contexts[i])), candidates[i]].tolist()
+        return results
+
+    def _last_logits(self, sequences: list[list[int]], keep: int):
+        """The logits of the last `keep` positions of each sequence: their common prefix in one pass (its cache
+        repeated for the batch), then the rest of each, left-padded after it."""
         import torch
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
-        results: list[list[float] | None] = [None] * len(contexts)
-        for start in _progress(range(0, len(order), batch_size), f"{self.name}: scoring", len(contexts), batch_size):
-            batch = order[start:start + batch_size]
-            width = max(len(contexts[i]) for i in batch)
-            ids = torch.tensor([[pad] * (width - len(contexts[i])) + contexts[i] for i in batch], device=self.device)
-            mask = torch.tensor([[0] * (width - len(contexts[i])) + [1] * len(contexts[i]) for i in batch], device=self.device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad(), self._context():
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-            logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
-            for row, i in enumerate(batch):
-                results[i] = logprobs[row, candidates[i]].tolist()
-        return results
+        shared = min(len(_common_prefix(sequences)), min(map(len, sequences)) - keep)
+        cache, past = None, []
+        if shared >= PREFIX_REUSE_MIN:
+            out = self.model(input_ids=torch.tensor([sequences[0][:shared]], device=self.device), use_cache=True,
+                             logits_to_keep=1)
+            cache, past = out.cache, [1] * shared
+            cache.batch_repeat_interleave(len(sequences))
+        else:
+            shared = 0
+        rest = [s[shared:] for s in sequences]
+        width = max(map(len, rest))
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rest], device=self.device)
+        mask = torch.tensor([past + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=cache is not None,
+                          logits_to_keep=keep).logits
 
     def stream(self, prompt_ids: list[int], decoding: Decoding):
         """Yield text pieces as they are generated."""
@@ -296,6 +321,42 @@ class GGUFChatModel:
             if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
                 yield text[len(shown):]
                 shown = text
+
+
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    first = sequences[0]
+    length = next((k for k in range(len(first)) if any(len(s) <= k or s[k] != first[k] for s in sequences)), len(first))
+    return first[:length]
+
+
+def _prefix_groups(contexts: list[list[int]]) -> list[tuple[int, list[int]]]:
+    """Contexts grouped by prefix chains: (index of the longest, indices of every member). In sorted order a
+    prefix comes right before its extensions."""
+    groups: list[tuple[int, list[int]]] = []
+    for i in sorted(range(len(contexts)), key=lambda i: contexts[i]):
+        if groups:
+            longest, members = groups[-1]
+            if contexts[i][: len(contexts[longest])] == contexts[longest]:
+                groups[-1] = (i, members + [i])
+                continue
+        groups.append((i, [i]))
+    return groups
+
+
+def _prefix_batches(rows: list[tuple[int, list[int]]], contexts: list[list[int]], size: int) -> list[list]:
+    """Sorted rows in batches of at most `size`, a new one begun where the rows stop sharing most of the
+    batch's common prefix (the next subject's questions), so that prefix is worth computing once."""
+    batches, shared = [], 0
+    for row in rows:
+        seq = contexts[row[0]]
+        if batches and len(batches[-1]) < size:
+            common = len(_common_prefix([contexts[batches[-1][0][0]], seq]))
+            if len(batches[-1]) == 1 or common >= shared // 2:
+                shared = common if len(batches[-1]) == 1 else min(shared, common)
+                batches[-1].append(row)
+                continue
+        batches.append([row])
+    return batches
 
 
 def _progress(items, what: str, total: int, per_item: int = 1):

@@ -2,7 +2,7 @@
 """Write scripts/README.md: every stage script's purpose, flags, inputs, outputs and an example,
 taken from the scripts' own --help so the document cannot drift from the code (a test regenerates it
 and compares); and README.md's tables of measured figures, from the records in docs/ (benchmarks.json, bench_scale.json,
-bench_train.json, timings.json): no figure in them is typed by hand.
+bench_train.json, bench_eval_general.json, timings.json): no figure in them is typed by hand.
 
 example: python scripts/write_scripts_readme.py            (make docs)
 """
@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py",
+ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "eval_general.py", "merge_lora.py",
          "convert_to_gguf.py", "ollama_create.py", "serve.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
          "render_prompt.py", "gpu_check.py", "bench_all.py", "bench_data.py", "bench_train.py", "bench_eval.py",
-         "bench_gguf.py", "bench_scale.py", "write_scripts_readme.py"]
+         "bench_eval_general.py", "bench_gguf.py", "bench_scale.py", "write_scripts_readme.py"]
 INTRO = """# scripts/
 
 The stage scripts of the pipeline (the guide's `finetune/` folder). Each is a thin command line over one
@@ -31,6 +31,7 @@ with exit code 2. This page is generated from the scripts' own `--help` by
 | `prepare_data.py` | validate, dedup, split | `make data` |
 | `train_lora.py` | LoRA / QLoRA training | `make train` |
 | `evaluate_model.py` | base vs fine-tuned, interactive, human sheets, merge door | `make eval`, `make chat` |
+| `eval_general.py` | general ability: multiple choice, base vs fine-tuned vs each GGUF type | `make eval-general` |
 | `merge_lora.py` | merge the adapter, prove equality | `make merge` |
 | `convert_to_gguf.py` | GGUF, quantize, verify, Modelfile, deployment check | `make gguf`, `make gguf-adapter` |
 | `ollama_create.py` | `ollama create` + smoke test | `make ollama` |
@@ -40,7 +41,7 @@ with exit code 2. This page is generated from the scripts' own `--help` by
 | `build_tiny_model.py` | the embedded tiny Llama | `make tiny-model` |
 | `render_prompt.py` | show a record as the model sees it | |
 | `gpu_check.py` | prove and measure the GPU path (random Llama-2-7B) | `make gpu-check` |
-| `bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-gguf`, `bench-scale` |
+| `bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-eval-general`, `bench-gguf`, `bench-scale` |
 """
 
 

@@ -125,7 +125,8 @@ def family_run(family_model, tmp_path_factory):
             run = tmp_path_factory.mktemp(f"run-{name}")
             variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
                          f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
-                         f"REPORT_DIR={run / 'reports'}", "RUN=local"]
+                         f"REPORT_DIR={run / 'reports'}", "RUN=local",
+                         "GENERAL_PER_SUBJECT=10"]  # the general check on 90 of the shipped questions (the demo: all)
             runs[name] = (run, run_make("all", *variables, check=False), variables)
         return runs[name]
     return get

@@ -50,6 +50,9 @@ def finished_run(tmp_path_factory, prepared_data, trained_run, tiny_model_dir) -
     script("convert_to_gguf.py", "--model-path", str(run / "model" / "merged_model"), "--quantization", "Q4_K_M",
            "--output-dir", str(run / "gguf"), "--model-name", "tiny-ft", "--create-modelfile",
            "--test-data", str(run / "data" / "train_test.jsonl"))
+    script("eval_general.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
+           "--quant-report", str(run / "gguf" / "quant_report.json"), "--per-subject", "6", "--output",
+           str(reports / "eval_general.json"))
     flags = ["--data-dir", str(run / "data"), "--model-dir", str(run / "model"), "--eval-output", str(output),
              "--gguf-dir", str(run / "gguf")]
     script("make_report.py", *flags, "--output", str(reports / "training_report.md"))
@@ -86,7 +89,7 @@ def not_passing(run: Path, **thresholds) -> dict[str, str]:
 
 def test_the_finished_run_passes_every_item(finished_run):
     result = statuses(finished_run)
-    assert len(result) == 19 and set(result.values()) == {"PASS"}, result
+    assert len(result) == 20 and set(result.values()) == {"PASS"}, result
 
 
 def test_the_cli_prints_a_line_per_item_and_writes_json_and_markdown(finished_run, tmp_path):
@@ -97,12 +100,12 @@ def test_the_cli_prints_a_line_per_item_and_writes_json_and_markdown(finished_ru
                              "--output-dir", str(run / "reports"), "--min-records", "10"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sum(line.startswith("PASS ") for line in result.stdout.splitlines()) == 19
+    assert sum(line.startswith("PASS ") for line in result.stdout.splitlines()) == 20
     assert "thresholds overridden: MIN_RECORDS=10" in result.stdout and "[threshold overridden]" in result.stdout
     data = json.loads((run / "reports" / "acceptance.json").read_text())
-    assert data["passed"] and data["counts"]["PASS"] == 19 and data["overridden_thresholds"]
+    assert data["passed"] and data["counts"]["PASS"] == 20 and data["overridden_thresholds"]
     assert "## 数据准备 Data" in (run / "reports" / "acceptance.md").read_text()
-    assert result.stdout.strip().splitlines()[-1].startswith("PASSED: 19 PASS")  # nothing waits for a person
+    assert result.stdout.strip().splitlines()[-1].startswith("PASSED: 20 PASS")  # nothing waits for a person
 
 
 def test_passed_says_how_many_items_wait_for_a_person(finished_run, tmp_path):
@@ -112,7 +115,7 @@ def test_passed_says_how_many_items_wait_for_a_person(finished_run, tmp_path):
     drop_the_ratings(run)
     paths = paths_of(run)
     line = verdict(to_json(run_checks(paths, Thresholds(min_records=10)), Thresholds(min_records=10)))
-    assert line.startswith("PASSED — 1 item(s) wait for a person: 18 PASS, 1 WARN, 0 FAIL")
+    assert line.startswith("PASSED — 1 item(s) wait for a person: 19 PASS, 1 WARN, 0 FAIL")
 
 
 def test_the_report_describes_the_machine_that_trained_and_the_decoding_used(finished_run, tmp_path):
@@ -185,12 +188,16 @@ def test_the_untouched_run_reproduces_its_validation_loss(finished_run):
     assert item.status == "PASS" and "re-measured now on 24 validation records" in item.evidence
 
 
-def test_a_quantization_that_costs_too_much_on_the_task_warns_and_names_a_better_type(finished_run, tmp_path):
+def test_a_quantization_that_costs_too_much_on_the_task_warns_and_names_a_better_type(finished_run, tiny_model_dir,
+                                                                                       tmp_path):
     run = copy_of(finished_run, tmp_path)
     # Q2_K of the tiny model loses about 0.7% answer loss against F16, Q4_K_M about 0.1%: a 0.5% margin
     script("convert_to_gguf.py", "--model-path", str(run / "model" / "merged_model"), "--quantization", "Q2_K",
            "Q4_K_M", "Q8_0", "--output-dir", str(run / "gguf"), "--model-name", "tiny-ft", "--create-modelfile",
            "--test-data", str(run / "data" / "train_test.jsonl"), "--max-loss-rise", "0.005")
+    script("eval_general.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
+           "--quant-report", str(run / "gguf" / "quant_report.json"), "--per-subject", "6", "--output",
+           str(run / "reports" / "eval_general.json"))  # every type the export made is checked again
     paths = paths_of(run)
     items = {i.key: i for i in run_checks(paths, Thresholds())}
     assert {k for k, i in items.items() if i.status != "PASS"} == {"deploy.modelfile"}
@@ -228,7 +235,7 @@ def test_corrupt_the_gguf(finished_run, tmp_path):
     data[:64] = b"\0" * 64  # the header is gone
     gguf.write_bytes(bytes(data))
     assert not_passing(run) == {"deploy.loads": "FAIL", "deploy.speed": "SKIP", "deploy.parity": "SKIP",
-                                "docs.chain": "FAIL"}  # not the file the export made
+                                "docs.chain": "FAIL", "eval.forgetting": "FAIL"}  # not the file exported, nor checked
 
 
 def test_swap_the_modelfile_template(finished_run, tmp_path):
@@ -253,7 +260,59 @@ def test_swap_the_adapter_for_another(finished_run, tmp_path):
 
     tensors = load_file(weights)
     save_file({k: v * 1.01 for k, v in tensors.items()}, weights)
-    assert not_passing(run) == {"train.adapter": "FAIL", "docs.chain": "FAIL"}
+    # nor the adapter whose general ability was checked
+    assert not_passing(run) == {"train.adapter": "FAIL", "docs.chain": "FAIL", "eval.forgetting": "FAIL"}
+
+
+def edit_general(run: Path, change) -> None:
+    path = run / "reports" / "eval_general.json"
+    result = json.loads(path.read_text())
+    change(result)
+    path.write_text(json.dumps(result))
+
+
+def test_an_edited_general_accuracy_is_caught(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    edit_general(run, lambda r: r["models"]["fine-tuned"].update(accuracy=r["models"]["base"]["accuracy"] + 0.1))
+    assert not_passing(run) == {"eval.forgetting": "FAIL"}
+    [item] = run_checks(paths_of(run), Thresholds(), only={"eval.forgetting"})
+    assert "fine-tuned's accuracy" in item.evidence and "not what its recorded answers give" in item.evidence
+
+
+def test_a_general_check_of_another_gguf_is_caught(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    edit_general(run, lambda r: r["models"]["Q4_K_M"].update(sha256="0" * 64))  # checked some other Q4_K_M file
+    [item] = run_checks(paths_of(run), Thresholds(), only={"eval.forgetting"})
+    assert item.status == "FAIL" and "the Q4_K_M checked is not the file tiny-ft-Q4_K_M.gguf" in item.evidence
+    assert "make eval-general" in item.fix
+
+
+def test_a_fine_tuned_model_that_forgot_fails_and_one_that_lost_a_little_warns(finished_run, tmp_path):
+    """The verdict, from recorded answers consistent with their accuracy (on the whole shipped set, so that a
+    loss of a few points can be told from noise): every answer wrong is a loss far beyond 5 points; 10 of 254
+    answers lost, beyond 2 points with an interval below 0; 3 lost, within noise."""
+    from ftkit.general_eval import LETTERS, accuracy_figures, read_benchmark
+
+    run = copy_of(finished_run, tmp_path)
+    benchmark = read_benchmark(json.loads((run / "reports" / "eval_general.json").read_text())["benchmark"]["path"])
+    right = benchmark.answers
+    wrong = "".join(LETTERS[(LETTERS.index(a) + 1) % 4] for a in right)
+
+    def answered(tuned: str):
+        def change(r):
+            r["benchmark"].update(per_subject=0, digest=benchmark.digest(r["benchmark"]["shots"]))
+            for name, entry in r["models"].items():
+                choices = tuned if name == "fine-tuned" else right
+                entry.update(choices=choices, **accuracy_figures(benchmark, choices))
+        edit_general(run, change)
+        [item] = run_checks(paths_of(run), Thresholds(), only={"eval.forgetting"})
+        return item
+
+    item = answered(wrong)
+    assert item.status == "FAIL" and "-100.0 points" in item.evidence and "lost more than 5 points" in item.evidence
+    item = answered(wrong[:10] + right[10:])
+    assert item.status == "WARN" and "-3.9 points" in item.evidence and "lost more than 2 points" in item.evidence
+    assert answered(wrong[:3] + right[3:]).status == "PASS"
 
 
 def test_too_few_records_unless_the_threshold_is_lowered(finished_run):

@@ -142,8 +142,10 @@ def test_every_table_of_measured_figures_in_readme_is_made_from_the_records(tmp_
     from ftkit import timings
     from ftkit.benchmarks import load_runs, write_readme
 
-    for name in ("benchmarks.json", "bench_scale.json", "bench_train.json", "timings.json"):
+    for name in ("benchmarks.json", "bench_scale.json", "bench_train.json", "bench_eval_general.json", "timings.json"):
         assert load_runs(ROOT / "docs" / name), f"docs/{name}: no run recorded"
+    steps = [run["step"] for run in load_runs(ROOT / "docs" / "timings.json")]
+    assert any(step.startswith("`make test` (slow tests included)") for step in steps), "no whole make test recorded"
     fresh = tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", fresh)
     write_readme(fresh, ROOT / "docs")

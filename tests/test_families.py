@@ -234,6 +234,10 @@ def test_make_all_passes_acceptance_for_the_family(name, family_run):
     assert statuses["deploy.modelfile"] == "PASS" and statuses["deploy.quality"] in ("PASS", "WARN")
     assert statuses["deploy.parity"] == "PASS"  # every Ollama path and llama-server render the training prompt
     assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == name
+    general = json.loads((run / "reports" / "eval_general.json").read_text())  # the family's chat template asked
+    assert list(general["models"]) == ["base", "fine-tuned", "F16", "Q4_K_M"] and general["benchmark"]["format"] == "chat"
+    assert general["benchmark"]["questions"] == 90 and statuses["eval.forgetting"] in ("PASS", "WARN")
+    assert "General ability (multiple choice" in (run / "reports" / "training_report.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
