@@ -446,7 +446,7 @@ bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation
 	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
 	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
 
-bench-eval-general: $(ADAPTER) | $(PY_DEP) ## benchmark the general check (one pass per question, batched) against one forward pass per option, one at a time
+bench-eval-general: $(TOKENIZER_DEP) | $(PY_DEP) ## benchmark the general check (one pass per question, batched) against one forward pass per option, one at a time
 	$(RUN_PY) scripts/bench_eval_general.py --base-model $(BASE_MODEL) --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) \
 	  --format $(GENERAL_FORMAT) --batch-size $(EVAL_BATCH) $(FAMILY_FLAG)
 
