@@ -303,7 +303,7 @@ class GGUFChatModel:
             if len(ids) >= self.llm.n_ctx():
                 raise UserError(f"{self.path}: a prompt of {len(ids)} tokens does not fit the context of {self.llm.n_ctx()}")
             done = self.llm.input_ids[: self.llm.n_tokens].tolist()
-            shared = next((k for k, (a, b) in enumerate(zip(done, ids, strict=False)) if a != b), min(len(done), len(ids)))
+            shared = len(_common_prefix([done, ids])) if done else 0
             self.llm.n_tokens = min(shared, len(ids) - 1)  # at least the last token is evaluated: its logits are needed
             self.llm.eval(ids[self.llm.n_tokens:])
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(n_vocab,))

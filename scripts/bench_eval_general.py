@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the general check: questions/s of its scoring (one forward pass per question scores all four
-letters, prompts batched by length, only the last position's logits kept) against the plain way, in the same
+letters, prompts batched in sorted order with their shared prefix computed once, only the positions read
+projected onto the vocabulary) against the plain way, in the same
 run on the same model: one question at a time, one forward pass per option over prompt + letter, every
 position's logits, the option's log-likelihood summed from them. Both must choose the same letters.
 
