@@ -19,7 +19,7 @@ endif
 # value and where it came from; `make settings-reset` forgets them. Where a stage runs (RUN, PYTHON, FLAVOUR)
 # and one-off actions (RESUME, HUMAN_SHEET, RATINGS, ALLOW_CPU) are not recorded.
 SETTINGS_FILE ?= .ftkit/settings.mk
-SETTINGS_VARS := FAMILY BASE_MODEL TINY_MODEL SEED NUM_SAMPLES SAMPLE_DIR RAW_DATA INPUT_FORMAT FORMAT_TYPE COLUMNS \
+SETTINGS_VARS := FAMILY THINKING BASE_MODEL TINY_MODEL SEED NUM_SAMPLES SAMPLE_REASONING SAMPLE_DIR RAW_DATA INPUT_FORMAT FORMAT_TYPE COLUMNS \
   ENCODING DATA_DIR DATA_NAME VAL_RATIO TEST_RATIO MAX_LENGTH MODEL_DIR EPOCHS BATCH_SIZE LR LORA_R LORA_ALPHA QLORA \
   NUM_GPUS ACCELERATE_CONFIG TRAIN_CONFIG TRAIN_ARGS REPORT_DIR EVAL_OUTPUT MAX_NEW_TOKENS EVAL_BATCH MERGED_DIR \
   GGUF_DIR MODEL_NAME GGUF_TYPES SYSTEM_PROMPT N_GPU_LAYERS OLLAMA_VERSION SERVE_HOST SERVE_PORT MIN_RECORDS \
@@ -111,6 +111,10 @@ endif
 # (empty: detected from BASE_MODEL's chat template; `make demo FAMILY=qwen2.5`)
 FAMILY      ?=
 FAMILY_FLAG  = $(if $(FAMILY),--family $(FAMILY))
+# THINKING=off|on|mixed for a family that thinks (qwen3): off trains answers only (reasoning traces in the data
+# are dropped, counted); on: every answer after its think block (empty for a record without a trace); mixed:
+# records with a trace think, the others answer directly: Ollama's think=true / think=false choose, as trained
+THINKING    ?= off
 # the embedded default, built offline by `make tiny-model` (FAMILY=qwen2.5 ... for another family's)
 TINY_MODEL  ?= models/tiny-$(if $(filter-out llama2,$(FAMILY)),$(FAMILY),llama)
 # on a GPU host: BASE_MODEL=meta-llama/Llama-2-7b-chat-hf (or a local folder)
@@ -118,6 +122,8 @@ BASE_MODEL  ?= $(TINY_MODEL)
 SEED        ?= 42
 SAMPLE_DIR  ?= data/sample
 NUM_SAMPLES ?= 240
+# share of the sample records with a reasoning trace (a thinking run's demo data has some)
+SAMPLE_REASONING ?= $(if $(filter-out off,$(THINKING)),0.5,0)
 # your own data: RAW_DATA="a.json b.csv"; without it, the sample data
 RAW_DATA    ?= $(SAMPLE_DIR)/sample_data.json
 INPUT_FORMAT ?= auto
@@ -241,7 +247,8 @@ help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "main variables (all listed, with comments, at the top of the Makefile; any can be set: make train EPOCHS=1):"
-	@echo "  FAMILY=$(FAMILY) (llama2 llama3 qwen2.5 qwen3; empty: detected) BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA)"
+	@echo "  FAMILY=$(FAMILY) (llama2 llama3 qwen2.5 qwen3; empty: detected) THINKING=$(THINKING) (off on mixed: qwen3)"
+	@echo "  BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA)"
 	@echo "  DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
 	@echo "  training (the values used; [file]: from that preset): $(call shown,epochs,EPOCHS) $(call shown,batch_size,BATCH_SIZE)"
 	@echo "    $(call shown,learning_rate,LR) $(call shown,lora_r,LORA_R) $(call shown,lora_alpha,LORA_ALPHA) $(call shown,max_length,MAX_LENGTH)"
@@ -292,8 +299,11 @@ models/tiny-%/config.json: $(TINY_SOURCES) | $(PY_DEP)
 
 tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=llama2|llama3|qwen2.5|qwen3)
 
-$(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.py | $(PY_DEP)
-	$(RUN_PY) scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED)
+SAMPLE_CMD = scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED) \
+  --reasoning-share $(SAMPLE_REASONING)
+$(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py scripts/create_sample_data.py \
+		$(call settings,$(SAMPLE_DIR)/.settings-sample,$(SAMPLE_CMD)) | $(PY_DEP)
+	$(RUN_PY) $(SAMPLE_CMD)
 
 sample: $(SAMPLE_DIR)/sample_data.json ## create sample Chinese Q&A data (alpaca JSON)
 
@@ -307,7 +317,7 @@ DATA_CMD = scripts/prepare_data.py --input $(RAW_DATA) --input-format $(INPUT_FO
   $(if $(COLUMNS),--columns $(COLUMNS)) --encoding $(ENCODING) --output-dir $(DATA_DIR) --output-name $(DATA_NAME) \
   --val-ratio $(VAL_RATIO) --test-ratio $(TEST_RATIO) --seed $(SEED) --max-length $(call used,max_length,MAX_LENGTH) \
   --tokenizer $(BASE_MODEL) \
-  $(FAMILY_FLAG)
+  $(FAMILY_FLAG) --thinking $(THINKING)
 
 $(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py ftkit/families.py $(TOKENIZER_DEP) \
 		$(call settings,$(DATA_DIR)/.settings-data,$(DATA_CMD)) | $(PY_DEP)
@@ -322,7 +332,7 @@ TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   $(call train_flag,--epochs,EPOCHS) $(call train_flag,--batch-size,BATCH_SIZE) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LENGTH) $(call train_flag,--seed,SEED) \
-  $(if $(USE_QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) $(TRAIN_ARGS)
+  $(if $(USE_QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) --thinking $(THINKING) $(TRAIN_ARGS)
 ACCELERATE_ARGS = $(if $(filter-out 0 1,$(NUM_GPUS)),-m accelerate.commands.launch --num_processes $(NUM_GPUS) \
   $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu))
 TRAIN_LAUNCH = $(RUN_PY)$(if $(strip $(ACCELERATE_ARGS)), $(strip $(ACCELERATE_ARGS)))

@@ -1,17 +1,55 @@
 """Interactive evaluation: ask both models (or one) and watch the answers stream, with history.
 
 Commands: /reset (forget the conversation), /system <text> (set or, empty, clear the system prompt),
-/both, /base, /finetuned (who answers), /help, /quit. Ctrl-D and Ctrl-C leave cleanly.
+/both, /base, /finetuned (who answers), /think on|off (a model trained with thinking: think first, or
+answer at once, as Ollama's think), /help, /quit. Ctrl-D and Ctrl-C leave cleanly.
+
+A model's reasoning is shown apart from its answer, under "(thinking)", and is not kept in the history
+(the model's own template drops past reasoning).
 """
 from __future__ import annotations
 
 import sys
 
-from ftkit import prompts
+from ftkit import families, prompts
 from ftkit.inference import Decoding
 
-HELP = ("commands: /reset  /system <text>  /both  /base  /finetuned  /help  /quit   "
+HELP = ("commands: /reset  /system <text>  /both  /base  /finetuned  /think on|off  /help  /quit   "
         "(Ctrl-D or Ctrl-C also quit)")
+
+
+class ThinkingPrinter:
+    """Prints a streamed answer, its think block set apart: "(thinking) …" on its own lines, then the answer."""
+
+    def __init__(self, say_piece):
+        self.say_piece, self.text, self.shown = say_piece, "", 0
+
+    def feed(self, piece: str) -> None:
+        self.text += piece
+        self._show(final=False)
+
+    def close(self) -> None:
+        self._show(final=True)
+
+    def _show(self, final: bool) -> None:
+        text = self.text
+        opening = text.lstrip().startswith(prompts.THINK_OPEN) or prompts.THINK_OPEN.startswith(text.lstrip())
+        if not final and opening and text.strip() and prompts.THINK_CLOSE not in text:
+            # inside a think block (or maybe starting one): show the trace as it comes, after a label
+            trace = text.lstrip()[len(prompts.THINK_OPEN):] if text.lstrip().startswith(prompts.THINK_OPEN) else ""
+            self._emit("(thinking) " + trace.strip())  # trailing whitespace waits: the answer may follow it
+            return
+        if not final and not text.strip():
+            return
+        reasoning, answer = prompts.split_generation(text)
+        shown = (f"(thinking) {reasoning}\n" if reasoning else "") + (answer if reasoning or final else text)
+        self._emit(shown)
+
+    def _emit(self, shown: str) -> None:
+        # what is on screen only grows: print the part not printed yet (a label is never taken back)
+        if len(shown) > self.shown:
+            self.say_piece(shown[self.shown:])
+            self.shown = len(shown)
 
 
 class ChatSession:
@@ -23,6 +61,7 @@ class ChatSession:
         self.history: dict[str, list[prompts.Turn]] = {name: [] for name in models}
         self.max_context = max_context or getattr(tokenizer, "model_max_length", 4096)
         self.mode = mode if mode != "both" or len(models) > 1 else next(iter(models))
+        self.think: bool | None = None  # None: the model's default (a thinking run thinks)
 
     def active(self) -> list[str]:
         return list(self.models) if self.mode == "both" else [self.mode]
@@ -51,6 +90,14 @@ class ChatSession:
             else:
                 self.mode = name
                 self.say(f"(answering: {', '.join(self.active())})")
+        elif name == "think":
+            if families.family_of(self.tokenizer).thinking == "off":
+                self.say("(this model was trained without thinking)")
+            elif arg.strip() in ("on", "off"):
+                self.think = arg.strip() == "on"
+                self.say(f"(think {arg.strip()}: {'reasoning first' if self.think else 'answers at once'})")
+            else:
+                self.say("(/think on or /think off)")
         elif name == "help":
             self.say(HELP)
         else:
@@ -60,7 +107,7 @@ class ChatSession:
     def _prompt_ids(self, name: str, question: str) -> list[int]:
         turns = self.history[name] + [prompts.Turn(question)]
         while True:
-            ids = prompts.render_ids(prompts.Conversation(tuple(turns), self.system), self.tokenizer).prompt_ids
+            ids = prompts.render_ids(prompts.Conversation(tuple(turns), self.system, self.think), self.tokenizer).prompt_ids
             if len(ids) + self.decoding.max_new_tokens <= self.max_context or len(turns) == 1:
                 return ids
             turns = turns[1:]  # forget the oldest turn rather than overflow the context
@@ -70,12 +117,12 @@ class ChatSession:
         for name in self.active():
             model = self.models[name]
             print(f"[{name}] ", end="", file=self.out, flush=True)
-            pieces = []
+            printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True))
             for piece in model.stream(self._prompt_ids(name, question), self.decoding):
-                pieces.append(piece)
-                print(piece, end="", file=self.out, flush=True)
+                printer.feed(piece)
+            printer.close()
             self.say()
-            answer = "".join(pieces).strip()
+            answer = prompts.split_generation(printer.text)[1]
             self.history[name].append(prompts.Turn(question, answer or "…"))
             answers[name] = answer
         return answers

@@ -14,8 +14,10 @@ from the Modelfile, multi-turn history) and each `think` a request can carry (un
 - the GGUF alone, as llama-server, LM Studio and other runtimes use it: each shape with enable_thinking
   unset, false and true, with and without a foreign date.
 Each prompt must equal the training prompt byte for byte (llama.cpp adds BOS as an id) and tokenize, in
-llama-server, to the training prompt's ids. A request Ollama refuses ("does not support thinking") is a
-clear error, not a mismatch; a path nothing proves (a RENDERER) fails.
+llama-server, to the training prompt's ids. For a run trained with thinking (THINKING=on|mixed) the training
+prompt is the one of the request's think value (true: the thinking prompt; false: the direct one). A request
+Ollama refuses ("does not support thinking") is a clear error, not a mismatch, for a model trained without
+thinking, and a failure for one trained with it; a path nothing proves (a RENDERER) fails.
 
 Answers. llama-server's greedy chat answers (F16 GGUF) to the first test questions equal the HF fine-tuned
 model's, or part only at a near-tie by the GGUF's own logits (listed).
@@ -68,10 +70,11 @@ def with_system(messages: list[dict], system: str | None) -> list[dict]:
     return list(messages)
 
 
-def training_prompt(tokenizer, messages: list[dict]) -> tuple[str, list[int]]:
-    """The generation prompt the model was trained to answer — text without the BOS text that llama.cpp
-    and Ollama add as an id — and its token ids (BOS included)."""
-    conv = prompts.from_messages(messages)
+def training_prompt(tokenizer, messages: list[dict], think: bool | None = None) -> tuple[str, list[int]]:
+    """The generation prompt the model was trained to answer for a request with `think` (a run trained with
+    thinking: true renders the thinking prompt, false the direct one) — text without the BOS text that
+    llama.cpp and Ollama add as an id — and its token ids (BOS included)."""
+    conv = prompts.from_messages(messages)._replace(think=think)
     text = prompts.render_text(conv, tokenizer)
     bos = families.family_of(tokenizer).bos_text
     if bos and text.startswith(bos):
@@ -152,8 +155,8 @@ class PromptChecks:
         self.checked, self.failures, self.paths = 0, [], {}
         self._seen: dict[str, bool] = {}
 
-    def compare(self, label: dict, rendered: str, messages: list[dict]) -> None:
-        text, ids = training_prompt(self.tokenizer, messages)
+    def compare(self, label: dict, rendered: str, messages: list[dict], think: bool | None) -> None:
+        text, ids = training_prompt(self.tokenizer, messages, think)
         self.checked += 1
         problem = None
         if rendered != text:
@@ -171,7 +174,7 @@ class PromptChecks:
             if key not in self._seen:
                 self._seen[key] = True
                 self.compare({**label, "date_string": date or "the runtime's (today)"},
-                             self.server.apply_template(messages, sent or None), messages)
+                             self.server.apply_template(messages, sent or None), messages, sent.get("enable_thinking"))
 
     def ollama(self, cases: list[dict]) -> None:
         for case, route in zip(cases, ollama_routes([{k: v for k, v in c.items() if k != "label"} for c in cases]),
@@ -180,10 +183,11 @@ class PromptChecks:
             self.paths[route["path"]] = self.paths.get(route["path"], 0) + 1
             messages = with_system(case["messages"], case["modelfile"]["system"])
             if route["path"] == "go_template":
-                self.compare(label, route["prompt"], messages)
+                self.compare(label, route["prompt"], messages, route["think"])
             elif route["path"] == "llama_server":
                 self.llama_server(label, route["llama_server"]["messages"], route["llama_server"].get("chat_template_kwargs"))
-            elif route["path"] == "refused" and case["think"] is True and "does not support thinking" in route["error"]:
+            elif (route["path"] == "refused" and case["think"] is True and "does not support thinking" in route["error"]
+                  and families.family_of(self.tokenizer).thinking == "off"):
                 continue  # Ollama answers with a clear error: the model was trained without thinking
             else:
                 self.checked += 1
@@ -256,9 +260,9 @@ def check(modelfile_path: str | Path, tokenizer, reference: dict | None, answer_
     gguf_file = folder / modelfile.source
     lora = folder / modelfile.adapter if modelfile.adapter else None
     gguf_template, architecture = gguf_template_and_architecture(gguf_file)
-    pins = families.family_of(tokenizer).pins
+    family = families.family_of(tokenizer)
     result = {"modelfile": str(modelfile_path), "gguf": gguf_file.name, "adapter": lora.name if lora else None,
-              "gguf_template_pinned": families.pin_template(gguf_template, pins) == gguf_template,
+              "thinking": family.thinking, "gguf_template_pinned": families.is_pinned_for(gguf_template, family),
               "ollama_conditions": [list(c) for c in ollama_conditions(modelfile)], "reference": reference}
     log.info("deploy parity: %s (%s) — prompts on every Ollama path and in llama-server", modelfile_path.name, gguf_file.name)
     with LlamaServer(gguf_file, lora=lora, n_gpu_layers=n_gpu_layers) as server:

@@ -63,9 +63,11 @@ def run_model(model, cases: list[TestCase], decoding: Decoding, batch_size: int,
     losses = model.answer_losses([(c.prompt_ids, c.answer_ids) for c in cases], batch_size)
     rows = []
     for case, generation, loss in zip(cases, generations, losses, strict=True):
-        row = scorer.score(generation.text, case.reference)
-        row.update(answer=generation.text, loss=loss, perplexity=perplexity(loss),
-                   generated_tokens=len(generation.token_ids), latency_s=generation.seconds)
+        # a thinking model's trace is not its answer: the answer is scored, the trace's length reported
+        reasoning, answer = prompts.split_generation(generation.text)
+        row = scorer.score(answer, case.reference)
+        row.update(answer=answer, loss=loss, perplexity=perplexity(loss), generated_tokens=len(generation.token_ids),
+                   reasoning_chars=len(reasoning or ""), latency_s=generation.seconds)
         rows.append(row)
     tokens = sum(r["generated_tokens"] for r in rows)
     aggregate = {name: metrics.mean([r[name] for r in rows]) for name in metrics.PER_RECORD}
@@ -76,6 +78,8 @@ def run_model(model, cases: list[TestCase], decoding: Decoding, batch_size: int,
         generated_tokens=tokens, generation_seconds=seconds,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         mean_latency_s=metrics.mean([r["latency_s"] for r in rows]),
+        answers_with_reasoning=sum(r["reasoning_chars"] > 0 for r in rows),
+        mean_reasoning_chars=metrics.mean([r["reasoning_chars"] for r in rows]),
     )
     return {"rows": rows, "aggregate": aggregate}
 
@@ -95,7 +99,8 @@ def compare(results: dict[str, dict]) -> dict:
 
 def write_csv(path: Path, cases: list[TestCase], results: dict[str, dict]) -> None:
     names = list(results)
-    per_model = ("answer",) + metrics.PER_RECORD + ("loss", "perplexity", "generated_tokens", "latency_s")
+    per_model = ("answer",) + metrics.PER_RECORD + ("loss", "perplexity", "generated_tokens", "reasoning_chars",
+                                                    "latency_s")
     header = ["id", "instruction", "input", "reference"] + [f"{n}_{m}" for m in per_model for n in names]
     with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f)
@@ -191,9 +196,12 @@ def format_table(summary: dict) -> str:
             ("BLEU (zh)", "bleu", "{:.2f}"), ("exact match", "exact_match", "{:.3f}"),
             ("reference loss", "loss", "{:.4f}"), ("perplexity", "perplexity", "{:.1f}"),
             ("answer chars", "answer_chars", "{:.1f}"), ("tokens/s", "tokens_per_second", "{:.1f}")]
+    if any(summary["aggregate"][n].get("answers_with_reasoning") for n in names):  # a thinking run's traces
+        rows += [("answers that think", "answers_with_reasoning", "{:d}"),
+                 ("trace chars", "mean_reasoning_chars", "{:.1f}")]
     lines = [f"{'metric':<18}" + "".join(f"{n:>12}" for n in names) + ("       delta" if len(names) == 2 else "")]
     for label, key, fmt in rows:
-        values = [summary["aggregate"][n][key] for n in names]
+        values = [summary["aggregate"][n].get(key, 0) for n in names]
         line = f"{label:<18}" + "".join(f"{fmt.format(v):>12}" for v in values)
         if len(names) == 2 and key in summary.get("deltas", {}):
             line += f"{summary['deltas'][key]:>+12.4f}"

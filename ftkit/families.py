@@ -23,7 +23,7 @@ template the way Ollama does; the pinned templates by llama-server itself.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ftkit.cli import UserError
@@ -70,6 +70,21 @@ QWEN3_OLLAMA_TEMPLATE = (
     "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
     + _CHATML_TURNS + "<|im_start|>assistant\n" + QWEN3_EMPTY_THINK
 )
+# a run trained with thinking (THINKING=on|mixed): Ollama's think=true renders the thinking prompt (it ends at the
+# assistant header), think=false the empty think block, as the model's own template does with enable_thinking.
+# .Thinking inside the range over .Messages is what makes Ollama declare thinking and parse <think>…</think> out
+# of the answer (thinking.InferTags); like Qwen3's template it is written only for an assistant message after the
+# last user message, so history goes without its reasoning.
+QWEN3_THINKING_OLLAMA_TEMPLATE = (
+    "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    '{{ $lastUser := -1 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastUser = $i }}{{ end }}{{ end }}'
+    '{{ range $i, $m := .Messages }}{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
+    '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n'
+    "{{ if and .Thinking (gt $i $lastUser) }}<think>\n{{ .Thinking }}\n</think>\n\n{{ end }}"
+    "{{ .Content }}<|im_end|>\n{{ end }}{{ end }}"
+    "<|im_start|>assistant\n{{ if and .IsThinkSet (not .Think) }}" + QWEN3_EMPTY_THINK + "{{ end }}"
+)
+THINKING_MODES = ("off", "on", "mixed")
 
 
 def _token_id(tokenizer, token: str) -> int | None:
@@ -95,6 +110,28 @@ class Family:
     template_file: str | None = None      # the real chat template, under llama.cpp/models/templates/
     tiny_model: str = ""                  # the embedded tiny model of this family, under models/
     extra_stop_tokens: tuple[str, ...] = ()  # other tokens that end generation (e.g. end of text)
+    # a family that thinks has THINKING=off|on|mixed: the Ollama TEMPLATE of a run trained with thinking
+    thinking_ollama_template: str | None = None
+    thinking: str = "off"                 # this run's mode (with_thinking); off: thinking pinned off, if it thinks
+
+    @property
+    def thinks(self) -> bool:
+        return self.thinking_ollama_template is not None
+
+    def with_thinking(self, mode: str | None) -> Family:
+        """The family as a run with thinking `mode` renders it: on/mixed keep the template's own
+        enable_thinking (no pin, no PARSER: Ollama declares thinking), with the thinking TEMPLATE."""
+        mode = mode or "off"
+        if mode not in THINKING_MODES:
+            raise UserError(f"THINKING={mode}: choose off, on or mixed")
+        if mode == "off":
+            return self
+        if not self.thinks:
+            raise UserError(f"THINKING={mode}: {self.title} has no thinking mode (families that think: "
+                            f"{', '.join(f.name for f in FAMILIES.values() if f.thinks)}); use THINKING=off")
+        pins = {k: v for k, v in self.pins.items() if k != "enable_thinking"}
+        return replace(self, thinking=mode, pins=pins, ollama_template=self.thinking_ollama_template,
+                       ollama_parser=None, title=f"{self.title.replace(', thinking off', '')}, thinking {mode}")
 
     @property
     def meta_renderer(self) -> bool:
@@ -140,7 +177,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            template_file="Qwen-Qwen3-0.6B.jinja", tiny_model="models/tiny-qwen3", extra_stop_tokens=("<|endoftext|>",),
            # the GGUF's template has <think> and tools: without a PARSER, Ollama >= 0.30 would prefer it and
            # turn thinking on by default; passthrough declares neither (think=true is refused, not ignored)
-           ollama_parser="passthrough"),
+           ollama_parser="passthrough", thinking_ollama_template=QWEN3_THINKING_OLLAMA_TEMPLATE),
 )}
 
 # a model outside the registry that ships a chat template: trained and evaluated with that template;
@@ -169,31 +206,55 @@ def _jinja_literal(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a double-quoted string; Jinja reads JSON's escapes
 
 
+THINKING_MARK = "{#- ftkit: trained with THINKING="
+
+
 def original_template(template: str) -> str:
-    """A template without ftkit's pins (the template itself when it has none)."""
+    """A template without ftkit's pins and thinking mark (the template itself when it has none)."""
+    if template.startswith(THINKING_MARK) and "#}" in template:
+        template = template.split("#}", 1)[1]
     if template.startswith(PIN_OPEN) and PIN_CLOSE in template:
         return template.split(PIN_CLOSE, 1)[1]
     return template
 
 
-def pin_template(template: str, pins: dict) -> str:
+def thinking_mark(template: str) -> str | None:
+    """The THINKING mode a template was marked with by a run that trained thinking (None: unmarked)."""
+    if not template.startswith(THINKING_MARK):
+        return None
+    mode = template[len(THINKING_MARK):].split(":", 1)[0].strip()
+    return mode if mode in THINKING_MODES else None
+
+
+def pin_template(template: str, pins: dict, thinking: str = "off") -> str:
     """The template with `pins` set before anything else runs: a top-level `set` shadows the variable a
     caller passes (transformers' apply_chat_template kwargs, llama-server's chat_template_kwargs and its
-    date_string), so the template renders the training text whatever it is given. Idempotent."""
+    date_string), so the template renders the training text whatever it is given. A run that trained
+    thinking is marked instead (a comment: enable_thinking stays the caller's), so every later stage, and
+    anyone reading the GGUF, knows the mode. Idempotent."""
     original = original_template(template)
-    if not pins:
-        return original
-    names = ", ".join(f"{k}={_jinja_literal(v)}" for k, v in pins.items())
-    sets = "".join(f"{{%- set {k} = {_jinja_literal(v)} %}}" for k, v in pins.items())
-    return (f"{PIN_OPEN}({names}): set before the model's own template, which follows unchanged "
-            f"(kept in {ORIGINAL_TEMPLATE_FILE}) #}}{sets}{PIN_CLOSE}{original}")
+    text = original
+    if pins:
+        names = ", ".join(f"{k}={_jinja_literal(v)}" for k, v in pins.items())
+        sets = "".join(f"{{%- set {k} = {_jinja_literal(v)} %}}" for k, v in pins.items())
+        text = (f"{PIN_OPEN}({names}): set before the model's own template, which follows unchanged "
+                f"(kept in {ORIGINAL_TEMPLATE_FILE}) #}}{sets}{PIN_CLOSE}{original}")
+    if thinking != "off":
+        text = (f"{THINKING_MARK}{thinking}: enable_thinking (Ollama's think) chooses a thinking or a direct "
+                f"answer, as in training; the model's own template follows #}}{text}")
+    return text
 
 
 def pinned(template, family: Family):
     """A tokenizer's chat_template (a string, or a dict of named templates) pinned for `family`."""
     if isinstance(template, dict):
-        return {name: pin_template(text, family.pins) for name, text in template.items()}
-    return pin_template(template, family.pins) if template else template
+        return {name: pin_template(text, family.pins, family.thinking) for name, text in template.items()}
+    return pin_template(template, family.pins, family.thinking) if template else template
+
+
+def is_pinned_for(template: str, family: Family) -> bool:
+    """The template renders as `family`'s training did: pinned (or marked) exactly as ftkit would."""
+    return pin_template(template, family.pins, family.thinking) == template
 
 
 def write_original_template(tokenizer, folder: str | Path) -> None:
@@ -224,16 +285,18 @@ def get(name: str) -> Family:
     return FAMILIES[name]
 
 
-def bind(tokenizer, name: str | None = None) -> Family:
-    """Decide the tokenizer's family once (`name` overrides detection), pin its template to the variables
-    the family's training text fixes, and remember the family on the tokenizer, so every later rendering
-    with it agrees."""
+def bind(tokenizer, name: str | None = None, thinking: str | None = None) -> Family:
+    """Decide the tokenizer's family once (`name` overrides detection) and its thinking mode (`thinking`;
+    default: the mode the template was marked with by the training run, else off), pin its template to the
+    variables the family's training text fixes, and remember the family on the tokenizer, so every later
+    rendering with it agrees."""
     family = get(name) if name else detect(tokenizer)
+    family = family.with_thinking(thinking or thinking_mark(_template_text(tokenizer)) or "off")
     if family.name != "template" and not family.meta_renderer:
         family.end_of_turn_id(tokenizer)  # a wrong --family fails here, not in the middle of training
     if not family.meta_renderer and not _template_text(tokenizer):
         raise UserError(f"the tokenizer has no chat template, which the {family.title} format needs")
-    if family.pins:
+    if family.pins or family.thinking != "off":
         tokenizer.chat_template = pinned(tokenizer.chat_template, family)
     tokenizer.ftkit_family = family
     return family

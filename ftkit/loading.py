@@ -30,9 +30,9 @@ def conversation_of(record: dict) -> prompts.Conversation:
     return prompts.from_messages(record["messages"]) if "messages" in record else prompts.from_alpaca(record)
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False, family: str | None = None):
-    """The tokenizer, bound to its chat family (detected, or `family`), with a pad token that is never
-    the end of a turn."""
+def load_tokenizer(name: str, trust_remote_code: bool = False, family: str | None = None, thinking: str | None = None):
+    """The tokenizer, bound to its chat family (detected, or `family`) and thinking mode (`thinking`, or the
+    one its template was marked with in training), with a pad token that is never the end of a turn."""
     from transformers import AutoTokenizer
 
     from ftkit import families
@@ -48,7 +48,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, family: str | Non
         spare = next((t for t in ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>")
                       if t in tokenizer.get_vocab()), None)
         tokenizer.pad_token = tokenizer.unk_token or spare or tokenizer.eos_token
-    families.bind(tokenizer, family)
+    families.bind(tokenizer, family, thinking)
     return tokenizer
 
 

@@ -67,6 +67,11 @@ class PrepareConfig:
     max_length: int = 1024
     tokenizer: str | None = None  # a model folder or Hub id; None: token lengths are not checked
     family: str | None = None     # chat format family; None: detected from the tokenizer
+    thinking: str = "off"         # off: reasoning traces are dropped (counted); on/mixed: kept for training
+
+    @property
+    def keeps_reasoning(self) -> bool:
+        return self.thinking != "off"
 
 
 class Rejected(Exception):
@@ -147,12 +152,13 @@ def _sharegpt_messages(data: dict) -> list[dict]:
         role = _SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
         if role is None:
             raise Rejected("unknown_role", f"conversations[{i}]: unknown speaker {turn.get('from')!r}")
-        messages.append({"role": role, "content": turn.get("value")})
+        messages.append({"role": role, "content": turn.get("value"),
+                         **{k: turn[k] for k in prompts.REASONING_FIELDS if k in turn}})
     return messages
 
 
 class Parsed(NamedTuple):
-    conv: prompts.Conversation
+    conv: prompts.Conversation  # the final answer's trace in conv.turns[-1].reasoning
     instruction: str  # alpaca view of the final turn, kept in the output for people and the checklist
     input: str
     category: str | int | None
@@ -264,11 +270,18 @@ class LengthMeter:
         if self.tokenizer is None:
             return [(0, 0)] * len(convs)
         if not self.batched:  # a model's own chat template: exact ids, one by one
-            ids = [prompts.render_ids(c, self.tokenizer) for c in convs]
-            return [(len(r.prompt_ids), len(r.input_ids)) for r in ids]
+            return [self._render_lengths(c) for c in convs]
         # <s> and </s> in the text are special tokens: the same count as the renderer's ids
         asked = [prompts.llama2_prompt_chars(c, text) for c, text in zip(convs, texts, strict=True)]
         return [(self._prompt_tokens(enc, end), len(enc)) for enc, end in zip(encodings, asked, strict=True)]
+
+    def _render_lengths(self, conv: prompts.Conversation) -> tuple[int, int] | prompts.PromptError:
+        """(prompt tokens, total tokens), or the reason a record cannot be split into prompt and answer."""
+        try:
+            ids = prompts.render_ids(conv, self.tokenizer)
+        except prompts.PromptError as err:
+            return err
+        return len(ids.prompt_ids), len(ids.input_ids)
 
     @staticmethod
     def _prompt_tokens(encoding, prompt_chars: int) -> int:
@@ -344,6 +357,8 @@ class Summary:
     input_records: int = 0
     kept: int = 0
     rejected: Counter = field(default_factory=Counter)
+    # kept records with and without a reasoning trace, and traces dropped because the run does not think
+    reasoning: Counter = field(default_factory=Counter)
     duplicates: Counter = field(default_factory=Counter)
     splits: dict = field(default_factory=dict)
     split_categories: dict = field(default_factory=dict)
@@ -358,7 +373,7 @@ def _output_record(parsed: Parsed, raw: RawRecord, record_id: str, text: str) ->
         record["category"] = parsed.category
     record.update({
         "system": conv.system, "instruction": parsed.instruction, "input": parsed.input,
-        "output": conv.turns[-1].answer, "messages": conv.to_messages(),
+        "output": conv.turns[-1].answer, "reasoning": conv.turns[-1].reasoning, "messages": conv.to_messages(),
         "text": text, "source": f"{raw.source}:{raw.line}",
     })
     return record
@@ -396,19 +411,26 @@ def _all_records(config: PrepareConfig) -> Iterator[RawRecord]:
         yield from read_records(path, config.input_format, config.encoding)
 
 
-def load_tokenizer(name: str | None, family: str | None = None):
-    """The tokenizer that measures lengths (loading's, bound to its family), errors as the data stage's."""
+def load_tokenizer(name: str | None, family: str | None = None, thinking: str = "off"):
+    """The tokenizer that measures lengths (loading's, bound to its family and thinking mode), errors as the
+    data stage's."""
+    from ftkit import families
+    from ftkit.cli import UserError, check_model_source
+
     if not name:
+        try:
+            (families.get(family) if family else families.FAMILIES["qwen3"]).with_thinking(thinking)
+        except UserError as err:
+            raise InputError(str(err)) from None
         return None
     from ftkit import loading
-    from ftkit.cli import UserError, check_model_source
 
     try:
         check_model_source(name, "tokenizer")
     except UserError as err:
         raise InputError(f"--tokenizer {err}") from None
     try:
-        return loading.load_tokenizer(name, family=family)
+        return loading.load_tokenizer(name, family=family, thinking=thinking)
     except UserError as err:
         raise InputError(f"--tokenizer {name}: {err}") from None
 
@@ -442,12 +464,18 @@ class _Stage:
             try:
                 parsed = to_conversation(raw.data, self.config.format_type, self.config.columns)
             except Rejected as err:
-                self.summary.rejected[err.reason] += 1
-                chunk.rejections.append((position, _rejection(raw, err.reason, err.detail)))
+                self.reject(chunk, position, raw, err.reason, err.detail)
                 if err.reason == "unknown_format" and isinstance(raw.data, dict):
                     self.unknown_fields.update(str(k) for k in raw.data)
                 continue
-            text = prompts.render_text(parsed.conv, self.tokenizer)
+            if parsed.conv.has_reasoning and not self.config.keeps_reasoning:
+                self.summary.reasoning["traces_dropped"] += 1  # THINKING=off trains the answers alone
+                parsed = parsed._replace(conv=parsed.conv.without_reasoning())
+            try:
+                text = prompts.render_text(parsed.conv, self.tokenizer)
+            except prompts.PromptError as err:
+                self.reject(chunk, position, raw, err.reason, str(err))
+                continue
             if len(text) > self.config.max_length * MAX_CHARS_PER_TOKEN:
                 self.summary.rejected["too_long"] += 1
                 detail = f"{len(text):,} characters: far over --max-length {self.config.max_length} tokens"
@@ -457,11 +485,18 @@ class _Stage:
             chunk.texts.append(text)
         return chunk
 
+    def reject(self, chunk: _Chunk, position: int, raw: RawRecord, reason: str, detail: str) -> None:
+        self.summary.rejected[reason] += 1
+        chunk.rejections.append((position, _rejection(raw, reason, detail)))
+
     def finish(self, chunk: _Chunk) -> None:
         convs = [parsed.conv for _, _, parsed in chunk.candidates]
         lengths = self.meter.lengths(convs, chunk.texts, chunk.encodings)
-        for (position, raw, parsed), text, (prompt_len, total_len) in zip(chunk.candidates, chunk.texts, lengths,
-                                                                           strict=True):
+        for (position, raw, parsed), text, measured in zip(chunk.candidates, chunk.texts, lengths, strict=True):
+            if isinstance(measured, prompts.PromptError):  # the template renders it, but not as prompt + answer
+                self.reject(chunk, position, raw, measured.reason, str(measured))
+                continue
+            prompt_len, total_len = measured
             if self.tokenizer is not None and total_len > self.config.max_length:
                 self.summary.rejected["too_long"] += 1
                 detail = f"{total_len} tokens (prompt {prompt_len}) > --max-length {self.config.max_length}"
@@ -474,6 +509,7 @@ class _Stage:
                 chunk.rejections.append((position, _rejection(raw, f"duplicate_{kind}", detail)))
                 continue
             self.categories.append(self.category_ids.setdefault(parsed.category, len(self.category_ids)))
+            self.summary.reasoning["with_reasoning" if parsed.conv.turns[-1].reasoning else "without_reasoning"] += 1
             self.summary.prompt_tokens[prompt_len] += 1
             self.summary.total_tokens[total_len] += 1
             self.kept_file.write(json.dumps(_output_record(parsed, raw, f"{digest:016x}", text), ensure_ascii=False) + "\n")
@@ -512,7 +548,7 @@ def _prepare(config: PrepareConfig, progress) -> Summary:
 
 
 def _prepare_into(config: PrepareConfig, progress) -> Summary:
-    tokenizer = load_tokenizer(config.tokenizer, config.family)
+    tokenizer = load_tokenizer(config.tokenizer, config.family, config.thinking)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = config.output_name
@@ -584,6 +620,10 @@ def stats_document(config: PrepareConfig, summary: Summary, tokenizer) -> dict:
         "splits": summary.splits,
         "split_categories": summary.split_categories,
         "rejected_by_reason": dict(sorted(summary.rejected.items())),
+        # the run's thinking mode and the kept records' traces (THINKING=off drops them, counted here)
+        "reasoning": {"thinking": config.thinking, "with_reasoning": summary.reasoning["with_reasoning"],
+                      "without_reasoning": summary.reasoning["without_reasoning"],
+                      "traces_dropped": summary.reasoning["traces_dropped"]},
         "duplicates_by_kind": dict(sorted(summary.duplicates.items())),
         "token_lengths": {
             "tokenizer": config.tokenizer,
@@ -593,5 +633,5 @@ def stats_document(config: PrepareConfig, summary: Summary, tokenizer) -> dict:
         },
         "settings": {"val_ratio": config.val_ratio, "test_ratio": config.test_ratio, "seed": config.seed,
                      "format_type": config.format_type, "input_format": config.input_format,
-                     "encoding": config.encoding, "columns": config.columns},
+                     "encoding": config.encoding, "columns": config.columns, "thinking": config.thinking},
     }

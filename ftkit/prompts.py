@@ -17,6 +17,14 @@ Other families (Llama-3, Qwen2.5, Qwen3, or a model outside the registry that sh
 are rendered with the model's own chat template, pinned to the variables its family fixes
 (ftkit.families: Llama-3.1's date, Qwen3's thinking off): the prompt is the template's generation
 prompt, and the answer runs up to and including the family's end-of-turn token.
+
+Reasoning. An answer may carry a reasoning trace (a `reasoning_content` field, or `<think>…</think>`
+before the answer). A run that trains thinking (THINKING=on|mixed, families that think) renders it as
+the model's own template renders a reasoning turn: the final turn's trace inside its think block,
+supervised; earlier turns as the template renders history (Qwen3 drops their reasoning). Which
+generation prompt a record gets — thinking (`enable_thinking` true: the prompt ends at the
+assistant header) or not (false: the empty think block ends the prompt) — is `thinks()`; it is the
+prompt Ollama's think=true / think=false renders, so each record trains the case it stands for.
 """
 from __future__ import annotations
 
@@ -50,7 +58,8 @@ LLAMA2_CHAT_TEMPLATE = (
 
 class PromptError(ValueError):
     """A record that cannot be rendered. `reason` is a stable code (missing_field, not_string,
-    empty_field, empty_answer, bad_role_order) that the data stage counts rejections by."""
+    empty_field, empty_answer, bad_role_order, unclosed_think, reasoning_without_answer, two_traces,
+    chat_template, unsplittable, ...) that the data stage counts rejections by."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -60,27 +69,39 @@ class PromptError(ValueError):
 class Turn(NamedTuple):  # named tuples: cheap to build for a million records
     user: str
     answer: str | None = None  # None: the open turn the model is asked to answer
+    reasoning: str | None = None  # the answer's reasoning trace, without its think tags
 
 
 class Conversation(NamedTuple):
     turns: tuple[Turn, ...]
     system: str | None = None
+    think: bool | None = None  # an open chat's think request (None: the run's default, as Ollama's)
 
     @property
     def is_open(self) -> bool:
         return self.turns[-1].answer is None
 
-    def to_messages(self) -> list[dict]:
+    @property
+    def has_reasoning(self) -> bool:
+        return any(turn.reasoning for turn in self.turns)
+
+    def to_messages(self, reasoning: bool = True) -> list[dict]:
+        """OpenAI-style messages; a trace goes in `reasoning_content`, where chat templates read it."""
         messages = [{"role": "system", "content": self.system}] if self.system else []
         for turn in self.turns:
             messages.append({"role": "user", "content": turn.user})
             if turn.answer is not None:
                 messages.append({"role": "assistant", "content": turn.answer})
+                if reasoning and turn.reasoning:
+                    messages[-1]["reasoning_content"] = turn.reasoning
         return messages
 
     def without_last_answer(self) -> Conversation:
         last = self.turns[-1]
-        return Conversation(self.turns[:-1] + (Turn(last.user),), self.system)
+        return Conversation(self.turns[:-1] + (Turn(last.user),), self.system, self.think)
+
+    def without_reasoning(self) -> Conversation:
+        return self._replace(turns=tuple(Turn(t.user, t.answer) for t in self.turns))
 
 
 @dataclass(frozen=True)
@@ -106,8 +127,66 @@ def _clean(text, what: str, empty_reason: str = "empty_field") -> str:
     return text
 
 
+# --- reasoning traces ------------------------------------------------------------------------------
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+# where data sets put an answer's trace: Qwen's/DeepSeek's API field, LLaMA-Factory's and others' names, Ollama's
+REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking", "think")
+
+
+def split_reasoning(text: str, what: str) -> tuple[str | None, str]:
+    """An answer that carries its trace inline -> (trace or None, answer), split as Qwen3's template splits
+    it: the trace is what precedes `</think>` (after `<think>`, which a Qwen3-thinking output may lack, its
+    template having written it), the answer what follows. An empty trace is no trace."""
+    if THINK_CLOSE not in text:
+        if text.lstrip().startswith(THINK_OPEN):
+            raise PromptError("unclosed_think", f"{what} opens {THINK_OPEN} and never closes it")
+        return None, text
+    head, _, answer = text.partition(THINK_CLOSE)
+    before, opened, trace = head.partition(THINK_OPEN)
+    if opened and before.strip():
+        raise PromptError("text_before_think", f"{what} has text before {THINK_OPEN}")
+    if THINK_OPEN in answer or THINK_CLOSE in answer:
+        raise PromptError("two_think_blocks", f"{what} holds more than one think block")
+    trace, answer = (trace if opened else before).strip(), answer.strip()
+    if not answer:
+        raise PromptError("reasoning_without_answer", f"{what} has a reasoning trace and no answer after {THINK_CLOSE}")
+    return trace or None, answer
+
+
+def split_generation(text: str) -> tuple[str | None, str]:
+    """What a model generated -> (trace or None, answer); never fails: an unclosed trace (the token budget ran
+    out while thinking) leaves an empty answer."""
+    stripped = text.lstrip()
+    if stripped.startswith(THINK_OPEN) and THINK_CLOSE not in stripped:
+        return stripped[len(THINK_OPEN):].strip() or None, ""
+    head, closed, answer = text.partition(THINK_CLOSE)
+    if not closed:
+        return None, text.strip()
+    return head.partition(THINK_OPEN)[2].strip() or head.strip() or None, answer.strip()
+
+
+def _field_reasoning(holder: dict, what: str) -> str | None:
+    for key in REASONING_FIELDS:
+        value = holder.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise PromptError("not_string", f"{what} {key} must be a string, got {type(value).__name__}")
+        return value.strip() or None
+    return None
+
+
+def _answer_turn(user: str, answer: str, field_trace: str | None, what: str) -> Turn:
+    """A turn whose answer may hold its trace inline, or name it in a field (not both)."""
+    inline, answer = split_reasoning(answer, what)
+    if inline and field_trace:
+        raise PromptError("two_traces", f"{what} has a reasoning field and a {THINK_OPEN} block")
+    return Turn(user, answer, inline or field_trace)
+
+
 def from_alpaca(record: dict) -> Conversation:
-    """instruction/input/output (+ optional system and history [[user, answer], ...]) -> Conversation.
+    """instruction/input/output (+ optional system, history [[user, answer], ...] and a reasoning field)
+    -> Conversation.
 
     `input` is joined to `instruction` with a newline; a record without `output` gives an open turn.
     """
@@ -120,9 +199,14 @@ def from_alpaca(record: dict) -> Conversation:
     history = record.get("history") or []
     if not isinstance(history, list) or not all(isinstance(pair, list | tuple) and len(pair) == 2 for pair in history):
         raise PromptError("bad_history", "history must be a list of [question, answer] pairs")
-    turns = [Turn(_clean(u, "history question"), _clean(a, "history answer", "empty_answer")) for u, a in history]
+    turns = [_answer_turn(_clean(u, "history question"), _clean(a, "history answer", "empty_answer"), None,
+                          "history answer") for u, a in history]
     output = record.get("output")
-    turns.append(Turn(user, None if output is None else _clean(output, "output", "empty_answer")))
+    if output is None:
+        turns.append(Turn(user))
+    else:
+        turns.append(_answer_turn(user, _clean(output, "output", "empty_answer"), _field_reasoning(record, "output"),
+                                  "output"))
     system = record.get("system")
     return Conversation(tuple(turns), _clean(system, "system") if system and str(system).strip() else None)
 
@@ -148,7 +232,8 @@ def from_messages(messages: list[dict]) -> Conversation:
         if expected == "user":
             turns.append(Turn(content))
         else:
-            turns[-1] = Turn(turns[-1].user, content)
+            what = f"message {i}"
+            turns[-1] = _answer_turn(turns[-1].user, content, _field_reasoning(message, what), what)
     if not turns:
         raise PromptError("bad_role_order", "no user message")
     return Conversation(tuple(turns), system)
@@ -198,7 +283,8 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 def _split_answer(full: list[int], prompt: list[int], what: str) -> list[int]:
     if full[: len(prompt)] != prompt:
-        raise PromptError("tokenizer", f"{what}: the prompt does not tokenize as a prefix of prompt + answer")
+        raise PromptError("unsplittable", f"{what}: the prompt does not tokenize as a prefix of prompt + answer "
+                                          "(the template renders this answer apart from its prompt)")
     return full[len(prompt):]
 
 
@@ -218,16 +304,45 @@ def _render_llama2_ids(conv: Conversation, tokenizer) -> RenderedIds:
     return RenderedIds(ids + prompt, _split_answer(full, prompt, "final turn") + [eos])
 
 
-def _apply_template(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+def thinks(conv: Conversation, family: families.Family) -> bool:
+    """Whether the conversation's final turn is rendered in thinking mode (the generation prompt without the
+    empty think block). A run without thinking: never. An open chat: its think request, else yes (the
+    template's default, and Ollama's for a model that declares thinking). An answer: in THINKING=on always
+    (a record without a trace learns the empty block as part of its answer); in mixed, when it has a trace
+    (one without learns to answer at once after the empty block, which sits in its prompt, with no loss)."""
+    if family.thinking == "off":
+        return False
+    if conv.think is not None:
+        return conv.think
+    if conv.is_open:
+        return True
+    return family.thinking == "on" or conv.turns[-1].reasoning is not None
+
+
+def _template_input(conv: Conversation, family: families.Family) -> tuple[Conversation, dict]:
+    """The conversation as the template receives it (traces only in a thinking run) and its kwargs."""
+    if family.thinking == "off":
+        return conv.without_reasoning(), {}  # the pinned template: no kwargs can change it
+    return conv, {"enable_thinking": thinks(conv, family)}
+
+
+def _apply_template(tokenizer, messages: list[dict], generation_prompt: bool, kwargs: dict | None = None) -> str:
+    from jinja2 import TemplateError
+
     families.family_of(tokenizer)  # binds the family, which pins the template's variables the training fixes
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                             **(kwargs or {}))
+    except TemplateError as err:  # the template's own raise_exception, or a message shape it cannot render
+        raise PromptError("chat_template", f"the chat template cannot render it: {err}") from None
 
 
 def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:
-    prompt = _encode(tokenizer, _apply_template(tokenizer, conv.without_last_answer().to_messages(), True))
+    conv, kwargs = _template_input(conv, families.family_of(tokenizer))
+    prompt = _encode(tokenizer, _apply_template(tokenizer, conv.without_last_answer().to_messages(), True, kwargs))
     if conv.is_open:
         return RenderedIds(prompt)  # the template writes its special tokens (and any BOS) as text
-    full = _encode(tokenizer, _apply_template(tokenizer, conv.to_messages(), False))
+    full = _encode(tokenizer, _apply_template(tokenizer, conv.to_messages(), False, kwargs))
     answer = _split_answer(full, prompt, "chat template")
     # supervise the answer and the token that ends the turn; what the template writes after it
     # (ChatML's newline) belongs to the next turn
@@ -248,4 +363,5 @@ def render_text(conv: Conversation, tokenizer=None) -> str:
     """The conversation as text: the Llama-2 format, or the family's rendering with the model's template."""
     if tokenizer is None or uses_llama2_format(tokenizer):
         return render_llama2_text(conv)
-    return _apply_template(tokenizer, conv.to_messages(), conv.is_open)
+    conv, kwargs = _template_input(conv, families.family_of(tokenizer))
+    return _apply_template(tokenizer, conv.to_messages(), conv.is_open, kwargs)

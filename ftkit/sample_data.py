@@ -4,6 +4,10 @@ Records come from templated families (capitals, arithmetic, unit conversion, def
 translation, weekday reasoning, short writing with an `input`). Every answer is computed or looked up,
 so it is correct and self-consistent; each family has many members, so a random test split holds
 unseen members of every family, and a small model can measurably learn the patterns.
+
+With a reasoning share (THINKING=on|mixed runs), that share of the records carries a short reasoning
+trace, in the two layouts distilled data sets use: half in a `reasoning_content` field, half inline as
+`<think>…</think>` before the answer.
 """
 from __future__ import annotations
 
@@ -165,8 +169,29 @@ def pool_size() -> int:
     return sum(sum(1 for _ in family()) for family in FAMILIES.values())
 
 
-def generate(num: int = DEFAULT_NUM, seed: int = 42) -> list[dict]:
-    """`num` distinct records, drawn round-robin across families so every family is represented."""
+def reasoning_for(record: dict) -> str:
+    """A short trace that names the kind of question and reaches the answer (short: on the CPU, a trace costs
+    training time in the output layer like any supervised token)."""
+    return f"这是{record['category']}题。答案：{record['output']}"
+
+
+def add_reasoning(records: list[dict], share: float, seed: int) -> None:
+    """Give `share` of the records a trace, alternately as a reasoning_content field and inline <think>."""
+    if not 0 <= share <= 1:
+        raise ValueError("--reasoning-share must be between 0 and 1")
+    rng = random.Random(seed + 1)  # its own stream: the records drawn do not depend on the share
+    chosen = [r for r in records if rng.random() < share]
+    for k, record in enumerate(chosen):
+        trace = reasoning_for(record)
+        if k % 2:
+            record["output"] = f"<think>\n{trace}\n</think>\n\n{record['output']}"
+        else:
+            record["reasoning_content"] = trace
+
+
+def generate(num: int = DEFAULT_NUM, seed: int = 42, reasoning_share: float = 0.0) -> list[dict]:
+    """`num` distinct records, drawn round-robin across families so every family is represented;
+    `reasoning_share` of them with a reasoning trace."""
     rng = random.Random(seed)
     pools = []
     for category, family in FAMILIES.items():
@@ -182,4 +207,5 @@ def generate(num: int = DEFAULT_NUM, seed: int = 42) -> list[dict]:
             if members and len(records) < num:
                 records.append(members.pop())
     rng.shuffle(records)
+    add_reasoning(records, reasoning_share, seed)
     return records

@@ -71,6 +71,9 @@ class TrainConfig:
     allow_pickle: bool = option(False, "load weights from pickle files (*.bin) when there are no safetensors")
     family: str | None = option(None, "chat format family (llama2, llama3, qwen2.5, qwen3; default: detected "
                                       "from the model's chat template)", choices=tuple(families.FAMILIES))
+    thinking: str = option("off", "thinking mode, for a family that thinks (qwen3): off trains answers only; on: every "
+                                  "answer after its think block (empty without a trace); mixed: records with a trace "
+                                  "think, the others answer directly", choices=families.THINKING_MODES)
     allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "
                                     "at this CPU's measured speed it takes days)")
 
@@ -103,15 +106,17 @@ class Encoded:
     rows: list[dict]          # {"input_ids", "labels"}
     dropped_too_long: int
     supervised_tokens: int
+    with_reasoning: int = 0   # examples whose answer carries a reasoning trace (trained only in a thinking run)
 
 
 def encode_split(path: str, tokenizer, max_length: int) -> Encoded:
     """Token ids from the one renderer, labels -100 on the prompt. An example whose answer would be cut
     by max_length is dropped and counted: truncating it would train on a reply that never ends."""
-    rows, dropped, supervised = [], 0, 0
+    rows, dropped, supervised, reasoning = [], 0, 0, 0
     for i, record in enumerate(read_jsonl(path)):
         try:
-            ids = prompts.render_ids(conversation_of(record), tokenizer)
+            conv = conversation_of(record)
+            ids = prompts.render_ids(conv, tokenizer)
         except (prompts.PromptError, KeyError) as err:
             raise UserError(f"{path}: record {i + 1}: {err}") from None
         if not ids.answer_ids:
@@ -121,11 +126,27 @@ def encode_split(path: str, tokenizer, max_length: int) -> Encoded:
             continue
         rows.append({"input_ids": ids.input_ids, "labels": [-100] * len(ids.prompt_ids) + ids.answer_ids})
         supervised += len(ids.answer_ids)
+        reasoning += conv.turns[-1].reasoning is not None
     if dropped:
         log.warning("%s: dropped %d example(s) longer than --max-length %d", path, dropped, max_length)
     if not rows:
         raise UserError(f"{path}: no example fits in --max-length {max_length}")
-    return Encoded(rows, dropped, supervised)
+    return Encoded(rows, dropped, supervised, reasoning)
+
+
+def check_reasoning(train: Encoded, family: families.Family, path: str) -> None:
+    """Say what the thinking mode does with this data: a thinking run without one trace teaches no thinking."""
+    if family.thinking == "off":
+        if train.with_reasoning:
+            log.warning("train: %d example(s) in %s carry a reasoning trace, which THINKING=off does not train "
+                        "(THINKING=mixed does, for a family that thinks)", train.with_reasoning, path)
+        return
+    log.info("train: THINKING=%s: %d of %d examples think", family.thinking,
+             len(train.rows) if family.thinking == "on" else train.with_reasoning, len(train.rows))
+    if not train.with_reasoning:
+        log.warning("train: THINKING=%s but no example in %s has a reasoning trace: prepare the data with the same "
+                    "THINKING (make data THINKING=%s), or the model learns only empty think blocks",
+                    family.thinking, path, family.thinking)
 
 
 # --- a CPU guard ---------------------------------------------------------------------------------
@@ -376,8 +397,9 @@ def _run_training(config: TrainConfig) -> dict:
     checkpoints = out / "checkpoints"
     resume_from = find_checkpoint(checkpoints, config.resume)
 
-    tokenizer = load_tokenizer(config.base_model, config.trust_remote_code, config.family)
+    tokenizer = load_tokenizer(config.base_model, config.trust_remote_code, config.family, config.thinking)
     train = encode_split(config.train_data, tokenizer, config.max_length)
+    check_reasoning(train, families.family_of(tokenizer), config.train_data)
     val = encode_split(config.val_data, tokenizer, config.max_length) if config.val_data else None
     check_cpu_training(config, sum(len(r["input_ids"]) for r in train.rows))
     log.info("train: %d training / %d validation examples (%s, %s format), precision %s%s", len(train.rows),

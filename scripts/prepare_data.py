@@ -12,10 +12,15 @@ form. Every record is kept, rejected with a reason, or counted as a duplicate of
 Duplicates (exact, and after normalising whitespace, punctuation and full-width characters) are
 removed before splitting, so no test question appears in train.
 
+Reasoning traces (a reasoning_content / reasoning / thinking / think field beside an answer, or an
+answer that starts with <think>…</think>) are kept apart from the answer with --thinking on|mixed
+(families that think: qwen3), and dropped, counted, with --thinking off.
+
 example:
   python scripts/prepare_data.py --input data/sample/sample_data.json --input-format json \\
       --format-type alpaca --output-dir data/finetune --output-name train
   python scripts/prepare_data.py --input qa.csv --columns instruction=问题,output=答案 --encoding gbk
+  python scripts/prepare_data.py --input distilled.jsonl --tokenizer models/tiny-qwen3 --thinking mixed
 """
 import argparse
 import os
@@ -25,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import UserError, log, run, setup_logging
-from ftkit.families import FAMILIES
+from ftkit.families import FAMILIES, THINKING_MODES
 from ftkit.prepare import percentiles
 from ftkit.readers import ENCODINGS, FORMATS
 
@@ -55,6 +60,10 @@ def parse_args(argv=None):
                     help="reject records whose prompt + answer exceed this many tokens (default: %(default)s)")
     ap.add_argument("--family", default=None, choices=tuple(FAMILIES),
                     help="chat format family of the tokenizer's model (default: detected from its chat template)")
+    ap.add_argument("--thinking", choices=THINKING_MODES, default="off",
+                    help="off: train answers only, traces dropped (counted); on: every answer after a think block "
+                         "(empty when a record has no trace); mixed: records with a trace think, the others answer "
+                         "directly (default: %(default)s)")
     ap.add_argument("--tokenizer", default=None,
                     help="model folder or Hub id whose tokenizer measures lengths (default: $BASE_MODEL, else "
                          f"{DEFAULT_TOKENIZER} if built; 'none' skips token lengths)")
@@ -94,6 +103,12 @@ def print_summary(summary, out_dir: str, name: str) -> None:
     print(f"{'duplicates':<24}{dup:>8}")
     for kind, count in sorted(summary.duplicates.items()):
         print(f"  {kind:<22}{count:>8}")
+    reasoning = summary.reasoning
+    if reasoning["with_reasoning"] or reasoning["traces_dropped"]:
+        print(f"{'kept with reasoning':<24}{reasoning['with_reasoning']:>8}")
+        print(f"{'kept without':<24}{reasoning['without_reasoning']:>8}")
+    if reasoning["traces_dropped"]:
+        print(f"{'traces dropped':<24}{reasoning['traces_dropped']:>8}   (--thinking off trains the answers alone)")
     p = percentiles(summary.total_tokens)
     measured = f"{p['p50']}/{p['p95']}/{p['max']}" if p and p["max"] else "not measured"
     print(f"{'tokens p50/p95/max':<24}{measured:>8}")
@@ -116,15 +131,19 @@ def main():
                            input_format=args.input_format, format_type=args.format_type, encoding=args.encoding,
                            columns=columns, val_ratio=args.val_ratio, test_ratio=args.test_ratio, seed=args.seed,
                            max_length=args.max_length, tokenizer=tokenizer,
-                           family=args.family)
+                           family=args.family, thinking=args.thinking)
     log.info("data: reading %s (tokenizer: %s)", ", ".join(args.input), tokenizer or "none")
     with tqdm(unit="rec", desc="prepare", disable=None, mininterval=1) as bar:
         try:
             summary = prepare(config, progress=bar.update)
         except InputError as err:
             raise UserError(str(err)) from None
-    log.info("data: %d kept, %d rejected, %d duplicates of %d input records", summary.kept,
-             sum(summary.rejected.values()), sum(summary.duplicates.values()), summary.input_records)
+    log.info("data: %d kept (%d with a reasoning trace), %d rejected, %d duplicates of %d input records", summary.kept,
+             summary.reasoning["with_reasoning"], sum(summary.rejected.values()), sum(summary.duplicates.values()),
+             summary.input_records)
+    if summary.reasoning["traces_dropped"]:
+        log.warning("data: %d reasoning traces dropped: --thinking off trains the answers alone (THINKING=mixed "
+                    "keeps them, for a family that thinks)", summary.reasoning["traces_dropped"])
     print_summary(summary, args.output_dir, args.output_name)
     shortfall = too_few_training_records(summary.splits["train"], MIN_TRAIN_RECORDS if args.min_records is None else args.min_records)
     if shortfall:

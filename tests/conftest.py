@@ -120,15 +120,18 @@ def family_run(family_model, tmp_path_factory):
     and the sample data, every output under one temporary folder, exactly as a user runs it."""
     runs = {}
 
-    def get(name: str):
-        if name not in runs:
-            run = tmp_path_factory.mktemp(f"run-{name}")
+    def get(name: str, thinking: str = "off"):
+        key = name if thinking == "off" else f"{name}-thinking-{thinking}"
+        if key not in runs:
+            run = tmp_path_factory.mktemp(f"run-{key}")
             variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
                          f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
                          f"REPORT_DIR={run / 'reports'}", "RUN=local",
                          "GENERAL_PER_SUBJECT=10"]  # the general check on 90 of the shipped questions (the demo: all)
-            runs[name] = (run, run_make("all", *variables, check=False), variables)
-        return runs[name]
+            if thinking != "off":
+                variables.append(f"THINKING={thinking}")
+            runs[key] = (run, run_make("all", *variables, check=False), variables)
+        return runs[key]
     return get
 
 
