@@ -107,11 +107,11 @@ ifeq ($(MAKELEVEL),0)
 endif
 
 # --- models and data -----------------------------------------------------------------------------
-# FAMILY=llama2|llama3|qwen2.5|qwen3 picks the embedded tiny model of that family and the chat format
+# FAMILY=llama2|llama3|qwen2.5|qwen3|qwen3.5 picks the embedded tiny model of that family and the chat format
 # (empty: detected from BASE_MODEL's chat template; `make demo FAMILY=qwen2.5`)
 FAMILY      ?=
 FAMILY_FLAG  = $(if $(FAMILY),--family $(FAMILY))
-# THINKING=off|on|mixed for a family that thinks (qwen3): off trains answers only (reasoning traces in the data
+# THINKING=off|on|mixed for a family that thinks (qwen3, qwen3.5): off trains answers only (reasoning traces in the data
 # are dropped, counted); on: every answer after its think block (empty for a record without a trace); mixed:
 # records with a trace think, the others answer directly: Ollama's think=true / think=false choose, as trained
 THINKING    ?= off
@@ -247,7 +247,7 @@ help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "main variables (all listed, with comments, at the top of the Makefile; any can be set: make train EPOCHS=1):"
-	@echo "  FAMILY=$(FAMILY) (llama2 llama3 qwen2.5 qwen3; empty: detected) THINKING=$(THINKING) (off on mixed: qwen3)"
+	@echo "  FAMILY=$(FAMILY) (llama2 llama3 qwen2.5 qwen3 qwen3.5; empty: detected) THINKING=$(THINKING) (off on mixed: qwen3, qwen3.5)"
 	@echo "  BASE_MODEL=$(BASE_MODEL) RAW_DATA=$(RAW_DATA)"
 	@echo "  DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
 	@echo "  training (the values used; [file]: from that preset): $(call shown,epochs,EPOCHS) $(call shown,batch_size,BATCH_SIZE)"
@@ -297,7 +297,7 @@ $(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PY_DEP)
 models/tiny-%/config.json: $(TINY_SOURCES) | $(PY_DEP)
 	$(RUN_PY) scripts/build_tiny_model.py --family $(if $(filter llama,$*),llama2,$*) --output-dir $(@D)
 
-tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=llama2|llama3|qwen2.5|qwen3)
+tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=llama2|llama3|qwen2.5|qwen3|qwen3.5)
 
 SAMPLE_CMD = scripts/create_sample_data.py --output-dir $(SAMPLE_DIR) --num $(NUM_SAMPLES) --seed $(SEED) \
   --reasoning-share $(SAMPLE_REASONING)

@@ -19,10 +19,12 @@ HELP = ("commands: /reset  /system <text>  /both  /base  /finetuned  /think on|o
 
 
 class ThinkingPrinter:
-    """Prints a streamed answer, its think block set apart: "(thinking) …" on its own lines, then the answer."""
+    """Prints a streamed answer, its think block set apart: "(thinking) …" on its own lines, then the answer.
+    `opened`: the prompt itself opened the think block (Qwen3.5's thinking prompt ends with "<think>\n")."""
 
-    def __init__(self, say_piece):
-        self.say_piece, self.text, self.shown = say_piece, "", 0
+    def __init__(self, say_piece, opened: bool = False):
+        self.say_piece, self.shown = say_piece, 0
+        self.text = prompts.THINK_OPEN if opened else ""
 
     def feed(self, piece: str) -> None:
         self.text += piece
@@ -117,8 +119,10 @@ class ChatSession:
         for name in self.active():
             model = self.models[name]
             print(f"[{name}] ", end="", file=self.out, flush=True)
-            printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True))
-            for piece in model.stream(self._prompt_ids(name, question), self.decoding):
+            prompt_ids = self._prompt_ids(name, question)
+            opened = self.tokenizer.decode(prompt_ids[-3:]).rstrip().endswith(prompts.THINK_OPEN)
+            printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True), opened)
+            for piece in model.stream(prompt_ids, self.decoding):
                 printer.feed(piece)
             printer.close()
             self.say()

@@ -84,6 +84,12 @@ QWEN3_THINKING_OLLAMA_TEMPLATE = (
     "{{ .Content }}<|im_end|>\n{{ end }}{{ end }}"
     "<|im_start|>assistant\n{{ if and .IsThinkSet (not .Think) }}" + QWEN3_EMPTY_THINK + "{{ end }}"
 )
+# Qwen3.5's template opens the think block in the generation prompt itself (thinking on: it ends "<think>\n");
+# Ollama feeds a prompt that ends with the opening tag to its thinking parser (server/routes.go ~L2728), so the
+# answer's thinking is still parsed out
+QWEN35_THINKING_OLLAMA_TEMPLATE = QWEN3_THINKING_OLLAMA_TEMPLATE.replace(
+    "{{ if and .IsThinkSet (not .Think) }}" + QWEN3_EMPTY_THINK + "{{ end }}",
+    "{{ if and .IsThinkSet (not .Think) }}" + QWEN3_EMPTY_THINK + "{{ else }}<think>\n{{ end }}")
 THINKING_MODES = ("off", "on", "mixed")
 
 
@@ -178,6 +184,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            # the GGUF's template has <think> and tools: without a PARSER, Ollama >= 0.30 would prefer it and
            # turn thinking on by default; passthrough declares neither (think=true is refused, not ignored)
            ollama_parser="passthrough", thinking_ollama_template=QWEN3_THINKING_OLLAMA_TEMPLATE),
+    # Qwen3.5 (hybrid Gated DeltaNet + gated attention): thinking off renders as Qwen3's; its GGUF template too
+    # has <think> and tools, hence the same PARSER
+    Family("qwen3.5", "Qwen3.5 (ChatML, thinking off)", "<|im_end|>", ("<|im_start|>", "<|im_end|>", "<|endoftext|>"),
+           QWEN3_OLLAMA_TEMPLATE, pins={"enable_thinking": False}, llama_cpp_pre="qwen35",
+           template_file="Qwen3.5-4B.jinja", tiny_model="models/tiny-qwen3.5", extra_stop_tokens=("<|endoftext|>",),
+           ollama_parser="passthrough", thinking_ollama_template=QWEN35_THINKING_OLLAMA_TEMPLATE),
 )}
 
 # a model outside the registry that ships a chat template: trained and evaluated with that template;
@@ -272,6 +284,8 @@ def detect(tokenizer) -> Family:
     if "<|start_header_id|>" in template and "<|eot_id|>" in template:
         return FAMILIES["llama3"]
     if "<|im_start|>" in template:
+        if "<function=" in template and "<|vision_start|>" in template:  # Qwen3.5: XML tool calls, vision tokens
+            return FAMILIES["qwen3.5"]
         if "enable_thinking" in template or "<think>" in template:
             return FAMILIES["qwen3"]
         if QWEN25_DEFAULT_SYSTEM in template:

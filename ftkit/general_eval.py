@@ -194,12 +194,14 @@ def encode_plain(tokenizer, text: str) -> Prompt:
 def encode_chat(tokenizer, conversation: prompts.Conversation) -> Prompt:
     """The context is the rendered prompt up to the assistant's turn; each letter's ids are the first ids
     the renderer gives an answer of that letter (what training supervises), up to the letter itself (not
-    the end of turn, nor Llama-2's trailing space)."""
+    the end of turn, nor Llama-2's trailing space). A model trained with thinking is asked to answer at once
+    (think=false): a letter is the whole answer."""
+    conversation = conversation._replace(think=False)
     context = prompts.render_ids(conversation, tokenizer).prompt_ids
     last = conversation.turns[-1]
     continuations = []
     for letter in LETTERS:
-        answered = prompts.Conversation(conversation.turns[:-1] + (prompts.Turn(last.user, letter),), conversation.system)
+        answered = conversation._replace(turns=conversation.turns[:-1] + (prompts.Turn(last.user, letter),))
         answer = prompts.render_ids(answered, tokenizer).answer_ids
         length = next((k for k in range(1, len(answer) + 1) if tokenizer.decode(answer[:k]).strip() == letter), None)
         if length is None:

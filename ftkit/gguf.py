@@ -78,12 +78,36 @@ def run_tool(cmd: list[str], what: str) -> subprocess.CompletedProcess:
     return result
 
 
+# architectures whose converter looks for multi-token-prediction layers (conversion/qwen.py, the MTP mixin: from
+# mtp_num_hidden_layers, or asserting some exist); transformers neither loads nor saves them, so a model it wrote
+# (a merged fine-tune, the tiny one) has none, and the GGUF is made without them
+_MTP_ARCHITECTURES = {"Qwen3NextForCausalLM", "Qwen3_5ForCausalLM", "Qwen3_5ForConditionalGeneration",
+                      "Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration"}
+
+
+def converter_flags(model_path: str) -> list[str]:
+    """convert_hf_to_gguf.py's flags this model needs: --no-mtp for an MTP architecture saved without MTP layers."""
+    import json
+
+    config_file = Path(model_path) / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    if not _MTP_ARCHITECTURES & set(config.get("architectures") or []):
+        return []
+    from safetensors import safe_open
+
+    for shard in Path(model_path).glob("*.safetensors"):
+        with safe_open(shard, "pt") as f:
+            if any(key.startswith("mtp.") for key in f.keys()):  # noqa: SIM118 - a safetensors handle
+                return []
+    return ["--no-mtp"]
+
+
 def convert_f16(model_path: str, target: Path) -> None:
     """HF folder -> F16 GGUF, written to a temporary name and renamed when complete."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         run_tool([sys.executable, str(llama_cpp_dir() / "convert_hf_to_gguf.py"), model_path, "--outfile", str(tmp),
-              "--outtype", "f16"], f"converting {model_path} to GGUF")
+                  "--outtype", "f16", *converter_flags(model_path)], f"converting {model_path} to GGUF")
         faults.reached("gguf.convert")  # test hook: a kill here must leave no GGUF behind
         os.replace(tmp, target)
     finally:

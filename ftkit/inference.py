@@ -60,6 +60,13 @@ class HFChatModel:
         return self.model.disable_adapter() if self.adapter is False else contextlib.nullcontext()
 
     @property
+    def recurrent(self) -> bool:
+        """Layers that carry a state through the sequence (Qwen3.5's Gated DeltaNet): padding after a shared
+        prefix would decay that state and shift their convolution, so their batches are padded before the start
+        only, where a zero state stays zero."""
+        return "linear_attention" in (getattr(self.model.config, "layer_types", None) or ())
+
+    @property
     def device(self):
         return next(self.model.parameters()).device
 
@@ -120,7 +127,9 @@ class HFChatModel:
                 return generated
             if len(keep) < len(alive):
                 index = torch.tensor(keep, device=attention.device)
-                cache.batch_select_indices(index)
+                # reorder_cache with the kept rows selects them in every kind of layer, the recurrent states of
+                # linear attention (Qwen3.5's Gated DeltaNet) included, which batch_select_indices does not know
+                cache.reorder_cache(index)
                 attention, next_ids, last = attention[index], next_ids[index], last[index]
                 alive = [alive[i] for i in keep]
             attention = torch.cat([attention, attention.new_ones(len(alive), 1)], dim=1)
@@ -182,7 +191,7 @@ class HFChatModel:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         shared = min(len(_common_prefix(sequences)), min(map(len, sequences)) - keep)
         cache, past = None, []
-        if shared >= PREFIX_REUSE_MIN:
+        if shared >= PREFIX_REUSE_MIN and not self.recurrent:
             out = self.model(input_ids=torch.tensor([sequences[0][:shared]], device=self.device), use_cache=True,
                              logits_to_keep=1)
             cache, past = out.cache, [1] * shared

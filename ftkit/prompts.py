@@ -337,13 +337,25 @@ def _apply_template(tokenizer, messages: list[dict], generation_prompt: bool, kw
         raise PromptError("chat_template", f"the chat template cannot render it: {err}") from None
 
 
+def _text_after(tokenizer, prompt_text: str, full_text: str) -> list[int]:
+    """The answer's ids where the prompt ends inside a token of the whole text: Qwen3.5's thinking prompt ends
+    "<think>\n", and "\n\n" is one token of "<think>\n\n</think>". The model is given the prompt's ids and
+    must generate the rest, so the rest is encoded on its own, as it will be generated."""
+    if not full_text.startswith(prompt_text):
+        raise PromptError("unsplittable", "chat template: the prompt is not the beginning of prompt + answer (the "
+                                          "template renders this answer apart from its prompt)")
+    return _encode(tokenizer, full_text[len(prompt_text):])
+
+
 def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:
     conv, kwargs = _template_input(conv, families.family_of(tokenizer))
-    prompt = _encode(tokenizer, _apply_template(tokenizer, conv.without_last_answer().to_messages(), True, kwargs))
+    prompt_text = _apply_template(tokenizer, conv.without_last_answer().to_messages(), True, kwargs)
+    prompt = _encode(tokenizer, prompt_text)
     if conv.is_open:
         return RenderedIds(prompt)  # the template writes its special tokens (and any BOS) as text
-    full = _encode(tokenizer, _apply_template(tokenizer, conv.to_messages(), False, kwargs))
-    answer = _split_answer(full, prompt, "chat template")
+    full_text = _apply_template(tokenizer, conv.to_messages(), False, kwargs)
+    full = _encode(tokenizer, full_text)
+    answer = full[len(prompt):] if full[: len(prompt)] == prompt else _text_after(tokenizer, prompt_text, full_text)
     # supervise the answer and the token that ends the turn; what the template writes after it
     # (ChatML's newline) belongs to the next turn
     end = families.end_of_turn_id(tokenizer)

@@ -153,9 +153,14 @@ class TinyFamilySpec:
     seed: int = 0
 
 
+# Qwen3.5's hybrid stack: three Gated DeltaNet (linear attention) layers, then one full attention layer,
+# as in every Qwen3.5 checkpoint (full_attention_interval 4)
+QWEN35_LAYER_TYPES = ["linear_attention"] * 3 + ["full_attention"]
+
+
 def family_config(family: str, spec: TinyFamilySpec):
     """transformers config of the family's real architecture, at a tiny size."""
-    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+    from transformers import LlamaConfig, Qwen2Config, Qwen3_5TextConfig, Qwen3Config
 
     shape = {"hidden_size": spec.hidden_size, "intermediate_size": spec.intermediate_size,
              "num_hidden_layers": spec.num_hidden_layers, "num_attention_heads": spec.num_attention_heads,
@@ -168,6 +173,21 @@ def family_config(family: str, spec: TinyFamilySpec):
         return Qwen3Config(vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
                            head_dim=spec.hidden_size // spec.num_attention_heads, tie_word_embeddings=True,
                            attention_bias=False, bos_token_id=151643, eos_token_id=151645, **shape)
+    if family == "qwen3.5":
+        # Qwen3.5's text model: every config field of the real one (gated attention with a quarter of each head
+        # rotated, q/k norms, Gated DeltaNet layers with their own head counts and a 4-wide causal convolution,
+        # tied embeddings, 262k context) at a tiny size; the linear-attention value width (heads x head dim)
+        # is a multiple of 256, like the hidden size, so k-quants apply to its output projection too
+        heads = spec.num_attention_heads
+        return Qwen3_5TextConfig(
+            vocab_size=151936, max_position_embeddings=262144, rms_norm_eps=1e-6, tie_word_embeddings=True,
+            head_dim=spec.hidden_size // heads, layer_types=QWEN35_LAYER_TYPES * max(1, spec.num_hidden_layers // 4),
+            linear_num_key_heads=max(1, heads // 2), linear_num_value_heads=heads,
+            linear_key_head_dim=spec.hidden_size // heads, linear_value_head_dim=spec.hidden_size // heads,
+            linear_conv_kernel_dim=4, rope_parameters={"rope_type": "default", "rope_theta": 10000000.0,
+                                                       "partial_rotary_factor": 0.25},
+            bos_token_id=151643, eos_token_id=151645, architectures=["Qwen3_5ForCausalLM"],
+            **{**shape, "num_hidden_layers": 4 * max(1, spec.num_hidden_layers // 4)})
     if family == "llama3":  # Llama-3.1-8B-Instruct: llama3 rope scaling, 128k context, untied output layer
         return LlamaConfig(vocab_size=128256, max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
                            rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
@@ -183,10 +203,14 @@ _TOKENIZER_SETTINGS = {
                 "model_max_length": 131072},
     "qwen3": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
               "model_max_length": 131072},
+    # transformers' own class for Qwen3.5 (Qwen2Tokenizer would impose Qwen2's split pattern on loading)
+    "qwen3.5": {"tokenizer_class": "Qwen3_5Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+                "model_max_length": 262144},
     "llama3": {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
                "model_max_length": 131072},
 }
-_GENERATION_EOS = {"qwen2.5": [151645, 151643], "qwen3": [151645, 151643], "llama3": [128001, 128008, 128009]}
+_GENERATION_EOS = {"qwen2.5": [151645, 151643], "qwen3": [151645, 151643], "qwen3.5": [151645, 151643],
+                   "llama3": [128001, 128008, 128009]}
 
 
 def write_family_tokenizer(family: str, out_dir: Path) -> None:
@@ -194,7 +218,7 @@ def write_family_tokenizer(family: str, out_dir: Path) -> None:
 
     from ftkit import families, tiny_tokenizers
 
-    source = tiny_tokenizers.LLAMA3 if family == "llama3" else tiny_tokenizers.QWEN2
+    source = {"llama3": tiny_tokenizers.LLAMA3, "qwen3.5": tiny_tokenizers.QWEN35}.get(family, tiny_tokenizers.QWEN2)
     settings = _TOKENIZER_SETTINGS[family]
     template_file = families.get(family).template_file
     template = (tiny_tokenizers.ROOT / "llama.cpp" / "models" / "templates" / template_file).read_text(encoding="utf-8")
@@ -210,7 +234,7 @@ def write_family_tokenizer(family: str, out_dir: Path) -> None:
 
 
 def build_family(out_dir: str | Path, family: str, spec: TinyFamilySpec = TinyFamilySpec()) -> Path:
-    """The tiny model of a family (qwen2.5, qwen3, llama3) into `out_dir` (replaced atomically)."""
+    """The tiny model of a family (qwen2.5, qwen3, qwen3.5, llama3) into `out_dir` (replaced atomically)."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 

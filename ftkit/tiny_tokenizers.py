@@ -9,6 +9,13 @@ as the Hub tokenizer — checked against llama.cpp's reference tokenizations bes
 Where the vocab file has `[PAD…]` placeholders, the family's own added tokens go in at their real ids
 (Qwen2.5's tool and vision tokens, Qwen3's `<think>`), and Llama-3's reserved tokens get their
 Llama-3.1 names (`<|eom_id|>`, `<|python_tag|>`, `<|finetune_right_pad_id|>`).
+
+Qwen3.5: the submodule's `ggml-vocab-qwen35.gguf` is Qwen2's 151,936-token vocabulary under Qwen3.5's
+pre-tokenizer (`LLAMA_VOCAB_PRE_TYPE_QWEN35`), not Qwen3.5's own 248,320-token one. With Qwen3.5's split
+pattern and NFC (what transformers' Qwen3_5Tokenizer applies) it gives llama.cpp's reference tokenizations
+beside that file, except for text NFC changes (a decomposed é: llama.cpp does not normalize); but the
+converter's hash of it is Qwen2's (`e636dc…`: the hash text holds no letter + combining mark, where the
+two patterns differ), so a GGUF of it says `qwen2`, and llama.cpp splits with Qwen2's pattern.
 """
 from __future__ import annotations
 
@@ -20,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen3.5 (llama.cpp src/llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_QWEN35): letters keep their combining marks
+QWEN35_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -44,6 +54,7 @@ class VocabSource:
 
 
 QWEN2 = VocabSource("ggml-vocab-qwen2.gguf", QWEN2_SPLIT, nfc=True, ignore_merges=False, add_bos=None)
+QWEN35 = VocabSource("ggml-vocab-qwen35.gguf", QWEN35_SPLIT, nfc=True, ignore_merges=False, add_bos=None)
 LLAMA3 = VocabSource("ggml-vocab-llama-bpe.gguf", LLAMA3_SPLIT, nfc=False, ignore_merges=True, add_bos="<|begin_of_text|>")
 
 
@@ -64,7 +75,7 @@ def read_vocab_file(path: Path) -> tuple[list[str], list[int], list[str]]:
 def added_tokens(family: str, tokens: list[str], types: list[int]) -> list[tuple[int, str, bool]]:
     """(id, text, special) for every token after the normal ones, with the family's real names."""
     first = next(i for i, t in enumerate(types) if t != 1)
-    if family in ("qwen2.5", "qwen3"):
+    if family in ("qwen2.5", "qwen3", "qwen3.5"):
         extra = QWEN25_ADDED if family == "qwen2.5" else QWEN3_ADDED
         control = [(i, tokens[i], True) for i in range(first, first + 3)]  # endoftext, im_start, im_end
         return control + [(first + 3 + k, text, special) for k, (text, special) in enumerate(extra)]

@@ -69,9 +69,9 @@ class TrainConfig:
     max_steps: int = option(-1, "stop after N optimizer steps (overrides --epochs when > 0)")
     trust_remote_code: bool = option(False, "allow the model repository's own Python code to run")
     allow_pickle: bool = option(False, "load weights from pickle files (*.bin) when there are no safetensors")
-    family: str | None = option(None, "chat format family (llama2, llama3, qwen2.5, qwen3; default: detected "
+    family: str | None = option(None, "chat format family (llama2, llama3, qwen2.5, qwen3, qwen3.5; default: detected "
                                       "from the model's chat template)", choices=tuple(families.FAMILIES))
-    thinking: str = option("off", "thinking mode, for a family that thinks (qwen3): off trains answers only; on: every "
+    thinking: str = option("off", "thinking mode, for a family that thinks (qwen3, qwen3.5): off trains answers only; on: every "
                                   "answer after its think block (empty without a trace); mixed: records with a trace "
                                   "think, the others answer directly", choices=families.THINKING_MODES)
     allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "

@@ -3,9 +3,10 @@
 
 --family llama2 (the default base model of the demo and the tests): a Llama-2-style checkpoint with a
 sentencepiece tokenizer trained on local text, a few MB, built in seconds, byte-identical for the
-same --seed. --family qwen2.5 | qwen3 | llama3: the family's real tokenizer, rebuilt from the vocab
+same --seed. --family qwen2.5 | qwen3 | qwen3.5 | llama3: the family's real tokenizer, rebuilt from the vocab
 file in llama.cpp/models/, its real chat template from llama.cpp/models/templates/, and a tiny body
-of the real architecture with the full vocabulary (40-67 M parameters, mostly embeddings).
+of the real architecture with the full vocabulary (40-67 M parameters, mostly embeddings; Qwen3.5: three
+Gated DeltaNet layers and one gated-attention layer).
 
 examples: python scripts/build_tiny_model.py --output-dir models/tiny-llama
           python scripts/build_tiny_model.py --family qwen2.5 --output-dir models/tiny-qwen2.5

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_script
+from conftest import generate_alone, run_script
 
 from ftkit import metrics
 
@@ -210,21 +210,13 @@ def test_repl_leaves_cleanly_on_ctrl_d_and_ctrl_c(tiny_tokenizer, ending):
 @pytest.mark.slow
 def test_shrinking_greedy_batches_equal_transformers_generate(trained_run, tiny_model_dir, tiny_tokenizer):
     """Rows leave the batch when they end; the tokens must be exactly what generate() gives alone."""
-    import torch
-
     from ftkit import prompts, sample_data
     from ftkit.inference import Decoding, load_models
 
     _, _, tuned = load_models(str(tiny_model_dir), str(trained_run / "lora_adapter"), with_base=False)
     ids = [prompts.render_ids(prompts.from_alpaca({"instruction": r["instruction"], "input": r["input"]}),
                               tiny_tokenizer).prompt_ids for r in sample_data.generate(24, seed=7)]
-    reference = []
-    with torch.no_grad():
-        for x in ids:
-            out = tuned.model.generate(torch.tensor([x]), max_new_tokens=24, do_sample=False, temperature=None,
-                                       top_p=None, top_k=None, pad_token_id=tiny_tokenizer.pad_token_id,
-                                       eos_token_id=tiny_tokenizer.eos_token_id)[0, len(x):].tolist()
-            reference.append(out[: out.index(tiny_tokenizer.eos_token_id)] if tiny_tokenizer.eos_token_id in out else out)
+    reference = generate_alone(tuned.model, ids, 24, [tiny_tokenizer.eos_token_id], tiny_tokenizer.pad_token_id)
     batched = tuned.generate(ids, Decoding(max_new_tokens=24), batch_size=24)
     assert [g.token_ids for g in batched] == reference
     lengths = {len(r) for r in reference}

@@ -4,17 +4,23 @@ import hashlib
 import json
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import go_render
+from conftest import generate_alone, go_render
 
 from ftkit import families, ollama, prompts
 from ftkit.cli import UserError
 from ftkit.tiny_tokenizers import reference_cases
 
 ROOT = Path(__file__).resolve().parents[1]
-BPE_FAMILIES = ("qwen2.5", "qwen3", "llama3")
+BPE_FAMILIES = ("qwen2.5", "qwen3", "qwen3.5", "llama3")
+VOCAB_FILES = {"qwen2.5": "ggml-vocab-qwen2.gguf", "qwen3": "ggml-vocab-qwen2.gguf", "qwen3.5": "ggml-vocab-qwen35.gguf",
+               "llama3": "ggml-vocab-llama-bpe.gguf"}
+# what the converter recognises in each tiny tokenizer: the family's own pre-tokenizer, except for Qwen3.5, whose
+# vocabulary the submodule ships only as Qwen2's under Qwen3.5's split (ftkit/tiny_tokenizers.py): its hash is Qwen2's
+TINY_PRE = {"qwen3.5": "qwen2"}
 # llama.cpp's converter text for the pre-tokenizer hash (conversion/base.py, get_vocab_base_pre)
 CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
           '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
@@ -35,9 +41,10 @@ def test_tokenizer_is_the_real_one_as_llama_cpp_knows_it(name, family_tokenizer)
     tokenizer = family_tokenizer(name)
     family = families.get(name)
     digest = hashlib.sha256(str(tokenizer.encode(CHKTXT)).encode()).hexdigest()
-    assert converter_pre_tokenizers().get(digest) == family.llama_cpp_pre  # the converter will accept it
-    vocab_file = "ggml-vocab-llama-bpe.gguf" if name == "llama3" else "ggml-vocab-qwen2.gguf"
-    cases = reference_cases(vocab_file)
+    # the converter will accept it (and write this pre-tokenizer into the GGUF)
+    assert converter_pre_tokenizers().get(digest) == TINY_PRE.get(name, family.llama_cpp_pre)
+    # transformers normalizes to NFC (Qwen) where llama.cpp does not: text that NFC changes is left out
+    cases = [(text, ids) for text, ids in reference_cases(VOCAB_FILES[name]) if unicodedata.normalize("NFC", text) == text]
     assert len(cases) > 40
     wrong = [(text, ids) for text, ids in cases if tokenizer.encode(text, add_special_tokens=False) != ids]
     assert not wrong, wrong[:3]
@@ -47,6 +54,7 @@ REAL_IDS = {
     "qwen2.5": {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|vision_start|>": 151652,
                 "<tool_call>": 151657, "<|file_sep|>": 151664},
     "qwen3": {"<|im_end|>": 151645, "<tool_response>": 151665, "<think>": 151667, "</think>": 151668},
+    "qwen3.5": {"<|im_end|>": 151645, "<think>": 151667, "</think>": 151668},
     "llama3": {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|finetune_right_pad_id|>": 128004,
                "<|start_header_id|>": 128006, "<|eom_id|>": 128008, "<|eot_id|>": 128009, "<|python_tag|>": 128010,
                "<|reserved_special_token_247|>": 128255},
@@ -61,7 +69,7 @@ def test_special_tokens_at_their_real_ids_and_the_real_architecture(name, family
         assert tokenizer.encode(token, add_special_tokens=False) == [token_id]  # one token, never split
     config = json.loads((family_model(name) / "config.json").read_text())
     expected = {"qwen2.5": ("qwen2", 151936, 32768, True), "qwen3": ("qwen3", 151936, 40960, True),
-                "llama3": ("llama", 128256, 131072, False)}[name]
+                "qwen3.5": ("qwen3_5_text", 151936, 262144, True), "llama3": ("llama", 128256, 131072, False)}[name]
     assert (config["model_type"], config["vocab_size"], config["max_position_embeddings"],
             config["tie_word_embeddings"]) == expected
     assert config["num_key_value_heads"] < config["num_attention_heads"]  # grouped-query attention
@@ -73,6 +81,13 @@ def test_special_tokens_at_their_real_ids_and_the_real_architecture(name, family
         keys = set(f.keys())
     assert ("model.layers.0.self_attn.q_proj.bias" in keys) == (name == "qwen2.5")  # Qwen2: q/k/v bias
     assert ("model.layers.0.self_attn.q_norm.weight" in keys) == (name == "qwen3")  # Qwen3: q/k norms
+    if name == "qwen3.5":  # hybrid: Gated DeltaNet layers, then gated attention (q_proj twice as wide: the gate)
+        assert config["layer_types"] == ["linear_attention"] * 3 + ["full_attention"]
+        assert {"model.layers.0.linear_attn.in_proj_qkv.weight", "model.layers.0.linear_attn.conv1d.weight",
+                "model.layers.0.linear_attn.A_log", "model.layers.3.self_attn.q_norm.weight"} <= keys
+        with safe_open(family_model(name) / "model.safetensors", "pt") as f:
+            q = f.get_slice("model.layers.3.self_attn.q_proj.weight").get_shape()
+        assert q[0] == 2 * config["num_attention_heads"] * config["head_dim"]
     generation = json.loads((family_model(name) / "generation_config.json").read_text())
     assert families.end_of_turn_id(tokenizer) in generation["eos_token_id"]
     assert tokenizer.pad_token_id != families.end_of_turn_id(tokenizer)  # padding never hides the end of a turn
@@ -261,7 +276,7 @@ def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_
     family = families.get(name)
     llm = Llama(model_path=report["files"]["F16"]["path"], vocab_only=True, verbose=False)
     meta = llm.metadata
-    assert meta["tokenizer.ggml.pre"] == family.llama_cpp_pre  # the converter recognised the tokenizer
+    assert meta["tokenizer.ggml.pre"] == TINY_PRE.get(name, family.llama_cpp_pre)  # the converter recognised it
     assert int(meta["tokenizer.ggml.eos_token_id"]) == families.end_of_turn_id(tokenizer)
     # llama.cpp's own tokenizer: a conversation's generation prompt gives HF's ids, BOS once
     conv = prompts.from_messages(DIALOG[:-1])
@@ -324,3 +339,24 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
     assert modelfile_status(shifted) == "FAIL"  # one newline moved
     if family.default_system:
         assert modelfile_status(original.replace(family.default_system, "")) == "FAIL"
+
+
+@pytest.mark.slow
+def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches(family_run):
+    """Qwen3.5's Gated DeltaNet layers keep recurrent states, not keys and values: rows that end leave the batch
+    from those too, and every row's tokens are what transformers' generate gives it alone."""
+    from ftkit.inference import Decoding, HFChatModel
+    from ftkit.loading import load_hf, load_tokenizer
+
+    run, result, _ = family_run("qwen3.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged = str(run / "model" / "merged_model")
+    tokenizer = load_tokenizer(merged)
+    model = HFChatModel(load_hf(merged), tokenizer, "merged")
+    records = [json.loads(line) for line in (run / "data" / "train_test.jsonl").read_text(encoding="utf-8").splitlines()]
+    ids = [prompts.render_ids(prompts.from_messages(r["messages"]).without_last_answer(), tokenizer).prompt_ids
+           for r in records[:12]]
+    reference = generate_alone(model.model, ids, 24, model.stop_ids, tokenizer.pad_token_id)
+    batched = model.generate(ids, Decoding(max_new_tokens=24), batch_size=len(ids))
+    assert [g.token_ids for g in batched] == reference
+    assert len({len(r) for r in reference}) > 1  # answers of different lengths: rows really left the batch early

@@ -168,6 +168,19 @@ def test_batched_scoring_equals_one_option_at_a_time(tiny_model_dir, fmt, shots)
     assert general_eval.choices_of(ours) == general_eval.choices_of(reference)
 
 
+def test_batched_scoring_equals_one_option_at_a_time_through_linear_attention(family_model):
+    """Qwen3.5's recurrent layers: a batch shares no prefix cache and pads before the start only."""
+    from ftkit.inference import load_models
+
+    tokenizer, base, _ = load_models(str(family_model("qwen3.5")))
+    assert base.recurrent
+    benchmark = general_eval.read_benchmark(general_set.SHIPPED, per_subject=1)
+    built = general_eval.build_prompts(benchmark, tokenizer, 2, "chat")
+    ours = general_eval.option_logprobs(base, built, batch_size=8)
+    reference = general_eval.option_logprobs_one_at_a_time(base, built)
+    assert max(abs(a - b) for r, s in zip(ours, reference, strict=True) for a, b in zip(r, s, strict=True)) < 1e-4
+
+
 def test_a_chat_prompt_is_the_training_renderer_and_the_letter_is_what_training_supervises(tiny_model_dir):
     from ftkit import prompts
     from ftkit.inference import load_models

@@ -66,6 +66,14 @@ def qwen3(qwen3_dir, thinking: str):
     return load_tokenizer(str(qwen3_dir), family="qwen3", thinking=thinking)
 
 
+@pytest.fixture(scope="module")
+def thinker(family_model):
+    """(family, mode) -> the family's tiny tokenizer bound to that thinking mode."""
+    from ftkit.loading import load_tokenizer
+
+    return lambda name, mode: load_tokenizer(str(family_model(name)), family=name, thinking=mode)
+
+
 # --- the data stage ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("family", ("llama2", "llama3", "qwen2.5", "qwen3"))
@@ -130,7 +138,7 @@ def test_a_record_the_template_cannot_split_is_rejected_and_counted_not_fatal(fa
                                     val_ratio=0, test_ratio=0))
     assert summary.kept == 1 and dict(summary.rejected) == {"unsplittable": 1}
     [rejected] = [json.loads(x) for x in (tmp_path / "out" / "train_rejected.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert rejected["line"] == 1 and "prefix of prompt + answer" in rejected["detail"]
+    assert rejected["line"] == 1 and "prompt + answer" in rejected["detail"]
 
 
 # --- rendering: the real template's own, byte for byte ------------------------------------------------
@@ -155,8 +163,9 @@ def real(tokenizer, messages: list[dict], generation_prompt: bool, **kwargs) -> 
 
 @pytest.mark.parametrize("mode", ("on", "mixed"))
 @pytest.mark.parametrize("record", (TRACED, PLAIN, HISTORY), ids=("trace", "no-trace", "history"))
-def test_a_thinking_run_renders_as_the_real_template_renders_a_reasoning_turn(mode, record, qwen3_dir):
-    tokenizer = qwen3(qwen3_dir, mode)
+@pytest.mark.parametrize("name", ("qwen3", "qwen3.5"))
+def test_a_thinking_run_renders_as_the_real_template_renders_a_reasoning_turn(name, mode, record, thinker):
+    tokenizer = thinker(name, mode)
     conv = conversation(record)
     messages = conv.to_messages()
     thinking = mode == "on" or conv.turns[-1].reasoning is not None
@@ -168,10 +177,14 @@ def test_a_thinking_run_renders_as_the_real_template_renders_a_reasoning_turn(mo
     assert tokenizer.decode(ids.prompt_ids) == expected_prompt
     assert tokenizer.decode(ids.input_ids) == real(tokenizer, messages, False).removesuffix("\n")
     answer = tokenizer.decode(ids.answer_ids)
+    opened = "<think>\n" if name == "qwen3" else ""  # Qwen3.5's thinking prompt opens the block itself
     if conv.turns[-1].reasoning:
-        assert answer == f"<think>\n{conv.turns[-1].reasoning}\n</think>\n\n{conv.turns[-1].answer}<|im_end|>"
+        assert answer == f"{opened}{conv.turns[-1].reasoning}\n</think>\n\n{conv.turns[-1].answer}<|im_end|>"
     elif mode == "on":  # the empty block is the answer's: the model learns to close it itself
-        assert answer == f"{families.QWEN3_EMPTY_THINK}{conv.turns[-1].answer}<|im_end|>"
+        empty_block = families.QWEN3_EMPTY_THINK.removeprefix("<think>\n" if not opened else "")
+        assert answer == f"{empty_block}{conv.turns[-1].answer}<|im_end|>"
+        if not opened:  # the prompt ends inside the "\n\n" token of the whole text: the rest is encoded as generated
+            assert ids.answer_ids[:2] == tokenizer.encode("\n</think>", add_special_tokens=False)
     else:  # mixed: the empty block sits in the prompt, as think=false renders it
         assert answer == f"{conv.turns[-1].answer}<|im_end|>" and expected_prompt.endswith(families.QWEN3_EMPTY_THINK)
     if record is HISTORY:
@@ -186,8 +199,9 @@ def test_thinking_off_trains_the_answer_alone_even_when_a_trace_is_given(qwen3_d
 
 
 @pytest.mark.parametrize("think", (None, True, False))
-def test_an_open_chat_gets_the_prompt_of_its_think_request(think, qwen3_dir):
-    tokenizer = qwen3(qwen3_dir, "mixed")
+@pytest.mark.parametrize("name", ("qwen3", "qwen3.5"))
+def test_an_open_chat_gets_the_prompt_of_its_think_request(name, think, thinker):
+    tokenizer = thinker(name, "mixed")
     chat = prompts.from_alpaca({"instruction": "你好"})._replace(think=think)
     expected = real(tokenizer, chat.to_messages(), True, **({} if think is None else {"enable_thinking": think}))
     assert prompts.render_text(chat, tokenizer) == expected
@@ -214,39 +228,50 @@ def test_the_mode_travels_in_the_template_and_survives_save_and_reload(qwen3_dir
 # --- Ollama: think=true and think=false each render what training used ------------------------------------
 
 def ollama_case(modelfile: ollama.Modelfile, gguf_template: str, chat, think, env, version=ollama.CHECKED_VERSION):
+    """One chat request to a model made from `modelfile`, as tests/go/ollama_chat.go takes it."""
     return {"modelfile": {"template": modelfile.template, "system": "", "parser": modelfile.parser or "",
                           "renderer": ""},
             "gguf_chat_template": gguf_template, "model_family": "qwen3", "ollama_version": version,
             "env": {"OLLAMA_GO_TEMPLATE": env}, "messages": chat, "think": think}
 
 
-@pytest.mark.parametrize("mode", ("on", "mixed"))
-def test_a_thinking_modelfile_declares_thinking_and_each_think_value_renders_its_training_prompt(mode, qwen3_dir, tmp_path):
-    tokenizer = qwen3(qwen3_dir, mode)
+ARCHITECTURE = {"qwen3": "qwen3", "qwen3.5": "qwen35"}  # what Ollama reads from the GGUF
+
+
+@pytest.mark.parametrize("mode", ("off", "on", "mixed"))
+@pytest.mark.parametrize("name", ("qwen3", "qwen3.5"))
+def test_each_think_value_renders_its_training_prompt_on_every_ollama_path(name, mode, thinker, tmp_path):
+    tokenizer = thinker(name, mode)
     family = families.family_of(tokenizer)
     path = ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m-Q8_0.gguf"), family=family)
     modelfile = ollama.read_modelfile(path)
-    assert modelfile.parser is None and "{{ .Thinking }}" in modelfile.template
+    thinks = mode != "off"
+    # a thinking run declares thinking (the TEMPLATE's .Thinking) and keeps no PARSER; off keeps passthrough
+    assert (modelfile.parser is None) == thinks and ("{{ .Thinking }}" in modelfile.template) == thinks
     chats = [[{"role": "user", "content": "日本的首都是哪里？"}],
              [{"role": "user", "content": "中国的首都是哪里？"}, {"role": "assistant", "content": "北京。"},
               {"role": "user", "content": "日本的呢？"}]]
-    cases = [ollama_case(modelfile, tokenizer.chat_template, chat, think, env, version)
+    cases = [dict(ollama_case(modelfile, tokenizer.chat_template, chat, think, env, version),
+                  model_family=ARCHITECTURE[name])
              for chat in chats for think in (None, True, False) for env in ("", "1")
              for version in (ollama.CHECKED_VERSION, ollama.LAST_GO_ONLY_VERSION)]
     routes = deploy_parity.ollama_routes(cases)
     for case, result in zip(cases, routes, strict=True):
-        assert "thinking" in result["capabilities"], result
-        think = case["think"] if case["think"] is not None else True  # Ollama's default for a model that thinks
-        assert result["think"] is think
+        assert ("thinking" in result["capabilities"]) == thinks, result
+        if not thinks and case["think"] is True:
+            assert result["path"] == "refused" and "does not support thinking" in result["error"]
+            continue
+        think = case["think"] if case["think"] is not None else thinks  # Ollama's default: think if it can
         trained, _ = deploy_parity.training_prompt(tokenizer, case["messages"], think)
         if result["path"] == "go_template":
             assert result["prompt"] == trained, (case["think"], case["env"], case["ollama_version"])
         else:  # 0.30+: the GGUF's own template in llama-server, told the think value
-            assert result["path"] == "llama_server" and case["env"]["OLLAMA_GO_TEMPLATE"] == ""
+            assert thinks and result["path"] == "llama_server" and case["env"]["OLLAMA_GO_TEMPLATE"] == ""
             assert result["llama_server"]["chat_template_kwargs"] == {"enable_thinking": think}
             assert real(tokenizer, case["messages"], True, enable_thinking=think) == trained
-        assert trained.endswith(families.QWEN3_EMPTY_THINK) == (think is False)
-    assert {r["path"] for r in routes} == {"go_template", "llama_server"}
+        # think=false: the direct prompt, after the empty block; think=true: the thinking prompt
+        assert trained.endswith(families.QWEN3_EMPTY_THINK) == (not think)
+    assert {r["path"] for r in routes} == ({"go_template", "llama_server"} if thinks else {"go_template", "refused"})
 
 
 def test_a_thinking_run_fails_the_check_when_ollama_would_refuse_think(qwen3_dir, tmp_path):
@@ -315,7 +340,7 @@ def test_make_all_with_mixed_thinking_passes_acceptance_and_each_think_value_ren
     # the sample data carried traces, and they were trained
     stats = json.loads((run / "data" / "train_stats.json").read_text())
     assert stats["reasoning"]["thinking"] == "mixed" and stats["reasoning"]["with_reasoning"] >= 50
-    assert stats["reasoning"]["without_reasoning"] >= 50
+    assert stats["reasoning"]["without_reasoning"] >= 50  # half of the 150 sample records carry a trace
     # the mode travels: the adapter's and the GGUF's template are marked, not pinned off
     adapter_template = (run / "model" / "lora_adapter" / "chat_template.jinja").read_text(encoding="utf-8")
     assert families.thinking_mark(adapter_template) == "mixed"
@@ -333,3 +358,14 @@ def test_make_all_with_mixed_thinking_passes_acceptance_and_each_think_value_ren
     summary = json.loads((run / "reports" / "evaluation_results.csv.summary.json").read_text())
     tuned = summary["aggregate"]["finetuned"]
     assert tuned["answers_with_reasoning"] > 0 and tuned["mean_reasoning_chars"] > 0
+
+
+def test_the_repl_sets_apart_a_trace_whose_opening_tag_was_in_the_prompt():
+    from ftkit.chat import ThinkingPrinter
+
+    out = []
+    printer = ThinkingPrinter(out.append, opened=True)  # Qwen3.5's thinking prompt ends "<think>\n"
+    for piece in ("先想", "想", "\n</think>\n\n", "答案"):
+        printer.feed(piece)
+    printer.close()
+    assert "".join(out) == "(thinking) 先想想\n答案"
