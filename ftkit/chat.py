@@ -120,8 +120,8 @@ class ChatSession:
             model = self.models[name]
             print(f"[{name}] ", end="", file=self.out, flush=True)
             prompt_ids = self._prompt_ids(name, question)
-            opened = self.tokenizer.decode(prompt_ids[-3:]).rstrip().endswith(prompts.THINK_OPEN)
-            printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True), opened)
+            printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True),
+                                      prompts.opens_thinking(self.tokenizer, prompt_ids))
             for piece in model.stream(prompt_ids, self.decoding):
                 printer.feed(piece)
             printer.close()

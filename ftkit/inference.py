@@ -259,6 +259,11 @@ class GGUFChatModel:
                          logits_all=logits_all, verbose=False, seed=0, n_gpu_layers=n_gpu_layers, lora_path=lora_path)
         # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
         self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
+        # a recurrent state (Qwen3.5's Gated DeltaNet) cannot be cut back to a shared prefix: every prompt from 0
+        import llama_cpp
+
+        self.recurrent = bool(llama_cpp.llama_model_is_recurrent(self.llm.model)
+                              or llama_cpp.llama_model_is_hybrid(self.llm.model))
 
     def _tokens(self, prompt_ids: list[int], decoding: Decoding):
         self.llm.reset()
@@ -312,7 +317,7 @@ class GGUFChatModel:
             if len(ids) >= self.llm.n_ctx():
                 raise UserError(f"{self.path}: a prompt of {len(ids)} tokens does not fit the context of {self.llm.n_ctx()}")
             done = self.llm.input_ids[: self.llm.n_tokens].tolist()
-            shared = len(_common_prefix([done, ids])) if done else 0
+            shared = len(_common_prefix([done, ids])) if done and not self.recurrent else 0
             self.llm.n_tokens = min(shared, len(ids) - 1)  # at least the last token is evaluated: its logits are needed
             self.llm.eval(ids[self.llm.n_tokens:])
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(n_vocab,))

@@ -153,12 +153,18 @@ def split_reasoning(text: str, what: str) -> tuple[str | None, str]:
     return trace or None, answer
 
 
-def split_generation(text: str) -> tuple[str | None, str]:
+def opens_thinking(tokenizer, prompt_ids: list[int]) -> bool:
+    """The prompt itself opens the think block (Qwen3.5's thinking prompt ends "<think>\n"): what the model
+    generates starts inside it."""
+    return tokenizer.decode(prompt_ids[-3:]).rstrip().endswith(THINK_OPEN)
+
+
+def split_generation(text: str, opened: bool = False) -> tuple[str | None, str]:
     """What a model generated -> (trace or None, answer); never fails: an unclosed trace (the token budget ran
-    out while thinking) leaves an empty answer."""
-    stripped = text.lstrip()
-    if stripped.startswith(THINK_OPEN) and THINK_CLOSE not in stripped:
-        return stripped[len(THINK_OPEN):].strip() or None, ""
+    out while thinking) leaves an empty answer. `opened`: the prompt opened the think block."""
+    text = THINK_OPEN + text if opened else text.lstrip()
+    if text.startswith(THINK_OPEN) and THINK_CLOSE not in text:
+        return text[len(THINK_OPEN):].strip() or None, ""
     head, closed, answer = text.partition(THINK_CLOSE)
     if not closed:
         return None, text.strip()

@@ -369,3 +369,14 @@ def test_the_repl_sets_apart_a_trace_whose_opening_tag_was_in_the_prompt():
         printer.feed(piece)
     printer.close()
     assert "".join(out) == "(thinking) 先想想\n答案"
+
+
+@pytest.mark.parametrize("text,opened,expected", [
+    ("<think>\n想一想\n</think>\n\n北京。", False, ("想一想", "北京。")),
+    ("北京。", False, (None, "北京。")),
+    ("<think>\n想到一半", False, ("想到一半", "")),  # the token budget ran out while thinking
+    ("想一想\n</think>\n\n北京。", True, ("想一想", "北京。")),  # Qwen3.5: the prompt opened the block
+    ("想到一半", True, ("想到一半", "")),
+])
+def test_a_generation_splits_into_its_trace_and_its_answer(text, opened, expected):
+    assert prompts.split_generation(text, opened) == expected
