@@ -8,6 +8,10 @@ reproduce the training text byte for byte, the Ollama PARSER that keeps Ollama o
 where the GGUF's own template would otherwise win, and the pre-tokenizer llama.cpp's converter must
 recognise.
 
+Thinking: a family that thinks (Qwen3, Qwen3.5) trains with THINKING=off (the default: thinking pinned
+off), on or mixed (`Family.with_thinking`): then enable_thinking stays the caller's, the saved template is
+marked with the mode instead of pinned, and the Ollama TEMPLATE declares thinking.
+
 Pinning: the training text fixes some of a template's variables (Llama-3.1's date, Qwen3's thinking
 off). `bind` rewrites the tokenizer's template so that it renders the training text with no extra
 arguments, whatever a runtime passes: the pinned variables are set at the top of the model's own

@@ -10,7 +10,8 @@ tests/go/ollama_chat.go follows it):
 Both are made right: the TEMPLATE is the family's proven Go template, and the GGUF carries the family's
 template pinned to the training choices (ftkit.families). A family whose GGUF template would turn on a
 capability the model was not trained for (Qwen3: thinking) gets a PARSER that keeps the TEMPLATE in
-charge, and `REQUIRES` the version that knows it. OLLAMA_VERSION writes the file for an older Ollama.
+charge, and `REQUIRES` the version that knows it; a run trained with thinking (THINKING=on|mixed) gets a
+TEMPLATE that declares it, and no PARSER. OLLAMA_VERSION writes the file for an older Ollama.
 
 User text that lands in the Modelfile (system prompt, model name) is validated first: a model name
 reaches a shell command, and a system prompt must not be able to end its quoted block.

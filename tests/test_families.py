@@ -251,7 +251,7 @@ def test_make_all_passes_acceptance_for_the_family(name, family_run):
     assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == name
     general = json.loads((run / "reports" / "eval_general.json").read_text())  # the family's chat template asked
     assert list(general["models"]) == ["base", "fine-tuned", "F16", "Q4_K_M"] and general["benchmark"]["format"] == "chat"
-    assert general["benchmark"]["questions"] == 90 and statuses["eval.forgetting"] in ("PASS", "WARN")
+    assert general["benchmark"]["questions"] == 45 and statuses["eval.forgetting"] in ("PASS", "WARN")
     assert "General ability (multiple choice" in (run / "reports" / "training_report.md").read_text(encoding="utf-8")
 
 
