@@ -241,6 +241,7 @@ class GGUFChatModel:
         cache for the whole context up front: 131,072 tokens for Llama-3.1). logits_all: keep every
         position's logits (an n_ctx x vocabulary array; for losses and logit comparisons) — generation
         alone needs none. n_gpu_layers: layers offloaded to the GPU (-1 all; no effect on a CPU build)."""
+        import llama_cpp
         from llama_cpp import Llama
 
         if not Path(path).is_file():
@@ -260,8 +261,6 @@ class GGUFChatModel:
         # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
         self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
         # a recurrent state (Qwen3.5's Gated DeltaNet) cannot be cut back to a shared prefix: every prompt from 0
-        import llama_cpp
-
         self.recurrent = bool(llama_cpp.llama_model_is_recurrent(self.llm.model)
                               or llama_cpp.llama_model_is_hybrid(self.llm.model))
 

@@ -417,9 +417,12 @@ def load_tokenizer(name: str | None, family: str | None = None, thinking: str = 
     from ftkit import families
     from ftkit.cli import UserError, check_model_source
 
-    if not name:
+    if not name:  # no tokenizer: the mode is checked against --family, if given
+        if thinking not in families.THINKING_MODES:
+            raise InputError(f"--thinking {thinking}: choose {', '.join(families.THINKING_MODES)}")
         try:
-            (families.get(family) if family else families.FAMILIES["qwen3"]).with_thinking(thinking)
+            if family:
+                families.get(family).with_thinking(thinking)
         except UserError as err:
             raise InputError(str(err)) from None
         return None
