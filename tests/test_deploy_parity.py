@@ -292,7 +292,9 @@ def test_acceptance_fails_when_the_gguf_carries_the_unpinned_template(family_run
     assert items["deploy.loads"].status == "PASS"
     assert items["deploy.parity"].status == "FAIL", items["deploy.parity"]
     assert "llama_server" in items["deploy.parity"].evidence and "Today Date" in items["deploy.parity"].evidence
-    assert items["deploy.modelfile"].status == "PASS"  # the Modelfile is ftkit's: only the GGUF's template changed
+    # the Modelfile is ftkit's: only the GGUF's template changed (a WARN would be the quantized type's cost alone)
+    modelfile = items["deploy.modelfile"]
+    assert modelfile.status == "PASS" or (modelfile.status == "WARN" and "beyond the margins" in modelfile.evidence)
 
 
 @pytest.mark.slow

@@ -21,6 +21,9 @@ VOCAB_FILES = {"qwen2.5": "ggml-vocab-qwen2.gguf", "qwen3": "ggml-vocab-qwen2.gg
 # what the converter recognises in each tiny tokenizer: the family's own pre-tokenizer, except for Qwen3.5, whose
 # vocabulary the submodule ships only as Qwen2's under Qwen3.5's split (ftkit/tiny_tokenizers.py): its hash is Qwen2's
 TINY_PRE = {"qwen3.5": "qwen2"}
+# one `make all` per family in make test; Qwen3.5's trains with THINKING=mixed, so the same run proves a thinking
+# mode end to end (tests/test_thinking.py); thinking off is the other families' (Qwen3's) and the unit tests'
+RUN_THINKING = {"qwen3.5": "mixed"}
 # llama.cpp's converter text for the pre-tokenizer hash (conversion/base.py, get_vocab_base_pre)
 CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
           '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
@@ -239,14 +242,28 @@ def acceptance_of(run: Path) -> dict[str, str]:
     return {item["key"]: item["status"] for item in json.loads((run / "reports" / "acceptance.json").read_text())["items"]}
 
 
+def modelfile_verdict_ok(status: str, evidence: str) -> bool:
+    """deploy.modelfile passed, or warned only that a quantized type costs more than its margins (the Modelfile
+    itself, TEMPLATE, stops, PARSER, is right: any fault there is a FAIL)."""
+    return status == "PASS" or (status == "WARN" and "beyond the margins" in evidence)
+
+
+def modelfile_ok(run: Path) -> bool:
+    [item] = [i for i in json.loads((run / "reports" / "acceptance.json").read_text())["items"]
+              if i["key"] == "deploy.modelfile"]
+    return modelfile_verdict_ok(item["status"], item["evidence"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_make_all_passes_acceptance_for_the_family(name, family_run):
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     statuses = acceptance_of(run)
     assert "FAIL" not in statuses.values(), statuses
-    assert statuses["deploy.modelfile"] == "PASS" and statuses["deploy.quality"] in ("PASS", "WARN")
+    # the Modelfile is the family's (a WARN here is only the advice of a smaller GGUF type's cost, measured on
+    # 15 test records)
+    assert modelfile_ok(run) and statuses["deploy.quality"] in ("PASS", "WARN")
     assert statuses["deploy.parity"] == "PASS"  # every Ollama path and llama-server render the training prompt
     assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == name
     general = json.loads((run / "reports" / "eval_general.json").read_text())  # the family's chat template asked
@@ -262,7 +279,7 @@ def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_
 
     from ftkit.loading import load_tokenizer
 
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((run / "gguf" / "quant_report.json").read_text())
     v = report["verification"]
@@ -296,12 +313,13 @@ def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family
     from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
     from ftkit.loading import load_hf, load_tokenizer
 
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
     merged = str(run / "model" / "merged_model")
     tokenizer = load_tokenizer(merged)
     end = families.end_of_turn_id(tokenizer)
-    ids = prompts.render_ids(prompts.from_alpaca({"instruction": "你好"}), tokenizer).prompt_ids
+    # a direct answer (think=false, for the run trained with thinking): the turn's end is what is learned here
+    ids = prompts.render_ids(prompts.from_alpaca({"instruction": "你好"})._replace(think=False), tokenizer).prompt_ids
     hf = HFChatModel(load_hf(merged), tokenizer, "merged")
     gguf = GGUFChatModel(str(run / "gguf" / f"{name}-finetuned-F16.gguf"), tokenizer)
     assert end in hf.stop_ids and end in gguf.stop_ids
@@ -317,7 +335,7 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
     from ftkit.acceptance import Thresholds, run_checks
     from ftkit.artifacts import Paths
 
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.lock"))
@@ -330,7 +348,7 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
     def modelfile_status(text):
         modelfile.write_text(text)
         [item] = run_checks(paths, Thresholds(min_records=10), only={"deploy.modelfile"})
-        return item.status
+        return "PASS" if modelfile_verdict_ok(item.status, item.evidence) else item.status
 
     assert modelfile_status(original) == "PASS"
     assert modelfile_status(original.replace(f'PARAMETER stop "{family.end_of_turn}"\n', "")) == "FAIL"
@@ -348,7 +366,7 @@ def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches
     from ftkit.inference import Decoding, HFChatModel
     from ftkit.loading import load_hf, load_tokenizer
 
-    run, result, _ = family_run("qwen3.5")
+    run, result, _ = family_run("qwen3.5", RUN_THINKING["qwen3.5"])
     assert result.returncode == 0, result.stderr[-3000:]
     merged = str(run / "model" / "merged_model")
     tokenizer = load_tokenizer(merged)

@@ -327,13 +327,15 @@ def test_the_repl_shows_thinking_apart_from_the_answer(pieces, shown):
     assert "".join(out) == shown
 
 
-# --- the whole pipeline: make all FAMILY=qwen3 THINKING=mixed ------------------------------------------------
+# --- the whole pipeline: make all FAMILY=qwen3.5 THINKING=mixed ----------------------------------------------
+# (the run tests/test_families.py makes for Qwen3.5; `make demo FAMILY=qwen3 THINKING=mixed` is the same code
+# on Qwen3's template, whose thinking prompt does not open the block)
 
 @pytest.mark.slow
 def test_make_all_with_mixed_thinking_passes_acceptance_and_each_think_value_renders_as_trained(family_run):
     from llama_cpp import Llama
 
-    run, result, _ = family_run("qwen3", "mixed")
+    run, result, _ = family_run("qwen3.5", "mixed")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     items = {i["key"]: i for i in json.loads((run / "reports" / "acceptance.json").read_text())["items"]}
     assert not [k for k, i in items.items() if i["status"] == "FAIL"], items
