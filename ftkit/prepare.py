@@ -480,9 +480,8 @@ class _Stage:
                 self.reject(chunk, position, raw, err.reason, str(err))
                 continue
             if len(text) > self.config.max_length * MAX_CHARS_PER_TOKEN:
-                self.summary.rejected["too_long"] += 1
-                detail = f"{len(text):,} characters: far over --max-length {self.config.max_length} tokens"
-                chunk.rejections.append((position, _rejection(raw, "too_long", detail)))
+                self.reject(chunk, position, raw, "too_long",
+                            f"{len(text):,} characters: far over --max-length {self.config.max_length} tokens")
                 continue
             chunk.candidates.append((position, raw, parsed))
             chunk.texts.append(text)
@@ -501,9 +500,8 @@ class _Stage:
                 continue
             prompt_len, total_len = measured
             if self.tokenizer is not None and total_len > self.config.max_length:
-                self.summary.rejected["too_long"] += 1
-                detail = f"{total_len} tokens (prompt {prompt_len}) > --max-length {self.config.max_length}"
-                chunk.rejections.append((position, _rejection(raw, "too_long", detail)))
+                self.reject(chunk, position, raw, "too_long",
+                            f"{total_len} tokens (prompt {prompt_len}) > --max-length {self.config.max_length}")
                 continue
             kind, first, digest = self.dedup.check(question_key(parsed.conv), chunk.start + position + 1)
             if kind:
