@@ -114,7 +114,7 @@ def check_base_template(base_gguf: Path, tokenizer) -> None:
 
     family = families.family_of(tokenizer)
     template, _ = gguf_template_and_architecture(base_gguf)
-    if (family.pins or family.thinking != "off") and not families.is_pinned_for(template, family):
+    if not families.is_pinned_for(template, family):
         what = ", ".join(family.pins) or f"THINKING={family.thinking}"
         raise UserError(f"--base-gguf {base_gguf}: its chat template is the model's own, not pinned to the training "
                         f"format ({what}): Ollama >= 0.30 and llama-server would render another "

@@ -14,7 +14,7 @@ removed before splitting, so no test question appears in train.
 
 Reasoning traces (a reasoning_content / reasoning / thinking / think field beside an answer, or an
 answer that starts with <think>…</think>) are kept apart from the answer with --thinking on|mixed
-(families that think: qwen3), and dropped, counted, with --thinking off.
+(families that think: qwen3, qwen3.5), and dropped, counted, with --thinking off.
 
 example:
   python scripts/prepare_data.py --input data/sample/sample_data.json --input-format json \\
