@@ -16,12 +16,13 @@ endif
 # every later make until you give another: `make eval` after `make train EPOCHS=1` evaluates that run instead
 # of retraining with the preset's epochs. A preset applies only to what was never set. Dry runs (make -n, -q,
 # -t) and the targets that build nothing (help, settings, test, ...) record nothing. `make settings` shows each
-# value and where it came from; `make settings-reset` forgets them. Where a stage runs (RUN, PYTHON, FLAVOUR)
-# and one-off actions (RESUME, HUMAN_SHEET, RATINGS, ALLOW_CPU) are not recorded.
+# value and where it came from; `make settings-reset` forgets them. Where a stage runs (RUN, PYTHON, FLAVOUR), who a
+# host is in a run on several (NODE_RANK, MAIN_ADDR, MAIN_PORT, DIST_TIMEOUT) and one-off actions (RESUME,
+# HUMAN_SHEET, RATINGS, ALLOW_CPU) are not recorded.
 SETTINGS_FILE ?= .ftkit/settings.mk
 SETTINGS_VARS := FAMILY THINKING BASE_MODEL TINY_MODEL SEED NUM_SAMPLES SAMPLE_REASONING SAMPLE_DIR RAW_DATA INPUT_FORMAT FORMAT_TYPE COLUMNS \
   ENCODING DATA_DIR DATA_NAME VAL_RATIO TEST_RATIO MAX_LENGTH MODEL_DIR EPOCHS BATCH_SIZE LR LORA_R LORA_ALPHA QLORA \
-  NUM_GPUS ACCELERATE_CONFIG TRAIN_CONFIG TRAIN_ARGS REPORT_DIR EVAL_OUTPUT MAX_NEW_TOKENS EVAL_BATCH MERGED_DIR \
+  NUM_GPUS NUM_NODES ACCELERATE_CONFIG TRAIN_CONFIG TRAIN_ARGS REPORT_DIR EVAL_OUTPUT MAX_NEW_TOKENS EVAL_BATCH MERGED_DIR \
   GGUF_DIR MODEL_NAME GGUF_TYPES SYSTEM_PROMPT N_GPU_LAYERS OLLAMA_VERSION SERVE_HOST SERVE_PORT MIN_RECORDS \
   MIN_TOKENS_PER_SEC GENERAL_EVAL GENERAL_SHOTS GENERAL_FORMAT GENERAL_PER_SUBJECT
 -include $(SETTINGS_FILE)
@@ -46,12 +47,14 @@ HASH := \#
 settings_lines = $(file >>$(1),recorded.$(2) = $(subst $(HASH),\$(HASH),$(3)))$(file >>$(1),recorded.$(2).from = $(4))
 ifneq ($(and $(WRITES_STATE),$(SETTINGS_NEW),$(filter 0,$(MAKELEVEL))),)
   $(shell mkdir -p $(dir $(SETTINGS_FILE)))
-  $(file >$(SETTINGS_FILE).tmp,$(HASH) ftkit: the settings you gave on the command line, used by every later make until you give another.)
-  $(file >>$(SETTINGS_FILE).tmp,$(HASH) `make settings` shows them with the defaults and presets; `make settings-reset` forgets them. You may edit this file.)
-  $(foreach v,$(SETTINGS_VARS),$(if $(filter $(v),$(SETTINGS_NEW)),$(call settings_lines,$(SETTINGS_FILE).tmp,$(v),$(value \
-    $(v)),$(settings_from)),$(if $(filter $(v),$(RECORDED)),$(call settings_lines,$(SETTINGS_FILE).tmp,$(v),$(value \
+  # a temporary file of this make's own: the hosts of a run on several may share the checkout and start together
+  SETTINGS_TMP := $(SETTINGS_FILE).tmp.$(shell echo $$PPID)
+  $(file >$(SETTINGS_TMP),$(HASH) ftkit: the settings you gave on the command line, used by every later make until you give another.)
+  $(file >>$(SETTINGS_TMP),$(HASH) `make settings` shows them with the defaults and presets; `make settings-reset` forgets them. You may edit this file.)
+  $(foreach v,$(SETTINGS_VARS),$(if $(filter $(v),$(SETTINGS_NEW)),$(call settings_lines,$(SETTINGS_TMP),$(v),$(value \
+    $(v)),$(settings_from)),$(if $(filter $(v),$(RECORDED)),$(call settings_lines,$(SETTINGS_TMP),$(v),$(value \
     recorded.$(v)),$(value recorded.$(v).from)))))
-  $(shell mv -f $(SETTINGS_FILE).tmp $(SETTINGS_FILE))
+  $(shell mv -f $(SETTINGS_TMP) $(SETTINGS_FILE))
   $(info ftkit: recorded $(foreach v,$(SETTINGS_NEW),$(v)=$($(v))) in $(SETTINGS_FILE) (make settings shows them all))
 endif
 
@@ -82,7 +85,9 @@ DOCKER_OUTPUTS = $(call outside,$(SAMPLE_DIR) $(DATA_DIR) $(MODEL_DIR) $(MERGED_
 DOCKER_MOUNTS  = $(sort $(DOCKER_OUTPUTS))
 docker_checked = $(if $(findstring :,$(1)),$(error RUN=docker: $(1) has a ':' and cannot be mounted into the container: \
   move it, or run with RUN=local),$(1))
+# --network host on several hosts: node 0 listens on MAIN_PORT, and the processes exchange gradients host to host
 DOCKER_RUN   = $(if $(DOCKER_MOUNTS),mkdir -p $(DOCKER_MOUNTS) && )docker run --rm --gpus all --ipc=host \
+  $(if $(filter-out 1,$(NUM_NODES)),--network host) \
   --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN -v $(call docker_checked,$(CURDIR)):$(CURDIR) -w $(CURDIR) \
   $(foreach p,$(sort $(DOCKER_INPUTS)),-v $(call docker_checked,$(p)):$(p):ro) \
   $(foreach p,$(DOCKER_MOUNTS),-v $(call docker_checked,$(p)):$(p)) -v $(HF_CACHE):/cache/huggingface
@@ -152,9 +157,19 @@ QLORA       ?=
 RESUME      ?=
 # ALLOW_CPU=1: train a model over 1 B parameters without a GPU anyway (refused by default: it takes days)
 ALLOW_CPU   ?=
-# NUM_GPUS>1 runs under `accelerate launch` (DDP; ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml etc.)
+# NUM_GPUS: training processes on each host, one per GPU; above 1 they run under `accelerate launch` (DDP, or
+# ACCELERATE_CONFIG=configs/accelerate/fsdp.yaml, deepspeed_zero3.yaml, ...)
 NUM_GPUS    ?= 1
 ACCELERATE_CONFIG ?=
+# several hosts (README: "Several hosts"): run `make train` on every host with the same NUM_NODES, NUM_GPUS, MAIN_ADDR
+# (node 0's address) and MAIN_PORT, and that host's own NODE_RANK (0 on MAIN_ADDR). Rank 0 alone writes the outputs:
+# MODEL_DIR must be on a filesystem every host sees. Prepare the data (make data) before starting the hosts.
+NUM_NODES   ?= 1
+NODE_RANK   ?= 0
+MAIN_ADDR   ?=
+MAIN_PORT   ?= 29500
+# seconds a training process waits for its peers (to join, at every exchange) before it stops with an error
+DIST_TIMEOUT ?= 1800
 # a YAML preset (configs/*.yaml): its hyperparameters apply unless you set the variable yourself;
 # paths (BASE_MODEL, data, MODEL_DIR) always come from Make. The random tiny model needs a high rate
 # (configs/tiny-cpu.yaml); any other BASE_MODEL gets the preset of its size class, by parameter count
@@ -252,7 +267,7 @@ help: ## list the targets
 	@echo "  DATA_DIR=$(DATA_DIR) MODEL_DIR=$(MODEL_DIR)"
 	@echo "  training (the values used; [file]: from that preset): $(call shown,epochs,EPOCHS) $(call shown,batch_size,BATCH_SIZE)"
 	@echo "    $(call shown,learning_rate,LR) $(call shown,lora_r,LORA_R) $(call shown,lora_alpha,LORA_ALPHA) $(call shown,max_length,MAX_LENGTH)"
-	@echo "    QLORA=$(QLORA) NUM_GPUS=$(NUM_GPUS) GGUF_TYPES=\"$(GGUF_TYPES)\""
+	@echo "    QLORA=$(QLORA) NUM_GPUS=$(NUM_GPUS) NUM_NODES=$(NUM_NODES) GGUF_TYPES=\"$(GGUF_TYPES)\""
 	@echo "  TRAIN_CONFIG=$(TRAIN_CONFIG) GGUF_DIR=$(GGUF_DIR) MODEL_NAME=$(MODEL_NAME) REPORT_DIR=$(REPORT_DIR) RUN=$(RUN) FLAVOUR=$(FLAVOUR)"
 	@echo "  OLLAMA_VERSION=$(OLLAMA_VERSION) (empty: the newest checked) SERVE_HOST=$(SERVE_HOST) SERVE_PORT=$(SERVE_PORT)"
 	@echo "settings you give are remembered in $(SETTINGS_FILE): make settings shows where each value comes from"
@@ -333,16 +348,25 @@ TRAIN_FLAGS = $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) \
   $(call train_flag,--learning-rate,LR) $(call train_flag,--lora-r,LORA_R) $(call train_flag,--lora-alpha,LORA_ALPHA) \
   $(call train_flag,--max-length,MAX_LENGTH) $(call train_flag,--seed,SEED) \
   $(if $(USE_QLORA),--use-quantization) $(if $(RESUME),--resume) $(FAMILY_FLAG) --thinking $(THINKING) $(TRAIN_ARGS)
-ACCELERATE_ARGS = $(if $(filter-out 0 1,$(NUM_GPUS)),-m accelerate.commands.launch --num_processes $(NUM_GPUS) \
-  $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu))
-TRAIN_LAUNCH = $(RUN_PY)$(if $(strip $(ACCELERATE_ARGS)), $(strip $(ACCELERATE_ARGS)))
+# what shapes the result (the processes, the sharding) is in the stamp; who this host is and where node 0 listens is not
+TRAIN_SHAPE = $(if $(filter-out 0 1,$(NUM_GPUS))$(filter-out 1,$(NUM_NODES)),--num-nodes $(NUM_NODES) --gpus-per-node \
+  $(NUM_GPUS)$(if $(ACCELERATE_CONFIG), --config $(ACCELERATE_CONFIG)))
+# this host's `accelerate launch` arguments (ftkit/launch.py), worked out and checked when the recipe is expanded
+LAUNCH_CHECK = $(PRESET_PYTHON) -m ftkit.launch --num-nodes $(call shell_quote,$(NUM_NODES)) --node-rank \
+  $(call shell_quote,$(NODE_RANK)) --gpus-per-node $(call shell_quote,$(NUM_GPUS)) --main-addr $(call shell_quote,$(MAIN_ADDR)) \
+  --main-port $(call shell_quote,$(MAIN_PORT)) --config $(call shell_quote,$(ACCELERATE_CONFIG)) --timeout \
+  $(call shell_quote,$(DIST_TIMEOUT))
+launch_args = $(eval LAUNCH_OUT := $(subst $$,$$$$,$(shell $(LAUNCH_CHECK) 2>&1)))$(if $(filter 0,$(.SHELLSTATUS)),$(LAUNCH_OUT),$(error \
+  $(strip $(patsubst error:%,%,$(LAUNCH_OUT)))))
+TRAIN_LAUNCH = $(eval LAUNCH := $(strip $(launch_args)))$(RUN_PY)$(if $(LAUNCH), $(LAUNCH))
 TRAIN_FILE  ?= $(DATA_DIR)/$(DATA_NAME)_train.jsonl
 VAL_FILE    ?= $(DATA_DIR)/$(DATA_NAME)_validation.jsonl
 
 $(MODEL_DIR)/lora_adapter/adapter_config.json: $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py \
-		ftkit/train_callbacks.py ftkit/prompts.py ftkit/families.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) \
-		$(call settings,$(MODEL_DIR)/.settings-train,$(ACCELERATE_ARGS) $(filter-out --resume,$(TRAIN_FLAGS))) | $(PY_DEP)
-	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS) $(if $(ALLOW_CPU),--allow-cpu)
+		ftkit/train_callbacks.py ftkit/distributed.py ftkit/prompts.py ftkit/families.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) \
+		$(call settings,$(MODEL_DIR)/.settings-train,$(TRAIN_SHAPE) $(filter-out --resume,$(TRAIN_FLAGS))) | $(PY_DEP)
+	$(TRAIN_LAUNCH) scripts/train_lora.py $(TRAIN_FLAGS)$(if $(LAUNCH), --dist-timeout $(DIST_TIMEOUT))$(if \
+	  $(ALLOW_CPU), --allow-cpu)
 
 train: $(MODEL_DIR)/lora_adapter/adapter_config.json ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QLORA=1 NUM_GPUS=...)
 

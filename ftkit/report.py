@@ -78,7 +78,8 @@ def config_section(paths: Paths) -> str:
     rows = [[k, a.get(k)] for k in keys] + [["precision", manifest.get("precision")],
                                             ["trainable parameters", f"{manifest['parameters']['trainable']:,} of "
                                                                      f"{manifest['parameters']['total']:,}"],
-                                            ["processes", manifest.get("world_size")]]
+                                            ["processes", f"{manifest.get('world_size', 1)} on "
+                                                          f"{manifest.get('num_nodes', 1)} node(s)"]]
     return _table(["parameter", "value"], rows) + f"\n\nAll arguments: `{paths.model_dir}/run_manifest.json`."
 
 

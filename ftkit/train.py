@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftkit import families, prompts
+from ftkit import distributed, families, prompts
 from ftkit.cli import UserError
 from ftkit.io import atomic_dir, write_json_atomic
 from ftkit.loading import (
@@ -76,11 +76,13 @@ class TrainConfig:
                                   "think, the others answer directly", choices=families.THINKING_MODES)
     allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "
                                     "at this CPU's measured speed it takes days)")
+    dist_timeout: int = option(1800, "under accelerate launch: seconds a process waits for the others (to join, at "
+                                     "every exchange) before it stops with an error instead of hanging")
 
     def __post_init__(self):
         if isinstance(self.val_data, str) and self.val_data.lower() in ("", "none"):
             self.val_data = None
-        for name in ("batch_size", "lora_r", "lora_alpha", "max_length", "grad_accum", "logging_steps"):
+        for name in ("batch_size", "lora_r", "lora_alpha", "max_length", "grad_accum", "logging_steps", "dist_timeout"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.warmup_ratio < 1:
@@ -351,6 +353,7 @@ def sft_config(config: TrainConfig, checkpoints: Path, precision: str):
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False,
+        ddp_timeout=config.dist_timeout,  # the process group's: a lost peer ends the run instead of hanging it
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
     )
@@ -376,7 +379,13 @@ def run_training(config: TrainConfig) -> dict:
     from ftkit.lock import output_lock
 
     with output_lock(config.output_dir, "train"):
-        return _run_training(config)
+        try:
+            return _run_training(config)
+        except Exception as err:  # noqa: BLE001 - only a lost peer is turned into one line; the rest re-raised
+            message = distributed.lost_peers(err, config.dist_timeout)
+            if message is None:
+                raise
+            raise UserError(message) from None
 
 
 def _run_training(config: TrainConfig) -> dict:
@@ -410,13 +419,15 @@ def _run_training(config: TrainConfig) -> dict:
              config.learning_rate, config.lora_r, config.lora_alpha, config.max_length,
              "on" if config.gradient_checkpointing else "off", f", sharded by {sharding()}" if sharding() else "")
     args = sft_config(config, checkpoints, precision)  # before the model: it opens DeepSpeed ZeRO-3's context
+    args.world_size  # noqa: B018 - sets up the process group (with its timeout), for the roll call
+    processes = distributed.roll_call(train_outputs.data_digests(config))
     model = load_model(config, precision)
     score_supervised_positions_only(config.sparse_logits)
     logger = JsonlLogger(out / "train_log.jsonl", resume_step=_checkpoint_step(resume_from))
     callbacks = [logger, EpochSummary(), FaultInjection()]
     if config.early_stopping_patience and val:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = SFTTrainer(
+    trainer = distributed.rank_zero_writes_checkpoints(SFTTrainer)(
         model=model, args=args, processing_class=tokenizer, peft_config=lora_config(config),
         train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(val.rows) if val else None, callbacks=callbacks)
@@ -425,7 +436,9 @@ def _run_training(config: TrainConfig) -> dict:
     if config.use_quantization:
         keep_4bit_gradients_on_cpu(trainer.model)
 
-    manifest = train_outputs.manifest(config, precision, trainer, train, val)
+    manifest = dict(train_outputs.manifest(config, precision, trainer, train, val),
+                    num_nodes=len({p["node"] for p in processes}), world_size=len(processes),
+                    ranks=[p["rank"] for p in processes], processes=processes)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "run_manifest.json", dict(manifest, status="running"))
@@ -433,10 +446,10 @@ def _run_training(config: TrainConfig) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     runtime = time.time() - started
     final_eval = _final_eval_loss(trainer) if val else None
-    ranks = _ranks_that_trained()
     staging = _save_on_every_rank(trainer, out)
     if not trainer.is_world_process_zero():
-        _leave_process_group()
+        distributed.leave()
+        distributed.check_outputs_seen(out / "lora_adapter" / "adapter_config.json")
         return {}
 
     with atomic_dir(out / "lora_adapter") as tmp:
@@ -448,11 +461,11 @@ def _run_training(config: TrainConfig) -> dict:
     metrics = train_outputs.metrics(trainer.state, result, runtime, train, val, logger.tokens_seen, final_eval)
     write_json_atomic(out / "metrics.json", metrics)
     train_outputs.plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
-    write_json_atomic(out / "run_manifest.json", dict(manifest, status="complete", world_size=len(ranks),
-                                                      ranks=ranks, adapter=train_outputs.adapter_digest(out / "lora_adapter")))
+    write_json_atomic(out / "run_manifest.json", dict(manifest, status="complete",
+                                                      adapter=train_outputs.adapter_digest(out / "lora_adapter")))
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    _leave_process_group()
+    distributed.leave()
     return metrics
 
 
@@ -476,17 +489,6 @@ def _save_on_every_rank(trainer, out: Path) -> Path:
     return staging
 
 
-def _leave_process_group() -> None:
-    """Every rank waits until rank 0 has written the outputs, then all leave together. A rank that simply
-    exited while another was still in the process group aborted at teardown now and then on a loaded
-    machine ("terminate called without an active exception", exit -6), failing a finished run."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def _final_eval_loss(trainer) -> float:
     """The validation loss of the finished adapter: the last evaluation if it ran at the last step
     (and no best checkpoint was reloaded), else one more evaluation now. Every rank must call this."""
@@ -499,17 +501,6 @@ def _final_eval_loss(trainer) -> float:
 
 def _checkpoint_step(path: str | None) -> int | None:
     return int(Path(path).name.rsplit("-", 1)[1]) if path else None
-
-
-def _ranks_that_trained() -> list[int]:
-    """Every rank's id, gathered over the process group: proof that all ranks really ran."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return [0]
-    ranks = [None] * dist.get_world_size()
-    dist.all_gather_object(ranks, dist.get_rank())
-    return sorted(ranks)
 
 
 def summarize(metrics: dict) -> str:

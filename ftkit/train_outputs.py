@@ -48,10 +48,11 @@ def manifest(config, precision: str, trainer, train, val) -> dict:
     model = trainer.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    data = {"train": {"path": config.train_data, "sha256": sha256_file(config.train_data), "examples": len(train.rows),
+    digests = data_digests(config)
+    data = {"train": {"path": config.train_data, "sha256": digests["train"], "examples": len(train.rows),
                       "dropped_too_long": train.dropped_too_long}}
     if val is not None:
-        data["validation"] = {"path": config.val_data, "sha256": sha256_file(config.val_data),
+        data["validation"] = {"path": config.val_data, "sha256": digests["validation"],
                               "examples": len(val.rows), "dropped_too_long": val.dropped_too_long}
     return {
         "stage": "train",
@@ -60,11 +61,18 @@ def manifest(config, precision: str, trainer, train, val) -> dict:
         "seed": config.seed,
         "data": data,
         "parameters": {"trainable": trainable, "total": total},
-        "world_size": trainer.args.world_size,
+        # what accelerate really ran (NO, MULTI_GPU, MULTI_CPU, FSDP, DEEPSPEED): it shards only on GPUs
+        "distributed_type": trainer.accelerator.distributed_type.value,
         "versions": package_versions(),
         "git": git_commit(),
         "hardware": hardware(),
     }
+
+
+def data_digests(config) -> dict[str, str]:
+    """sha256 of each split the run reads."""
+    splits = {"train": config.train_data, "validation": config.val_data}
+    return {split: sha256_file(path) for split, path in splits.items() if path}
 
 
 def adapter_digest(adapter_dir: Path) -> str:

@@ -14,6 +14,12 @@ FLOPs utilisation and whether the loss fell, beside published anchors, and write
                                                  full tuning's 6N would overstate it 1.5x)
   HFU = (4N + 2N recomputed forward under gradient checkpointing) * tokens/s / peak: the hardware's work
 
+On a host with several GPUs it then trains the tiny model under `accelerate launch` on every GPU three ways,
+plain data parallelism (DDP), FSDP and DeepSpeed ZeRO-3 (configs/accelerate/), the same data and seed, and
+compares each sharded run's saved adapter with the DDP one: a sharded save that gathered nothing, or the wrong
+shards, shows here. With one GPU it says so and skips that part; --processes N runs it on N processes anyway
+(on the CPU: gloo, DDP and FSDP).
+
 --dry-run uses tiny shapes on the CPU: the same code path, for CI.
 
 examples:
@@ -28,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
 
 from ftkit.cli import UserError, log, run, setup_logging
 
@@ -84,9 +91,13 @@ def parse_args(argv=None):
     ap.add_argument("--seq-len", type=int, default=None, help="tokens per example (default: 1024, dry run 256)")
     ap.add_argument("--batch-size", type=int, default=None, help="examples per step (default: 4, dry run 2)")
     ap.add_argument("--modes", default="lora,lora_dense,qlora,padding_free",
-                    help="training modes; lora_dense is lora with the output layer at every position (default: %(default)s)")
+                    help="training modes; lora_dense is lora with the output layer at every position; none: only the "
+                         "multi-process part (default: %(default)s)")
     ap.add_argument("--skip-qwen", action="store_true", help="skip the Qwen2.5-7B-shape output-layer comparison")
     ap.add_argument("--skip-gguf", action="store_true", help="skip merge -> GGUF -> llama.cpp (slow for 7B)")
+    ap.add_argument("--processes", type=int, default=None,
+                    help="processes for the multi-process part (DDP vs FSDP vs ZeRO-3; default: one per GPU, skipped "
+                         "below 2)")
     ap.add_argument("--work-dir", default=None, help="where the random model and outputs go (default: temporary)")
     ap.add_argument("--output", default="reports/gpu_check.json", help="JSON results (default: %(default)s)")
     return ap.parse_args(argv)
@@ -127,6 +138,86 @@ def generated_data(work: Path, tokenizer, count: int, seq_len: int) -> Path:
             f.write(json.dumps({"messages": [{"role": "user", "content": question},
                                              {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n")
     return path
+
+
+MULTI_PROCESS_CONFIGS = {"ddp": None, "fsdp": "configs/accelerate/fsdp.yaml",
+                         "zero3": "configs/accelerate/deepspeed_zero3.yaml"}
+# what each must really run as (the training manifest's distributed_type); accelerate shards only on GPUs: on a CPU
+# the FSDP config runs as plain data parallelism (MULTI_CPU), which is reported, never passed off as FSDP
+SHARDED_AS = {"fsdp": "FSDP", "zero3": "DEEPSPEED"}
+# a sharded save agrees with DDP's when no tensor differs from DDP's by more than this share of its norm. Measured
+# on the CPU dry run (the FSDP config's bf16 mixed precision against DDP in fp32, 6 steps): 4.3% at worst, cosine
+# 0.999; no GPU has been lent to measure FSDP itself. Single elements differ
+# more (Adam turns a near-zero gradient's rounding into a full step either way); a zero or missing shard is 100%.
+SAVE_TOLERANCE = 0.1
+
+
+def multi_process(work: Path, model_dir: Path, data: Path, processes: int, steps: int, batch: int, seq_len: int,
+                  precision: str) -> dict:
+    """The tiny model trained by `processes` processes under accelerate, as DDP, FSDP and ZeRO-3, each sharded
+    save compared with the DDP save."""
+    import importlib.util
+
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if processes < 2:
+        return {"skipped": f"{gpus} GPU(s) here: the multi-process part (DDP, FSDP, ZeRO-3) needs 2 or more"}
+    runs = {}
+    for name, config in MULTI_PROCESS_CONFIGS.items():
+        if name == "zero3" and (gpus < processes or importlib.util.find_spec("deepspeed") is None):
+            runs[name] = {"skipped": "DeepSpeed needs a CUDA GPU per process and `pip install deepspeed`"}
+            continue
+        runs[name] = launch_training(name, config, work / "multi-process", model_dir, data, processes, steps, batch,
+                                     seq_len, precision)
+    reference = runs["ddp"]
+    for name, sharded in runs.items():
+        if name != "ddp" and "skipped" not in sharded and "skipped" not in reference:
+            sharded["adapter_vs_ddp"] = adapter_difference(Path(sharded["adapter"]), Path(reference["adapter"]))
+            sharded["agrees_with_ddp"] = sharded["adapter_vs_ddp"]["worst"] <= SAVE_TOLERANCE
+            sharded["sharded"] = sharded["distributed_type"] == SHARDED_AS[name]
+    return {"processes": processes, "tolerance": SAVE_TOLERANCE, "runs": runs}
+
+
+def launch_training(name: str, config: str | None, work: Path, model_dir: Path, data: Path, processes: int,
+                    steps: int, batch: int, seq_len: int, precision: str) -> dict:
+    """One `accelerate launch` of train_lora.py, as `make train NUM_GPUS=processes ACCELERATE_CONFIG=config` runs it."""
+    import subprocess
+
+    from ftkit.launch import launch_args
+
+    out = work / name
+    command = [sys.executable, *launch_args("1", "0", str(processes), "", "29500", str(ROOT / config) if config else ""),
+               str(ROOT / "scripts" / "train_lora.py"), "--base-model", str(model_dir), "--train-data", str(data),
+               "--val-data", "none", "--output-dir", str(out), "--max-steps", str(steps), "--batch-size", str(batch),
+               "--max-length", str(seq_len + 8), "--learning-rate", "2e-3", "--lora-dropout", "0",
+               "--no-group-by-length", "--warmup-ratio", "0", "--lr-scheduler", "constant", "--save-steps", "1000000",
+               "--precision", precision]
+    log.info("gpu-check: %s on %d processes", name, processes)
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"gpu-check: {name} on {processes} processes failed (exit {result.returncode}):\n"
+                        + result.stderr[-3000:])
+    metrics = json.loads((out / "metrics.json").read_text())
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    return {"wall_s": time.perf_counter() - started, "ranks": manifest["ranks"],
+            "distributed_type": manifest["distributed_type"],
+            "tokens_per_s": metrics["tokens_per_second"], "peak_memory_gib": metrics["peak_memory_mib"] / 1024,
+            "loss_first": metrics["train_loss_first"], "loss_last": metrics["train_loss_last"],
+            "adapter": str(out / "lora_adapter")}
+
+
+def adapter_difference(adapter: Path, reference: Path) -> dict:
+    """How far one saved adapter is from another: the worst tensor's norm of the difference over its own norm."""
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(p / "adapter_model.safetensors")) for p in (adapter, reference))
+    if sorted(a) != sorted(b) or any(a[k].shape != b[k].shape for k in b):
+        return {"worst": float("inf"), "tensor": "the tensor names or shapes differ", "tensors": len(a)}
+    share = {k: ((a[k].float() - b[k].float()).norm() / b[k].float().norm().clamp_min(1e-12)).item() for k in b}
+    worst = max(share, key=share.get)
+    return {"worst": share[worst], "tensor": worst, "tensors": len(b)}
 
 
 def driver_version() -> str | None:
@@ -279,7 +370,7 @@ def main():
     seq_len = args.seq_len or (256 if dry else 1024)
     batch = args.batch_size or (2 if dry else 4)
     precision = "fp32" if not torch.cuda.is_available() else "bf16"
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip() and m.strip() != "none"]
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         work = Path(tmp)
         model_dir = build_random_model(work, TINY if dry else LLAMA2_7B, precision)
@@ -295,8 +386,10 @@ def main():
             output_layer["qwen2.5-7b" if not dry else "tiny-qwen2.5"] = [
                 train_mode(m, qwen_dir, qwen_data, work / "qwen", steps, batch, seq_len, precision, qwen_params)
                 for m in ("lora", "lora_dense")]
+        processes = torch.cuda.device_count() if args.processes is None else args.processes
+        several = multi_process(work, model_dir, data, processes, steps, batch, seq_len, precision)
         deploy = {}
-        if not args.skip_gguf and (work / modes[0] / "lora_adapter").exists():
+        if not args.skip_gguf and modes and (work / modes[0] / "lora_adapter").exists():
             try:
                 deploy = gguf_speed(model_dir, work / modes[0] / "lora_adapter", work, tokenizer)
             except ImportError as err:  # a GPU machine without llama-cpp-python's CUDA build
@@ -306,7 +399,7 @@ def main():
                 "cuda_stack": stack,
                 "mfu_formula": MFU_FORMULA, "hfu_formula": HFU_FORMULA, "anchors": ANCHORS,
                 "peak_bf16_flops_sources": {k: v[1] for k, v in PEAK_BF16_FLOPS.items()},
-                "training": results, "output_layer": output_layer, "gguf": deploy}
+                "training": results, "output_layer": output_layer, "multi_process": several, "gguf": deploy}
     write_json_atomic(args.output, document)
     print(f"\nGPU path check ({'DRY RUN: tiny shapes on the CPU' if dry else 'Llama-2-7B shape, random weights'}), "
           f"{params / 1e6:,.1f} M parameters, seq {seq_len}, batch {batch}, {steps} steps, {precision}")
@@ -325,6 +418,7 @@ def main():
             print(f"output layer, {shape}: supervised positions only {sparse['tokens_per_s']:,.0f} tokens/s, "
                   f"{sparse['peak_memory_gib']:.2f} GiB; every position {dense['tokens_per_s']:,.0f} tokens/s, "
                   f"{dense['peak_memory_gib']:.2f} GiB ({sparse['tokens_per_s'] / dense['tokens_per_s']:.2f}x)")
+    print_multi_process(several)
     for quant, d in deploy.items():
         print(f"GGUF {quant:<8} prompt {d['prompt_tokens_per_s']:,.0f} tokens/s, decode {d['decode_tokens_per_s']:,.0f} "
               f"tokens/s, {d['size_gib']:.2f} GiB, GPU layers {d['gpu_layers']}")
@@ -335,8 +429,31 @@ def main():
     failed = [r["mode"] for r in every_run if "skipped" not in r and not r["loss_fell"]]
     if failed:
         log.error("gpu-check: loss did not fall for %s", ", ".join(failed))
-        return 1
-    return 0
+    disagree = [name for name, r in several.get("runs", {}).items() if r.get("agrees_with_ddp") is False]
+    if disagree:
+        log.error("gpu-check: the adapter saved under %s differs from the DDP save", ", ".join(disagree))
+    unsharded = [name for name, r in several.get("runs", {}).items() if r.get("sharded") is False]
+    if unsharded and torch.cuda.is_available():
+        log.error("gpu-check: %s did not shard on this GPU host", ", ".join(unsharded))
+    return 1 if failed or disagree or (unsharded and torch.cuda.is_available()) else 0
+
+
+def print_multi_process(several: dict) -> None:
+    if "skipped" in several:
+        print(f"multi-process: skipped, {several['skipped']}")
+        return
+    for name, r in several["runs"].items():
+        if "skipped" in r:
+            print(f"multi-process {name:<6} skipped: {r['skipped']}")
+            continue
+        versus = r.get("adapter_vs_ddp")
+        compared = "" if versus is None else (f"; adapter vs DDP: worst tensor {100 * versus['worst']:.1f}% of its "
+                                              f"norm ({'agrees' if r['agrees_with_ddp'] else 'DIFFERS'})")
+        ran = "" if r.get("sharded", True) else (f", ran as {r['distributed_type']} (accelerate shards only on GPUs: "
+                                                  "no proof of sharding)")
+        print(f"multi-process {name:<6} {several['processes']} processes (ranks {r['ranks']}{ran}): "
+              f"{r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_gib']:.2f} GiB per process, loss "
+              f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}{compared}")
 
 
 def count_parameters(model_dir: Path) -> int:

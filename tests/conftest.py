@@ -184,9 +184,28 @@ def run_make(*args, check=True, project: Path | None = None) -> subprocess.Compl
 
     if project is None:
         project = scratch_project(Path(tempfile.mkdtemp(prefix="ftkit-make-")) / "project")
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=project, capture_output=True, text=True,
-                          check=check, env=env)
+                          check=check, env=make_env())
+
+
+def start_make(*args, project: Path) -> subprocess.Popen:
+    """`make ARGS` in `project`, started and left running (its output piped, text): one host of a run on several."""
+    return subprocess.Popen(["make", "--no-print-directory", *args], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=make_env())
+
+
+def make_env() -> dict[str, str]:
+    """This environment without `make test`'s own make variables: the make a test runs is a user's, not a sub-make."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now: a run's rendezvous on a fixed one could meet another test's."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def go_render(template: str, messages: list[dict], system: str = "") -> str:

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_check_dry_run_trains_every_mode_and_measures_the_gguf(tmp_path):
     output = tmp_path / "gpu_check.json"
+    # --processes 2: the part a host with several GPUs runs, here on two CPU processes (gloo)
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--steps", "6",
-                             "--output", str(output), "--work-dir", str(tmp_path)],
+                             "--processes", "2", "--output", str(output), "--work-dir", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -31,6 +32,16 @@ def test_gpu_check_dry_run_trains_every_mode_and_measures_the_gguf(tmp_path):
     assert all(d["decode_tokens_per_s"] > 0 and d["prompt_tokens_per_s"] > 0 for d in report["gguf"].values())
     assert "MFU = 4 * N_parameters" in result.stdout and "LLaMA-Factory" in result.stdout
     assert report["cuda_stack"]["torch"].startswith("2.13.0") and "torch 2.13.0" in result.stderr
+    several = report["multi_process"]
+    assert several["processes"] == 2 and set(several["runs"]) == {"ddp", "fsdp", "zero3"}
+    assert all(several["runs"][name]["ranks"] == [0, 1] for name in ("ddp", "fsdp"))
+    fsdp = several["runs"]["fsdp"]
+    assert fsdp["agrees_with_ddp"] and fsdp["adapter_vs_ddp"]["tensors"] == 28 and fsdp["adapter_vs_ddp"]["worst"] > 0
+    # on a CPU accelerate runs the FSDP config as data parallelism (in bf16): said, not passed off as FSDP
+    assert several["runs"]["ddp"]["distributed_type"] == fsdp["distributed_type"] == "MULTI_CPU"
+    assert fsdp["sharded"] is False and "ran as MULTI_CPU (accelerate shards only on GPUs" in result.stdout
+    assert "DeepSpeed needs a CUDA GPU" in several["runs"]["zero3"]["skipped"]  # not on a CPU
+    assert "multi-process fsdp" in result.stdout and "adapter vs DDP" in result.stdout
 
 
 def test_without_a_gpu_the_real_check_refuses_clearly():
@@ -80,3 +91,32 @@ def test_the_torch_cuda_build_and_the_driver_it_needs_are_named_and_checked():
     assert any("CPU build" in p for p in problems("2.13.0+cpu", None, None))
     assert any("not the pinned 13.0" in p for p in problems("2.13.0+cu128", "12.8", "575.0"))
     assert problems("2.13.0+cu128", "12.8", "560.1")[-1].startswith("NVIDIA driver 560.1 is older than 570.26")
+
+
+def test_the_multi_process_part_says_why_it_skips_on_one_gpu(tmp_path):
+    gpu_check = _gpu_check_module()
+    skipped = gpu_check.multi_process(tmp_path, tmp_path, tmp_path, 1, 4, 2, 256, "fp32")
+    assert "needs 2 or more" in skipped["skipped"] and "GPU(s) here" in skipped["skipped"]
+    gpu_check.print_multi_process(skipped)
+
+
+def test_a_sharded_save_with_a_zero_or_missing_tensor_differs_from_the_ddp_save(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    gpu_check = _gpu_check_module()
+    reference = {"a.lora_A.weight": torch.randn(8, 16), "a.lora_B.weight": torch.randn(16, 8) * 0.01}
+
+    def saved(name, tensors):
+        (tmp_path / name).mkdir()
+        save_file(tensors, str(tmp_path / name / "adapter_model.safetensors"))
+        return tmp_path / name
+
+    ddp = saved("ddp", reference)
+    close = saved("close", {k: v * 1.02 for k, v in reference.items()})
+    zero = saved("zero", {**reference, "a.lora_B.weight": torch.zeros(16, 8)})
+    missing = saved("missing", {"a.lora_A.weight": reference["a.lora_A.weight"]})
+    assert gpu_check.adapter_difference(close, ddp)["worst"] == pytest.approx(0.02, rel=1e-3)
+    assert gpu_check.adapter_difference(zero, ddp) == {"worst": pytest.approx(1.0), "tensor": "a.lora_B.weight",
+                                                       "tensors": 2}
+    assert gpu_check.adapter_difference(missing, ddp)["worst"] > gpu_check.SAVE_TOLERANCE

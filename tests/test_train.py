@@ -1,12 +1,13 @@
 """Training stage on the real stack (TRL + PEFT + transformers) with the embedded tiny Llama."""
 import functools
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_make, run_script
+from conftest import free_port, run_make, run_script
 
 from ftkit import prompts
 from ftkit.cli import UserError
@@ -131,7 +132,8 @@ def test_guide_step3_verbatim_trains_and_writes_every_output(prepared_data, tiny
     from ftkit.io import sha256_file
     from ftkit.train_outputs import adapter_digest
 
-    assert manifest["status"] == "complete" and manifest["world_size"] == 1
+    assert manifest["status"] == "complete" and manifest["world_size"] == 1 and manifest["num_nodes"] == 1
+    assert manifest["processes"] == [{"rank": 0, "node": 0, "host": socket.gethostname()}]
     assert manifest["data"]["train"]["sha256"] == sha256_file(prepared_data / "train_train.jsonl")
     assert manifest["adapter"] == adapter_digest(out / "lora_adapter")
     assert manifest["arguments"]["learning_rate"] == 2e-4 and manifest["versions"]["trl"]
@@ -239,11 +241,7 @@ def test_qlora_through_the_script_learns_across_evaluations(prepared_data, tiny_
 @pytest.mark.slow
 def test_two_process_ddp_really_runs_two_ranks(prepared_data, tiny_model_dir, tmp_path):
     out = tmp_path / "ddp"
-    import socket
-
-    with socket.socket() as sock:  # a free port: another run's rendezvous on the default one must not collide
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    port = str(free_port())
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
            "--main_process_port", port, SCRIPT,
            "--base-model", str(tiny_model_dir), "--train-data", str(prepared_data / "train_train.jsonl"),
