@@ -381,6 +381,8 @@ def run_training(config: TrainConfig) -> dict:
     with output_lock(config.output_dir, "train"):
         try:
             return _run_training(config)
+        except UserError:
+            raise
         except Exception as err:  # noqa: BLE001 - only a lost peer is turned into one line; the rest re-raised
             message = distributed.lost_peers(err, config.dist_timeout)
             if message is None:
