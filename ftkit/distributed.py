@@ -36,7 +36,7 @@ def roll_call(data_digests: dict[str, str]) -> list[dict]:
           "host": socket.gethostname(), "data": data_digests}
     dist = _group()
     if dist is None:
-        return [me]
+        return [_who(me)]
     everyone = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, me)
     everyone.sort(key=lambda p: p["rank"])
@@ -50,7 +50,12 @@ def roll_call(data_digests: dict[str, str]) -> list[dict]:
     if me["rank"] == 0:
         log.info("train: %d processes on %d node(s) took the roll call (%s)", len(everyone), len(nodes),
                  ", ".join(f"rank {p['rank']} node {p['node']} {p['host']}" for p in everyone))
-    return [{k: p[k] for k in ("rank", "node", "host")} for p in everyone]
+    return [_who(p) for p in everyone]
+
+
+def _who(process: dict) -> dict:
+    """A process as the manifest records it: rank, node, host (the data digests are the manifest's `data`)."""
+    return {key: process[key] for key in ("rank", "node", "host")}
 
 
 def leave() -> None:

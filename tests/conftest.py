@@ -164,7 +164,11 @@ def family_run(family_model, tmp_path_factory):
             return runs[key]
 
     def get(name: str, thinking: str | None = None):
-        return start(name, thinking).result()
+        result = start(name, thinking).result()
+        with lock:
+            if all(run.done() for run in runs.values()):
+                all_threads_again()  # the background is done: the tests left have both cores
+        return result
 
     get.start = start
     yield get
@@ -186,14 +190,33 @@ def reads_a_family_run(item) -> bool:
     return "family_run" in getattr(item, "fixturenames", ())
 
 
+_THREADS_BEFORE: list = []
+
+
 def one_thread_each() -> None:
     """From here on two streams of work share the two cores, the family runs and the other tests: one compute
     thread each (torch's, here and in every process started from here). Measured on this machine: two torch
     processes of two threads each trained 3.7x slower than one alone (OpenMP threads spinning at their barriers on
     a core the other process holds); one thread trains 1.46x slower than two."""
+    _THREADS_BEFORE.append(os.environ.get("OMP_NUM_THREADS"))
     os.environ["OMP_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
+        _THREADS_BEFORE.append(sys.modules["torch"].get_num_threads())
         sys.modules["torch"].set_num_threads(1)
+
+
+def all_threads_again() -> None:
+    """Undo one_thread_each (in the main thread: torch's thread count is the calling thread's)."""
+    if not _THREADS_BEFORE:
+        return
+    environment, *torch_threads = _THREADS_BEFORE
+    _THREADS_BEFORE.clear()
+    if environment is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = environment
+    if torch_threads:
+        sys.modules["torch"].set_num_threads(torch_threads[0])
 
 
 @pytest.fixture(scope="session", autouse=True)
