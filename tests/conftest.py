@@ -23,17 +23,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def family_model(tmp_path_factory):
     """family name -> the embedded tiny model of that family (qwen2.5, qwen3, llama3), built once on first use."""
-    import threading
-
     from ftkit.tiny_model import build_family
 
-    built, lock = {}, threading.Lock()
+    built = {}
 
     def get(name: str) -> Path:
-        with lock:  # the family runs ask from their own thread (family_run)
-            if name not in built:
-                built[name] = build_family(tmp_path_factory.mktemp("models") / f"tiny-{name}", name)
-            return built[name]
+        if name not in built:
+            built[name] = build_family(tmp_path_factory.mktemp("models") / f"tiny-{name}", name)
+        return built[name]
     return get
 
 
@@ -117,122 +114,27 @@ def exported(merged, prepared_data):
     return out, result
 
 
-# the end-to-end runs the suite reads, `make all` per family: Qwen3.5's trains with THINKING=mixed and serves both
-# the family's tests and the thinking run's
-FAMILY_RUNS = {"llama3": "off", "qwen2.5": "off", "qwen3": "off", "qwen3.5": "mixed"}
-
-
 @pytest.fixture(scope="session")
 def family_run(family_model, tmp_path_factory):
     """family name -> (run folder, make's output, the make variables): `make all FAMILY=<name>` on its tiny model
-    and the sample data, every output under one temporary folder, exactly as a user runs it.
+    and the sample data, every output under one temporary folder, exactly as a user runs it."""
+    runs = {}
 
-    The runs go one at a time on a thread of their own, started as the session starts
-    (`family_runs_in_background`), while the tests that read none run first (`pytest_collection_modifyitems`): a
-    `make all` keeps this 2-core machine's cores about two-thirds busy (imports, tokenizing and server start-ups
-    run on one), and the other tests use the rest. A test asking for a run waits for it."""
-    import signal
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="family-run")
-    runs, lock, running = {}, threading.Lock(), {}
-
-    def make_all(name: str, thinking: str, key: str):
-        run = tmp_path_factory.mktemp(f"run-{key}")
-        variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
-                     f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
-                     f"REPORT_DIR={run / 'reports'}", "RUN=local",
-                     # lighter than the demo, the same stages: the general check on 45 of the shipped
-                     # questions, 120 training records (the checklist asks for 100), answers of 64 tokens
-                     "GENERAL_PER_SUBJECT=5", "NUM_SAMPLES=150", "MAX_NEW_TOKENS=64"]
-        if thinking != "off":
-            variables.append(f"THINKING={thinking}")
-        project = scratch_project(run / "project")
-        make = subprocess.Popen(["make", "--no-print-directory", "all", *variables], cwd=project, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=make_env(), start_new_session=True)
-        running[key] = make
-        stdout, stderr = make.communicate()
-        return run, subprocess.CompletedProcess(make.args, make.returncode, stdout, stderr), variables
-
-    def start(name: str, thinking: str | None = None):
-        thinking = thinking or FAMILY_RUNS.get(name, "off")
+    def get(name: str, thinking: str = "off"):
         key = name if thinking == "off" else f"{name}-thinking-{thinking}"
-        with lock:
-            if key not in runs:
-                runs[key] = worker.submit(make_all, name, thinking, key)
-            return runs[key]
-
-    def get(name: str, thinking: str | None = None):
-        result = start(name, thinking).result()
-        with lock:
-            if all(run.done() for run in runs.values()):
-                all_threads_again()  # the background is done: the tests left have both cores
-        return result
-
-    get.start = start
-    yield get
-    for make in running.values():  # a run no test waited for (a partial session): stopped, not waited for
-        if make.poll() is None:
-            os.killpg(make.pid, signal.SIGKILL)
-    worker.shutdown(wait=True, cancel_futures=True)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """The tests that read a family's `make all` run last, in their order: their runs go on in the background
-    while the others run, each stream of work on one thread."""
-    items.sort(key=reads_a_family_run)
-    if any(map(reads_a_family_run, items)):
-        one_thread_each()
-
-
-def reads_a_family_run(item) -> bool:
-    return "family_run" in getattr(item, "fixturenames", ())
-
-
-_THREADS_BEFORE: list = []
-
-
-def one_thread_each() -> None:
-    """From here on two streams of work share the two cores, the family runs and the other tests: one compute
-    thread each (torch's, here and in every process started from here). Measured on this machine: two torch
-    processes of two threads each trained 3.7x slower than one alone (OpenMP threads spinning at their barriers on
-    a core the other process holds); one thread trains 1.46x slower than two."""
-    _THREADS_BEFORE.append(os.environ.get("OMP_NUM_THREADS"))
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:
-        _THREADS_BEFORE.append(sys.modules["torch"].get_num_threads())
-        sys.modules["torch"].set_num_threads(1)
-
-
-def all_threads_again() -> None:
-    """Undo one_thread_each (in the main thread: torch's thread count is the calling thread's)."""
-    if not _THREADS_BEFORE:
-        return
-    environment, *torch_threads = _THREADS_BEFORE
-    _THREADS_BEFORE.clear()
-    if environment is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = environment
-    if torch_threads:
-        sys.modules["torch"].set_num_threads(torch_threads[0])
-
-
-@pytest.fixture(scope="session", autouse=True)
-def family_runs_in_background(request):
-    """Start, as the session starts, the family runs its tests will read: those a test names by its parameter, or
-    every one when a test reads a run it does not name."""
-    readers = [item for item in request.session.items if reads_a_family_run(item)]
-    if readers:
-        named = [value for item in readers for value in getattr(getattr(item, "callspec", None), "params", {}).values()
-                 if isinstance(value, str) and value in FAMILY_RUNS]
-        unnamed = any(not hasattr(item, "callspec") or not set(item.callspec.params.values()) & set(FAMILY_RUNS)
-                      for item in readers)
-        start = request.getfixturevalue("family_run").start
-        for name in FAMILY_RUNS if unnamed else dict.fromkeys(named):
-            start(name)
-    yield
+        if key not in runs:
+            run = tmp_path_factory.mktemp(f"run-{key}")
+            variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
+                         f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
+                         f"REPORT_DIR={run / 'reports'}", "RUN=local",
+                         # lighter than the demo, the same stages: the general check on 45 of the shipped
+                         # questions, 120 training records (the checklist asks for 100), answers of 64 tokens
+                         "GENERAL_PER_SUBJECT=5", "NUM_SAMPLES=150", "MAX_NEW_TOKENS=64"]
+            if thinking != "off":
+                variables.append(f"THINKING={thinking}")
+            runs[key] = (run, run_make("all", *variables, check=False), variables)
+        return runs[key]
+    return get
 
 
 # what a scratch copy of the project holds: the files make and the stages read; the environment, llama.cpp and its

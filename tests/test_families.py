@@ -21,8 +21,9 @@ VOCAB_FILES = {"qwen2.5": "ggml-vocab-qwen2.gguf", "qwen3": "ggml-vocab-qwen2.gg
 # what the converter recognises in each tiny tokenizer: the family's own pre-tokenizer, except for Qwen3.5, whose
 # vocabulary the submodule ships only as Qwen2's under Qwen3.5's split (ftkit/tiny_tokenizers.py): its hash is Qwen2's
 TINY_PRE = {"qwen3.5": "qwen2"}
-# one `make all` per family in make test (conftest.FAMILY_RUNS); Qwen3.5's trains with THINKING=mixed, so the same run
-# proves a thinking mode end to end (tests/test_thinking.py); thinking off is the other families' and the unit tests'
+# one `make all` per family in make test; Qwen3.5's trains with THINKING=mixed, so the same run proves a thinking
+# mode end to end (tests/test_thinking.py); thinking off is the other families' (Qwen3's) and the unit tests'
+RUN_THINKING = {"qwen3.5": "mixed"}
 # llama.cpp's converter text for the pre-tokenizer hash (conversion/base.py, get_vocab_base_pre)
 CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
           '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
@@ -256,7 +257,7 @@ def modelfile_ok(run: Path) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_make_all_passes_acceptance_for_the_family(name, family_run):
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     statuses = acceptance_of(run)
     assert "FAIL" not in statuses.values(), statuses
@@ -278,7 +279,7 @@ def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_
 
     from ftkit.loading import load_tokenizer
 
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((run / "gguf" / "quant_report.json").read_text())
     v = report["verification"]
@@ -312,7 +313,7 @@ def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family
     from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
     from ftkit.loading import load_hf, load_tokenizer
 
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
     merged = str(run / "model" / "merged_model")
     tokenizer = load_tokenizer(merged)
@@ -334,7 +335,7 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
     from ftkit.acceptance import Thresholds, run_checks
     from ftkit.artifacts import Paths
 
-    run, result, _ = family_run(name)
+    run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.lock"))
@@ -365,7 +366,7 @@ def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches
     from ftkit.inference import Decoding, HFChatModel
     from ftkit.loading import load_hf, load_tokenizer
 
-    run, result, _ = family_run("qwen3.5")
+    run, result, _ = family_run("qwen3.5", RUN_THINKING["qwen3.5"])
     assert result.returncode == 0, result.stderr[-3000:]
     merged = str(run / "model" / "merged_model")
     tokenizer = load_tokenizer(merged)
