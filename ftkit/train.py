@@ -422,7 +422,8 @@ def _run_training(config: TrainConfig) -> dict:
              "on" if config.gradient_checkpointing else "off", f", sharded by {sharding()}" if sharding() else "")
     args = sft_config(config, checkpoints, precision)  # before the model: it opens DeepSpeed ZeRO-3's context
     args.world_size  # noqa: B018 - sets up the process group (with its timeout), for the roll call
-    processes = distributed.roll_call(train_outputs.data_digests(config))
+    digests = train_outputs.data_digests(config)  # hashed once: the roll call and the manifest
+    processes = distributed.roll_call(digests)
     model = load_model(config, precision)
     score_supervised_positions_only(config.sparse_logits)
     logger = JsonlLogger(out / "train_log.jsonl", resume_step=_checkpoint_step(resume_from))
@@ -438,7 +439,7 @@ def _run_training(config: TrainConfig) -> dict:
     if config.use_quantization:
         keep_4bit_gradients_on_cpu(trainer.model)
 
-    manifest = dict(train_outputs.manifest(config, precision, trainer, train, val),
+    manifest = dict(train_outputs.manifest(config, precision, trainer, train, val, digests),
                     num_nodes=len({p["node"] for p in processes}), world_size=len(processes),
                     ranks=[p["rank"] for p in processes], processes=processes)
     if trainer.is_world_process_zero():

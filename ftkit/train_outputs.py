@@ -44,11 +44,10 @@ def hardware() -> dict:
     return info
 
 
-def manifest(config, precision: str, trainer, train, val) -> dict:
+def manifest(config, precision: str, trainer, train, val, digests: dict[str, str]) -> dict:
     model = trainer.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    digests = data_digests(config)
     data = {"train": {"path": config.train_data, "sha256": digests["train"], "examples": len(train.rows),
                       "dropped_too_long": train.dropped_too_long}}
     if val is not None:
