@@ -27,7 +27,8 @@ RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS} -DGGML_NATIVE=OFF" PYTH
     bash docker/install_python_deps.sh /opt/venv cuda
 COPY docker/build_llama_cpp.sh docker/
 COPY llama.cpp/ llama.cpp/
-RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS} -DGGML_NATIVE=OFF" \
+# no binary cache in the image: its layer is the cache
+RUN CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS} -DGGML_NATIVE=OFF" LLAMA_TOOLS_CACHE=off \
     bash docker/build_llama_cpp.sh cuda llama.cpp /opt/llama.cpp/bin
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION}

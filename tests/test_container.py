@@ -1,5 +1,6 @@
 """The container, checked without Docker (no engine runs on these machines): lint, pins, the shared
 install/build scripts, and the docker commands the Make targets would run."""
+import os
 import re
 import shutil
 import subprocess
@@ -168,3 +169,39 @@ def test_the_image_builds_on_ubuntu_24_04_and_runs_on_any_cpu_and_gpu_generation
     # Blackwell (sm_100, sm_120), which CUDA 12.8 builds, in the image and in make image
     for source in (DOCKERFILE, (ROOT / "Makefile").read_text()):
         assert re.search(r"CUDA_ARCHS\s*\??=\s*\"?80;86;89;90;100;120", source)
+
+
+def test_the_llama_tools_build_once_per_input_and_come_from_the_cache_after(tmp_path):
+    """docker/build_llama_cpp.sh on a small CMake project standing in for llama.cpp (a git checkout with a target
+    of each tool's name): the first run builds and fills the cache, a second one in a fresh build folder copies
+    from it, and changed flags build again."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tool.c").write_text('#include <stdio.h>\nint main(void) { puts(TOOL); return 0; }\n')
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\nproject(stand_in C)\nset(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)\n"
+        + "".join(f'add_executable({t} tool.c)\ntarget_compile_definitions({t} PRIVATE TOOL="{t}")\n'
+                  for t in ("llama-server", "llama-quantize")))
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=src, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "CMAKE_ARGS"}
+
+    def build(n, **more_env):
+        result = subprocess.run(["bash", str(ROOT / "docker" / "build_llama_cpp.sh"), "cpu", str(src), str(tmp_path / f"bin{n}"),
+                                 "llama-server", "llama-quantize"], cwd=tmp_path, capture_output=True, text=True,
+                                env={**env, "LLAMA_TOOLS_CACHE": str(tmp_path / "cache"),
+                                     "BUILD_DIR": str(tmp_path / f"build{n}"), **more_env})
+        assert result.returncode == 0, result.stdout + result.stderr
+        tool = subprocess.run([str(tmp_path / f"bin{n}" / "llama-server")], capture_output=True, text=True)
+        assert tool.stdout == "llama-server\n"
+        return result.stdout
+
+    first = build(1)
+    assert "building llama-server llama-quantize" in first and "cached in" in first
+    [key] = list((tmp_path / "cache").iterdir())
+    commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=src, text=True)
+    assert (key / "llama-quantize").is_file() and f"commit {commit}" in (key / "key.txt").read_text()
+    again = build(2)
+    assert "from the cache" in again and not (tmp_path / "build2").exists()  # nothing compiled
+    other = build(3, CMAKE_ARGS="-DGGML_NATIVE=OFF")  # another flag: another key, built
+    assert "building" in other and len(list((tmp_path / "cache").iterdir())) == 2
