@@ -244,6 +244,8 @@ class GGUFChatModel:
         import llama_cpp
         from llama_cpp import Llama
 
+        from ftkit.llama_server import llama_thread_args
+
         if not Path(path).is_file():
             raise UserError(f"{path}: no such GGUF file")
         self.tokenizer, self.name, self.path = tokenizer, name, path
@@ -257,7 +259,8 @@ class GGUFChatModel:
         # with every position's logits kept, llama.cpp's output buffer and its graph's logits each hold
         # n_batch x vocabulary floats: 0.3 GB apiece for Qwen's 151,936 at the default 512, 19 MB at 32
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=min(n_ctx, 32 if logits_all else 512),
-                         logits_all=logits_all, verbose=False, seed=0, n_gpu_layers=n_gpu_layers, lora_path=lora_path)
+                         logits_all=logits_all, verbose=False, seed=0, n_gpu_layers=n_gpu_layers, lora_path=lora_path,
+                         **llama_thread_args())
         # the file's own end-of-generation token plus the family's (the same ids: the export checks it)
         self.stop_ids = set(families.stop_token_ids(tokenizer)) | {self.llm.token_eos()}
         # a recurrent state (Qwen3.5's Gated DeltaNet) cannot be cut back to a shared prefix: every prompt from 0

@@ -49,6 +49,19 @@ def find_binary() -> Path:
                     f"into {HOST_BUILDS[-1].parent}), or set LLAMA_SERVER=/path/to/{BINARY}")
 
 
+def compute_threads() -> int | None:
+    """The compute threads a process may use, from OMP_NUM_THREADS (torch obeys it by itself; llama.cpp does not,
+    so its loads and llama-server get it passed): None when unset, and llama.cpp picks as it does."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def llama_thread_args() -> dict:
+    """llama-cpp-python's Llama(...) thread arguments under compute_threads(): generation and prompt batches."""
+    threads = compute_threads()
+    return {"n_threads": threads, "n_threads_batch": threads} if threads else {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -76,6 +89,8 @@ class LlamaServer:
             cmd += ["--lora", str(self.lora)]
         if self.alias:
             cmd += ["--alias", self.alias]
+        if compute_threads():
+            cmd += ["--threads", str(compute_threads()), "--threads-batch", str(compute_threads())]
         return cmd
 
     def start(self, timeout: float = 180) -> LlamaServer:
