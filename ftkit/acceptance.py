@@ -8,8 +8,10 @@ data stage recorded, the Modelfile against the renderer.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
@@ -21,6 +23,10 @@ from ftkit.io import sha256_file
 from ftkit.prepare import MIN_TRAIN_RECORDS, too_few_training_records
 
 VALIDATION_SAMPLE = 32  # records of the validation split re-measured by acceptance
+# a folder where re-measurements are kept by the digests of every file they read, and reused while those digests
+# hold (the test suite sets it: its tamper tests change one file each and re-check every item). Unset, every check
+# measures again.
+REUSE_ENV = "FTKIT_REUSE_MEASUREMENTS"
 DEFAULT_MIN_TOKENS_PER_SECOND = 5.0
 SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval": "模型评估 Evaluation",
             "deploy": "模型部署 Deployment", "docs": "文档记录 Documentation"}
@@ -50,6 +56,28 @@ class Item:
     evidence: str = ""
     fix: str = ""
     details: dict = field(default_factory=dict)
+
+
+def _files_under(*paths: Path) -> list[Path]:
+    return sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*") if p.is_dir() else []) if f.is_file())
+
+
+def measured_once(kind: str, reads: list[Path], settings: dict, measure: Callable[[], dict]) -> dict:
+    """measure(), or its result kept under REUSE_ENV by a key of `kind`, `settings` and the digest of every file
+    under `reads`: a file that changed measures again. Without REUSE_ENV, always measure()."""
+    folder = os.environ.get(REUSE_ENV)
+    if not folder:
+        return measure()
+    from ftkit.io import write_json_atomic
+
+    key = hashlib.sha256(json.dumps([kind, [(str(f), sha256_file(f)) for f in _files_under(*reads)], settings],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:32]
+    kept = Path(folder) / f"{kind}-{key}.json"
+    if kept.is_file():
+        return json.loads(kept.read_text(encoding="utf-8"))
+    result = measure()
+    write_json_atomic(kept, result)
+    return result
 
 
 class Fail(Exception):
@@ -210,21 +238,29 @@ class Checker:
         if not isinstance(logged, int | float):
             raise Fail("metrics.json has no final validation loss", "re-run `make train` with --val-data")
         args = self._manifest().get("arguments", {})
-        records = _jsonl(Path(args.get("val_data") or self.paths.split("validation")), "run `make data`")
+        split = Path(args.get("val_data") or self.paths.split("validation"))
+        records = _jsonl(split, "run `make data`")
         sample = records[:: max(1, len(records) // VALIDATION_SAMPLE)][:VALIDATION_SAMPLE]
-        started = time.perf_counter()
-        tokenizer, _, adapter = load_models(args["base_model"], str(Path(self.paths.model_dir) / "lora_adapter"),
-                                            with_base=False, family=args.get("family"))
-        pairs = [(r.prompt_ids, r.answer_ids) for r in (prompts.render_ids(conversation_of(x), tokenizer) for x in sample)
-                 if len(r.input_ids) <= args.get("max_length", 10**9)]
-        losses = adapter.answer_losses(pairs)
-        seconds = time.perf_counter() - started
-        weights = [len(a) for _, a in pairs]
+        adapter_dir = Path(self.paths.model_dir) / "lora_adapter"
+
+        def measure() -> dict:
+            started = time.perf_counter()
+            tokenizer, _, adapter = load_models(args["base_model"], str(adapter_dir), with_base=False,
+                                                family=args.get("family"))
+            pairs = [(r.prompt_ids, r.answer_ids) for r in (prompts.render_ids(conversation_of(x), tokenizer) for x in sample)
+                     if len(r.input_ids) <= args.get("max_length", 10**9)]
+            return {"losses": adapter.answer_losses(pairs), "weights": [len(a) for _, a in pairs],
+                    "seconds": time.perf_counter() - started}
+        base = Path(args["base_model"])
+        run = measured_once("validation-loss", [split, adapter_dir, *([base] if base.is_dir() else [])],
+                            {"base_model": args["base_model"], "family": args.get("family"),
+                             "max_length": args.get("max_length"), "sample": VALIDATION_SAMPLE}, measure)
+        losses, weights = run["losses"], run["weights"]
         measured = sum(x * w for x, w in zip(losses, weights, strict=True)) / sum(weights)
         spread = statistics.stdev(losses) / math.sqrt(len(losses)) if len(losses) > 1 else 0.0
         tolerance = max(0.05 * abs(logged), 3 * spread)
-        text = (f"re-measured now on {len(pairs)} validation records: {measured:.4f} vs logged {logged:.4f} "
-                f"(tolerance {tolerance:.4f}, {seconds:.1f} s)")
+        text = (f"re-measured now on {len(weights)} validation records: {measured:.4f} vs logged {logged:.4f} "
+                f"(tolerance {tolerance:.4f}, {run['seconds']:.1f} s)")
         if abs(measured - logged) > tolerance:
             raise Fail(f"the adapter does not reproduce its logged validation loss: {text}",
                        "re-run `make train`; do not edit its outputs")
@@ -345,6 +381,8 @@ class Checker:
         from llama_cpp import Llama
         from transformers import AutoModelForCausalLM
 
+        from ftkit.llama_server import llama_thread_args
+
         self.gguf_loaded = False
         merged = Path(self.paths.model_dir) / "merged_model"
         report = _json(Path(self.paths.model_dir) / "merge_report.json", "run `make merge`")
@@ -356,7 +394,7 @@ class Checker:
             raise Fail(f"{merged} does not load ({str(err).splitlines()[0]})", "re-run `make merge`") from None
         target = self._modelfile_target()
         try:
-            Llama(model_path=str(target), n_ctx=256, n_gpu_layers=self.n_gpu_layers, verbose=False)
+            Llama(model_path=str(target), n_ctx=256, n_gpu_layers=self.n_gpu_layers, verbose=False, **llama_thread_args())
         except Exception as err:  # noqa: BLE001
             raise Fail(f"{target.name} does not load in llama.cpp ({str(err).splitlines()[0]})", "re-run `make gguf`") from None
         quant = _json(Path(self.paths.gguf_dir) / "quant_report.json", "run `make gguf`")
@@ -368,10 +406,13 @@ class Checker:
     def deploy_speed(self) -> str:
         from llama_cpp import Llama
 
+        from ftkit.llama_server import llama_thread_args
+
         if not self.gguf_loaded:
             raise Fail("not measured: the GGUF did not load (see the loading item)", "", status="SKIP")
         target = self._modelfile_target()
-        llm = Llama(model_path=str(target), n_ctx=512, n_gpu_layers=self.n_gpu_layers, verbose=False, seed=0)
+        llm = Llama(model_path=str(target), n_ctx=512, n_gpu_layers=self.n_gpu_layers, verbose=False, seed=0,
+                    **llama_thread_args())
         tokenizer, _ = self._family()
         ids = prompts.render_ids(prompts.from_alpaca({"instruction": "中国的首都是哪里？"}), tokenizer).prompt_ids
         tokens, started = 0, time.perf_counter()
@@ -449,9 +490,16 @@ class Checker:
         """Every chat path of each Modelfile renders the training prompt and llama-server answers as the HF
         model: the gguf stage's evidence, and the same checks run again now on the files on disk."""
         from ftkit import deploy_parity
+        from ftkit.cli import UserError
+        from ftkit.llama_server import find_binary
+        from ftkit.ollama import read_modelfile
 
         if not self.gguf_loaded:
             raise Fail("not checked: the GGUF did not load (see the loading item)", "", status="SKIP")
+        try:
+            server = find_binary()
+        except UserError:
+            server = None  # deploy_parity.check says so
         folder = Path(self.paths.gguf_dir)
         evidence = _json(folder / deploy_parity.EVIDENCE, "run `make gguf`")
         tokenizer, _ = self._family()
@@ -468,8 +516,15 @@ class Checker:
                 raise Fail(f"{name}: the deployment was not checked ({recorded['skipped']})",
                            "make llama-tools, then re-run `make gguf` (make gguf-adapter)")
             answers = recorded.get("answers", {}).get("gguf")
-            fresh = deploy_parity.check(folder / name, tokenizer, recorded.get("reference"),
-                                        folder / answers if answers else None, self.n_gpu_layers)
+            modelfile = read_modelfile(folder / name)
+            reads = [folder, *(folder / f for f in (modelfile.source, modelfile.adapter) if f),
+                     Path(self.paths.model_dir) / "merged_model", *([server] if server else [])]
+            fresh = measured_once(
+                "deploy-parity", reads,
+                {"modelfile": name, "reference": recorded.get("reference"), "n_gpu_layers": self.n_gpu_layers},
+                lambda name=name, answers=answers, recorded=recorded: deploy_parity.check(
+                    folder / name, tokenizer, recorded.get("reference"), folder / answers if answers else None,
+                    self.n_gpu_layers))
             summary = deploy_parity.format_summary(fresh)
             if not fresh["passed"]:
                 failure = (fresh["prompts"]["failures"] or fresh.get("answers", {}).get("partings") or [{}])[0]
