@@ -64,6 +64,10 @@ PYTHON      ?= $(VENV)/bin/python
 # cpu | cuda: which torch / llama.cpp build `make setup` installs
 FLAVOUR     ?= cpu
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers, one compute thread each (default: one per core; 1: one process, no workers)
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+# tests that share an expensive run (a family's make all) stay on one worker: --dist loadgroup
+TEST_PARALLEL = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,-n 0)
 
 # --- where the stages run ------------------------------------------------------------------------
 # RUN=docker runs every stage script in the CUDA image (make image); RUN=local in .venv. Default:
@@ -135,6 +139,11 @@ INPUT_FORMAT ?= auto
 FORMAT_TYPE ?= auto
 # e.g. COLUMNS=instruction=question,output=answer
 COLUMNS     ?=
+# COLUMNS is also the terminal's width, which shells and test runners export (pytest-xdist's workers: 80): a
+# value from the environment is that, never a column mapping
+ifeq ($(origin COLUMNS),environment)
+  COLUMNS :=
+endif
 ENCODING    ?= auto
 DATA_DIR    ?= data/finetune
 DATA_NAME   ?= train
@@ -511,11 +520,11 @@ demo: setup ## set up, then the whole pipeline on a tiny model (FAMILY=qwen2.5 .
 	@echo "demo: embedded tiny random $(or $(FAMILY),llama2) model + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
 	$(MAKE) --no-print-directory all BASE_MODEL=$(TINY_MODEL) RAW_DATA=$(SAMPLE_DIR)/sample_data.json
 
-test: setup $(LLAMA_SERVER_DEP) ## set up (llama-server included), then run the whole test suite (slow end-to-end tests included)
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+test: setup $(LLAMA_SERVER_DEP) ## set up (llama-server included), then run the whole test suite (slow end-to-end tests included) on TEST_WORKERS workers
+	$(PYTHON) -m pytest $(TEST_PARALLEL) $(PYTEST_ARGS)
 
-test-fast: ## run the tests not marked slow (needs `make setup` first)
-	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+test-fast: ## run the tests not marked slow (needs `make setup` first; TEST_WORKERS=)
+	$(PYTHON) -m pytest -m "not slow" $(TEST_PARALLEL) $(PYTEST_ARGS)
 
 docs: | $(PY_DEP) ## regenerate scripts/README.md from the scripts' --help
 	$(PYTHON) scripts/write_scripts_readme.py

@@ -11,27 +11,74 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the Hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `make test` runs one pytest-xdist worker per core: each computes on one thread (torch, and llama.cpp through
+# ftkit.llama_server.compute_threads), and so does every process it starts. Two torch processes of two threads
+# each on two cores trained 3.7x slower than one alone; one thread is only 1.46x slower than two.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """A family's tests run on the worker that runs its `make all` (--dist loadgroup): a test that asks for
+    family_run joins the group of the family it is parametrized with, or of the one its own mark names."""
+    for item in items:
+        if "family_run" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("xdist_group"):
+            continue
+        name = getattr(item, "callspec", None) and item.callspec.params.get("name")
+        assert name, f"{item.nodeid}: asks for family_run without a name parameter; mark it xdist_group(family-NAME)"
+        item.add_marker(pytest.mark.xdist_group(f"family-{name}"))
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def run_folder(tmp_path_factory) -> Path:
+    """This test run's folder, shared by all its workers (pytest-xdist gives each worker its own base folder
+    inside the run's)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def measurements_reused(run_folder):
+    """Acceptance re-measures deployment parity and validation loss; the tamper tests check every item after
+    changing one file, so a measurement of files whose digests did not change is reused (ftkit.acceptance
+    measured_once), within this run only."""
+    from ftkit.acceptance import REUSE_ENV
+
+    os.environ[REUSE_ENV] = str(run_folder / "measurements")
+    yield
+    del os.environ[REUSE_ENV]
+
+
+def built_once(run_folder: Path, name: str, build) -> Path:
+    """run_folder/name, made by build(path) once for the whole run: the first worker to ask builds it under a
+    lock, the others wait for it and read it. A build that failed leaves no mark, and the next asker tries again."""
+    import shutil
+
+    from filelock import FileLock
+
+    target, done = run_folder / name, run_folder / f"{name}.built"
+    with FileLock(str(run_folder / f"{name}.lock")):
+        if not done.exists():
+            if target.exists():
+                shutil.rmtree(target)
+            build(target)
+            done.touch()
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(run_folder) -> Path:
     from ftkit.tiny_model import build
 
-    return build(tmp_path_factory.mktemp("models") / "tiny-llama")
+    return built_once(run_folder, "tiny-llama", build)
 
 
 @pytest.fixture(scope="session")
-def family_model(tmp_path_factory):
+def family_model(run_folder):
     """family name -> the embedded tiny model of that family (qwen2.5, qwen3, llama3), built once on first use."""
     from ftkit.tiny_model import build_family
 
-    built = {}
-
-    def get(name: str) -> Path:
-        if name not in built:
-            built[name] = build_family(tmp_path_factory.mktemp("models") / f"tiny-{name}", name)
-        return built[name]
-    return get
+    return lambda name: built_once(run_folder, f"tiny-{name}", lambda target: build_family(target, name))
 
 
 @pytest.fixture(scope="session")
@@ -63,28 +110,29 @@ def sentencepiece_model(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
-def prepared_data(tmp_path_factory, tiny_model_dir) -> Path:
+def prepared_data(run_folder, tiny_model_dir) -> Path:
     """The sample data through the real data stage: train/validation/test JSONL under one folder."""
     from ftkit import sample_data
     from ftkit.io import write_json_atomic
     from ftkit.prepare import PrepareConfig, prepare
 
-    root = tmp_path_factory.mktemp("data")
-    write_json_atomic(root / "sample_data.json", sample_data.generate())
-    prepare(PrepareConfig(inputs=[str(root / "sample_data.json")], output_dir=str(root), tokenizer=str(tiny_model_dir)))
-    return root
+    def build(root: Path) -> None:
+        root.mkdir()
+        write_json_atomic(root / "sample_data.json", sample_data.generate())
+        prepare(PrepareConfig(inputs=[str(root / "sample_data.json")], output_dir=str(root), tokenizer=str(tiny_model_dir)))
+    return built_once(run_folder, "data", build)
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, tiny_model_dir, prepared_data) -> Path:
+def trained_run(run_folder, tiny_model_dir, prepared_data) -> Path:
     """A LoRA run on the sample data with the tiny-model preset: learns enough to beat the base."""
     from ftkit.train import TrainConfig, run_training
 
-    out = tmp_path_factory.mktemp("finetuned")
-    run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
-                             val_data=str(prepared_data / "train_validation.jsonl"), output_dir=str(out),
-                             epochs=5, batch_size=8, learning_rate=2e-3, lora_r=16, lora_alpha=32))
-    return out
+    def build(out: Path) -> None:
+        run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
+                                 val_data=str(prepared_data / "train_validation.jsonl"), output_dir=str(out),
+                                 epochs=5, batch_size=8, learning_rate=2e-3, lora_r=16, lora_alpha=32))
+    return built_once(run_folder, "finetuned", build)
 
 
 def run_script(name, *args, cwd=ROOT, env=None, stdin=None, timeout=900) -> subprocess.CompletedProcess:
@@ -94,46 +142,79 @@ def run_script(name, *args, cwd=ROOT, env=None, stdin=None, timeout=900) -> subp
 
 
 @pytest.fixture(scope="session")
-def merged(trained_run, tiny_model_dir, tmp_path_factory):
+def merged(trained_run, tiny_model_dir, run_folder):
     """The trained adapter merged by scripts/merge_lora.py."""
-    out = tmp_path_factory.mktemp("export") / "merged_model"
-    result = run_script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
-                    "--output", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    def build(out: Path) -> None:
+        result = run_script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model",
+                            str(trained_run / "lora_adapter"), "--output", str(out / "merged_model"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    return built_once(run_folder, "export", build) / "merged_model"
 
 
 @pytest.fixture(scope="session")
-def exported(merged, prepared_data):
+def exported(merged, prepared_data, run_folder):
     """F16, Q8_0 and Q4_K_M GGUFs + Modelfile by scripts/convert_to_gguf.py: (folder, completed process)."""
-    out = merged.parent / "gguf"
-    result = run_script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
-                    "--output-dir", str(out), "--model-name", "tiny-ft", "--create-modelfile",
-                    "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
+    def build(out: Path) -> None:
+        result = run_script("convert_to_gguf.py", "--model-path", str(merged), "--quantization", "F16", "Q8_0", "Q4_K_M",
+                            "--output-dir", str(out), "--model-name", "tiny-ft", "--create-modelfile",
+                            "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
+        keep_output(out, result)
+        assert result.returncode == 0, result.stderr[-3000:]
+    out = built_once(run_folder, "gguf", build)
+    return out, kept_output(out)
 
 
 @pytest.fixture(scope="session")
-def family_run(family_model, tmp_path_factory):
-    """family name -> (run folder, make's output, the make variables): `make all FAMILY=<name>` on its tiny model
-    and the sample data, every output under one temporary folder, exactly as a user runs it."""
-    runs = {}
+def demo_run(run_folder, tiny_model_dir) -> Path:
+    """`make demo` (the newcomer's first command, which CI once ran apart) with its outputs in one folder of this
+    run: data/ (the sample too), model/, gguf/, reports/ (a blind human sheet too). The Llama-2 acceptance
+    tests read it; its make output is kept beside it (kept_output)."""
+    def build(run: Path) -> None:
+        run.mkdir()
+        keep_output(run, run_make("demo", f"TINY_MODEL={tiny_model_dir}", f"SAMPLE_DIR={run / 'data'}",
+                                  f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
+                                  f"REPORT_DIR={run / 'reports'}", f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}",
+                                  "MODEL_NAME=tiny-ft", "RUN=local", check=False))
+    return built_once(run_folder, "demo", build)
 
+
+def keep_output(folder: Path, result: subprocess.CompletedProcess) -> None:
+    """A command's exit status and output, beside what it made: every worker reads the one run."""
+    import json
+
+    (folder / ".command-output.json").write_text(json.dumps(
+        {"args": result.args, "returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}))
+
+
+def kept_output(folder: Path) -> subprocess.CompletedProcess:
+    import json
+
+    kept = json.loads((folder / ".command-output.json").read_text())
+    return subprocess.CompletedProcess(kept["args"], kept["returncode"], kept["stdout"], kept["stderr"])
+
+
+@pytest.fixture(scope="session")
+def family_run(family_model, run_folder):
+    """family name -> (run folder, make's output, the make variables): `make all FAMILY=<name>` on its tiny model
+    and the sample data, every output under one temporary folder, exactly as a user runs it. A family's tests
+    share one worker (pytest_collection_modifyitems), and the run is made once whoever asks."""
     def get(name: str, thinking: str = "off"):
         key = name if thinking == "off" else f"{name}-thinking-{thinking}"
-        if key not in runs:
-            run = tmp_path_factory.mktemp(f"run-{key}")
-            variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
-                         f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
-                         f"REPORT_DIR={run / 'reports'}", "RUN=local",
-                         # lighter than the demo, the same stages: the general check on 45 of the shipped
-                         # questions, 120 training records (the checklist asks for 100), answers of 64 tokens
-                         "GENERAL_PER_SUBJECT=5", "NUM_SAMPLES=150", "MAX_NEW_TOKENS=64"]
-            if thinking != "off":
-                variables.append(f"THINKING={thinking}")
-            runs[key] = (run, run_make("all", *variables, check=False), variables)
-        return runs[key]
+        run = run_folder / f"run-{key}"
+        variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
+                     f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
+                     f"REPORT_DIR={run / 'reports'}", "RUN=local",
+                     # lighter than the demo, the same stages: the general check on 45 of the shipped
+                     # questions, 120 training records (the checklist asks for 100), answers of 64 tokens
+                     "GENERAL_PER_SUBJECT=5", "NUM_SAMPLES=150", "MAX_NEW_TOKENS=64"]
+        if thinking != "off":
+            variables.append(f"THINKING={thinking}")
+
+        def build(folder: Path) -> None:
+            folder.mkdir()
+            keep_output(folder, run_make("all", *variables, check=False))  # a failed run is the tests' finding
+        built_once(run_folder, run.name, build)
+        return run, kept_output(run), variables
     return get
 
 
@@ -231,12 +312,15 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A whole-suite run that passed (`make test`, or `make test-fast`: -m "not slow") records its time and counts."""
+    """A whole-suite run that passed (`make test`, or `make test-fast`: -m "not slow") records its time and counts,
+    and the time of each test file (its tests' setup, call and teardown, on whichever worker ran them)."""
     import time
 
     from ftkit import timings
 
     config = session.config
+    if hasattr(config, "workerinput"):
+        return  # a pytest-xdist worker: the controller records the whole run
     marks = config.getoption("markexpr", "")
     whole = not config.args or [str(Path(a).resolve()) for a in config.args] == [str(ROOT / "tests")]
     if exitstatus != 0 or not whole or config.getoption("keyword", "") or marks not in ("", "not slow"):
@@ -245,7 +329,21 @@ def pytest_sessionfinish(session, exitstatus):
     counts = {k: len([r for r in stats.get(k, []) if getattr(r, "when", "call") == "call" or k == "skipped"])
               for k in ("passed", "skipped")}
     step = "`make test` (slow tests included)" if not marks else "`make test-fast` (-m \"not slow\")"
-    timings.record(step, time.perf_counter() - _SESSION_START[0], f"{counts['passed']} passed, {counts['skipped']} skipped")
+    workers = getattr(config.option, "numprocesses", None) or 1
+    timings.record(step, time.perf_counter() - _SESSION_START[0],
+                   f"{counts['passed']} passed, {counts['skipped']} skipped, {workers} worker(s)")
+    if not marks:
+        for file, seconds in sorted(_FILE_SECONDS.items()):
+            timings.record(f"`{file}` in `make test`", seconds, f"{workers} worker(s); time on its worker")
+
+
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Each test's setup, call and teardown, added to its file's time (the controller sees every worker's)."""
+    file = report.nodeid.split("::")[0]
+    _FILE_SECONDS[file] = _FILE_SECONDS.get(file, 0.0) + report.duration
 
 
 def generate_alone(model, prompt_ids: list[list[int]], max_new_tokens: int, stop_ids, pad_token_id) -> list[list[int]]:

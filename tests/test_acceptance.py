@@ -24,41 +24,48 @@ def script(name, *args):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, prepared_data, trained_run, tiny_model_dir) -> Path:
-    """The whole pipeline through its scripts, human ratings imported and the report's human parts written."""
-    run = tmp_path_factory.mktemp("run")
-    shutil.copytree(prepared_data, run / "data")
-    shutil.copytree(trained_run, run / "model")
-    reports = run / "reports"
-    output = reports / "evaluation_results.csv"
-    script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
-           "--test-data", str(run / "data" / "train_test.jsonl"), "--output", str(output),
-           "--human-sheet", str(reports / "sheet.csv"), "--max-new-tokens", "48")
-    key = json.loads(Path(f"{output}.human_key.json").read_text())["rows"]
-    with open(reports / "sheet.csv", encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        tuned = "A" if key[row["row"]]["A"] == "finetuned" else "B"
-        row.update(score_A="3", score_B="3", preference=tuned)
-    with open(reports / "sheet.csv", "w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    script("evaluate_model.py", "--output", str(output), "--import-ratings", str(reports / "sheet.csv"))
-    script("merge_lora.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
-           "--output", str(run / "model" / "merged_model"))
-    script("convert_to_gguf.py", "--model-path", str(run / "model" / "merged_model"), "--quantization", "Q4_K_M",
-           "--output-dir", str(run / "gguf"), "--model-name", "tiny-ft", "--create-modelfile",
-           "--test-data", str(run / "data" / "train_test.jsonl"))
-    script("eval_general.py", "--base-model", str(tiny_model_dir), "--lora-model", str(run / "model" / "lora_adapter"),
-           "--quant-report", str(run / "gguf" / "quant_report.json"), "--per-subject", "6", "--output",
-           str(reports / "eval_general.json"))
-    flags = ["--data-dir", str(run / "data"), "--model-dir", str(run / "model"), "--eval-output", str(output),
-             "--gguf-dir", str(run / "gguf")]
-    script("make_report.py", *flags, "--output", str(reports / "training_report.md"))
-    report = reports / "training_report.md"
-    report.write_text(report.read_text(encoding="utf-8").replace(PLACEHOLDER, "(written by a person)"), encoding="utf-8")
-    return run
+def finished_run(run_folder, demo_run) -> Path:
+    """`make demo`'s run (tests/conftest.py), its human sheet rated and imported and the report's human parts
+    written: every item of the checklist can pass."""
+    from conftest import built_once
+
+    def build(run: Path) -> None:
+        # make's stamps name the demo's folders: a run that lies elsewhere starts without them, as one made by the
+        # scripts themselves (the make tests below stamp it on their first make)
+        shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns(".command-output.json", ".settings-*"))
+        reports = run / "reports"
+        output = reports / "evaluation_results.csv"
+        key = json.loads(Path(f"{output}.human_key.json").read_text())["rows"]
+        with open(reports / "sheet.csv", encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            tuned = "A" if key[row["row"]]["A"] == "finetuned" else "B"
+            row.update(score_A="3", score_B="3", preference=tuned)
+        with open(reports / "sheet.csv", "w", encoding="utf-8-sig", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        script("evaluate_model.py", "--output", str(output), "--import-ratings", str(reports / "sheet.csv"))
+        flags = ["--data-dir", str(run / "data"), "--model-dir", str(run / "model"), "--eval-output", str(output),
+                 "--gguf-dir", str(run / "gguf")]
+        script("make_report.py", *flags, "--output", str(reports / "training_report.md"))
+        report = reports / "training_report.md"
+        report.write_text(report.read_text(encoding="utf-8").replace(PLACEHOLDER, "(written by a person)"),
+                          encoding="utf-8")
+    return built_once(run_folder, "acceptance-run", build)
+
+
+def test_make_demo_runs_the_whole_pipeline_and_passes_acceptance(demo_run):
+    """The newcomer's first command, as README gives it (the folders moved into the test's run folder)."""
+    from conftest import kept_output
+
+    result = kept_output(demo_run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("PASSED") and " 0 FAIL" in verdict, verdict
+    for made in ("data/train_train.jsonl", "model/lora_adapter/adapter_model.safetensors", "gguf/tiny-ft-Q4_K_M.gguf",
+                 "gguf/Modelfile", "reports/training_report.md", "reports/acceptance.json"):
+        assert (demo_run / made).is_file(), made
 
 
 def copy_of(finished_run, tmp_path) -> Path:
@@ -329,7 +336,8 @@ def test_make_all_skips_finished_stages_and_reruns_what_a_changed_input_affects(
     raw = run / "data" / "sample_data.json"
     variables = [f"RAW_DATA={raw}", f"BASE_MODEL={tiny_model_dir}", f"TINY_MODEL={tiny_model_dir}",
                  f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"REPORT_DIR={run / 'reports'}",
-                 f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", "RUN=local"]
+                 f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}",
+                 "RUN=local"]  # the demo's own settings
     stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
     planned = run_make("-n", "all", *variables).stdout
     assert not [s for s in stages if s in planned], planned  # everything is up to date
@@ -358,7 +366,8 @@ def test_make_remembers_the_epochs_retrains_once_and_acceptance_walks_the_chain_
     project = scratch_project(tmp_path / "project")
     variables = [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
                  f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
-                 f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", "RUN=local"]
+                 f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft",
+                 f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}", "RUN=local"]  # the demo's own settings
     stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
 
     def make(*args):
@@ -402,3 +411,25 @@ def test_make_remembers_the_epochs_retrains_once_and_acceptance_walks_the_chain_
     item = chain(run)
     assert item.status == "FAIL" and "broken link tiny-ft-Q4_K_M.gguf: quant_report.json records" in item.evidence
     assert "make gguf" in item.fix
+
+
+def test_a_measurement_is_reused_only_while_every_file_it_read_is_unchanged(tmp_path, monkeypatch):
+    from ftkit.acceptance import REUSE_ENV, measured_once
+
+    reads = tmp_path / "gguf"
+    reads.mkdir()
+    (reads / "model.gguf").write_bytes(b"one")
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"n": len(calls)}
+    monkeypatch.delenv(REUSE_ENV, raising=False)
+    assert [measured_once("k", [reads], {}, measure)["n"] for _ in range(2)] == [1, 2]  # unset: measured each time
+    monkeypatch.setenv(REUSE_ENV, str(tmp_path / "kept"))
+    assert [measured_once("k", [reads], {}, measure)["n"] for _ in range(2)] == [3, 3]  # reused
+    assert measured_once("k", [reads], {"n_gpu_layers": 1}, measure)["n"] == 4  # other settings
+    (reads / "model.gguf").write_bytes(b"two")
+    assert measured_once("k", [reads], {}, measure)["n"] == 5  # a changed file measures again
+    (reads / "Modelfile").write_text("FROM ./model.gguf")
+    assert measured_once("k", [reads], {}, measure)["n"] == 6  # and so does a new one

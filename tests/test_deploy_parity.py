@@ -193,9 +193,11 @@ def test_the_go_harness_fills_an_old_style_template_per_exchange():
 
 # --- the real llama-server -------------------------------------------------------------------------------
 
-def f16_gguf(name: str, family_run, exported) -> Path:
+def f16_gguf(name: str, family_run, request=None) -> Path:
+    """The F16 GGUF of a family's `make all` (llama2: the exported fixture's, asked for only then, so a family's
+    worker does not build the Llama-2 export too)."""
     if name == "llama2":
-        return exported[0] / "tiny-ft-F16.gguf"
+        return request.getfixturevalue("exported")[0] / "tiny-ft-F16.gguf"
     run, result, _ = family_run(name)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run / "gguf" / f"{name}-finetuned-F16.gguf"
@@ -203,13 +205,13 @@ def f16_gguf(name: str, family_run, exported) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
-def test_llama_server_renders_every_family_gguf_template_as_trained(name, family_run, exported, tokenizer_of):
+def test_llama_server_renders_every_family_gguf_template_as_trained(name, family_run, request, tokenizer_of):
     """Four shapes x enable_thinking unset/false/true x the runtime's date and a foreign one, straight from
     llama-server's chat path (/apply-template) and its tokenizer."""
     from ftkit.llama_server import LlamaServer
 
     tokenizer = tokenizer_of(name)
-    with LlamaServer(f16_gguf(name, family_run, exported)) as server:
+    with LlamaServer(f16_gguf(name, family_run, request)) as server:
         for messages, system in deploy_parity.SHAPES.values():
             chat = deploy_parity.with_system(messages, system)
             text, ids = deploy_parity.training_prompt(tokenizer, chat)
@@ -226,7 +228,7 @@ def test_llama_server_renders_every_family_gguf_template_as_trained(name, family
 def test_the_unpinned_template_renders_another_prompt_in_llama_server(name, family_run, tokenizer_of, tmp_path):
     from ftkit.llama_server import LlamaServer
 
-    unpinned = with_unpinned_template(f16_gguf(name, family_run, None), tmp_path, tokenizer_of(name))
+    unpinned = with_unpinned_template(f16_gguf(name, family_run), tmp_path, tokenizer_of(name))
     chat = deploy_parity.SHAPES["one turn, default system"][0]
     text, _ = deploy_parity.training_prompt(tokenizer_of(name), chat)
     sent = {"llama3": None, "qwen3": {"enable_thinking": True}}[name]  # llama3: the runtime's date is today
@@ -274,6 +276,7 @@ def test_the_gguf_stage_records_the_deployment_check_of_every_path(name, family_
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("family-llama3")
 def test_acceptance_fails_when_the_gguf_carries_the_unpinned_template(family_run, tokenizer_of, tmp_path):
     from ftkit.acceptance import Thresholds, run_checks
     from ftkit.artifacts import Paths
@@ -298,6 +301,7 @@ def test_acceptance_fails_when_the_gguf_carries_the_unpinned_template(family_run
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("family-llama3")
 def test_the_adapter_export_carries_the_pinned_template_and_passes_the_deployment_check(family_run, tokenizer_of,
                                                                                         tmp_path):
     from conftest import run_make
@@ -334,6 +338,7 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("family-qwen2.5")
 def test_make_serve_answers_the_openai_client_as_the_hf_model_and_stops_with_the_target(family_run, tmp_path):
     from openai import OpenAI
 

@@ -360,6 +360,7 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("family-qwen3.5")
 def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches(family_run):
     """Qwen3.5's Gated DeltaNet layers keep recurrent states, not keys and values: rows that end leave the batch
     from those too, and every row's tokens are what transformers' generate gives it alone."""

@@ -15,6 +15,9 @@ from conftest import ROOT, free_port, run_make, scratch_project, start_make
 
 from ftkit.launch import LaunchError, launch_args
 
+# the two hosts are made once, on one worker; their runs are timed against each other (a killed peer, a missing one)
+pytestmark = pytest.mark.xdist_group("multinode")
+
 # Length-grouped batches are formed per device batch (4 here, 8 on one node), and each process draws its own dropout
 # masks: without both, two nodes and one see the same examples per step and compute the same update
 SAME_STEPS = "TRAIN_ARGS=--lora-dropout 0 --no-group-by-length"

@@ -332,6 +332,7 @@ def test_the_repl_shows_thinking_apart_from_the_answer(pieces, shown):
 # on Qwen3's template, whose thinking prompt does not open the block)
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("family-qwen3.5")
 def test_make_all_with_mixed_thinking_passes_acceptance_and_each_think_value_renders_as_trained(family_run):
     from llama_cpp import Llama
 
