@@ -47,18 +47,24 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else (f"{seconds:.1f} s" if seconds < 10 else f"{rest} s")
 
 
+EARLIER_SHOWN = 2  # earlier runs of a step shown beside its latest: a time measured once may be luck
+
+
 def render_table(runs: list[dict]) -> str:
-    """The latest measurement of each step, in the order the steps were first recorded."""
+    """The latest measurement of each step, in the order the steps were first recorded, with the times of the
+    step's runs just before it (newest first)."""
     if not runs:
         return "No time recorded yet: run a step under `python -m ftkit.timings run`, then `make docs`."
-    latest = {}
+    by_step: dict[str, list[dict]] = {}
     for run in runs:
-        latest[run["step"]] = run
-    lines = ["| step | time | measured |", "|---|---|---|"]
-    for step, run in latest.items():
+        by_step.setdefault(run["step"], []).append(run)
+    lines = ["| step | time | measured | the runs before |", "|---|---|---|---|"]
+    for step, its_runs in by_step.items():
+        run = its_runs[-1]
         detail = f" ({run['detail']})" if run.get("detail") else ""
+        earlier = ", ".join(duration(r["seconds"]) for r in reversed(its_runs[-1 - EARLIER_SHOWN:-1]))
         lines.append(f"| {step}{detail} | {duration(run['seconds'])} | {run['date'][:10]}, {run['machine']['cpu_count']} "
-                     f"CPUs |")
+                     f"CPUs | {earlier} |")
     return "\n".join(lines)
 
 
