@@ -18,15 +18,29 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the tests' ids
 def pytest_collection_modifyitems(config, items):
     """A family's tests run on the worker that runs its `make all` (--dist loadgroup): a test that asks for
     family_run joins the group of the family it is parametrized with, or of the one its own mark names."""
     for item in items:
-        if "family_run" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("xdist_group"):
-            continue
-        name = getattr(item, "callspec", None) and item.callspec.params.get("name")
-        assert name, f"{item.nodeid}: asks for family_run without a name parameter; mark it xdist_group(family-NAME)"
-        item.add_marker(pytest.mark.xdist_group(f"family-{name}"))
+        if "family_run" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("xdist_group"):
+            name = getattr(item, "callspec", None) and item.callspec.params.get("name")
+            assert name, f"{item.nodeid}: asks for family_run without a name parameter; mark it xdist_group(family-NAME)"
+            item.add_marker(pytest.mark.xdist_group(f"family-{name}"))
+        if config.getoption("loadgroup", False) and not hasattr(item, "_nodeid"):  # set in a worker
+            group_in_the_id(item)
+
+
+def group_in_the_id(item) -> None:
+    """pytest-xdist 3.8 groups a test by the '@group' it appends to the test's id, which it sets as `_nodeid`;
+    pytest 9 keeps ids in `_id` and ignores that, and every group is then scattered over the workers (measured:
+    a test asking for a family's run waited 155 s on another worker's make all). Here the id gets the suffix."""
+    from _pytest.nodeid import NodeId
+
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    if groups:
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(scope="session")

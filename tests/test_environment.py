@@ -1,4 +1,5 @@
 """The foundation itself: pins, the llama.cpp checkout, idempotent set-up, and the Makefile's contract."""
+import os
 import re
 import subprocess
 import sys
@@ -167,3 +168,30 @@ def test_readme_export_at_scale_table_is_made_from_the_recorded_run_and_meets_it
         for stage, figures in row["stages"].items():
             assert figures["model_rss"] / row["checkpoint_bytes"] == pytest.approx(figures["ratio"])
             assert figures["met"] == (figures["ratio"] <= latest["targets"][stage]), (row["model"], stage)
+
+
+def test_make_test_keeps_each_group_on_one_worker(tmp_path):
+    """--dist loadgroup with this suite's hook: a family's tests (by their name parameter) and an xdist_group share
+    one worker, other tests spread (pytest 9 ignores the id pytest-xdist 3.8 writes, tests/conftest.py)."""
+    (tmp_path / "conftest.py").write_text(  # the suite's conftest under another name: this one is "conftest"
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('suite_conftest', {str(ROOT / 'tests' / 'conftest.py')!r})\n"
+        "suite = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(suite)\n"
+        "family_model, family_run, run_folder = suite.family_model, suite.family_run, suite.run_folder\n"
+        "pytest_collection_modifyitems = suite.pytest_collection_modifyitems\n")
+    (tmp_path / "test_probe.py").write_text(
+        "import time\nimport pytest\n\n"
+        "@pytest.mark.parametrize('i', range(4))\n@pytest.mark.parametrize('name', ['qwen3'])\n"
+        "def test_family(name, i, family_run):\n    time.sleep(0.3)\n\n"
+        "@pytest.mark.xdist_group('pair')\n@pytest.mark.parametrize('i', range(4))\n"
+        "def test_grouped(i):\n    time.sleep(0.3)\n\n"
+        "@pytest.mark.parametrize('i', range(6))\ndef test_free(i):\n    time.sleep(0.3)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
+                             "-v", "test_probe.py"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    workers = {}
+    for worker, test in re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_probe.py::(test_\w+)", result.stdout):
+        workers.setdefault(test, set()).add(worker)
+    assert workers["test_family"] and len(workers["test_family"]) == 1, result.stdout
+    assert len(workers["test_grouped"]) == 1 and len(set().union(*workers.values())) == 2, result.stdout
