@@ -64,7 +64,7 @@ def _files_under(*paths: Path) -> list[Path]:
 
 def measured_once(kind: str, reads: list[Path], settings: dict, measure: Callable[[], dict]) -> dict:
     """measure(), or its result kept under REUSE_ENV by a key of `kind`, `settings` and the digest of every file
-    under `reads`: a file that changed measures again. Without REUSE_ENV, always measure()."""
+    under `reads` (marked "reused": True): a file that changed measures again. Without REUSE_ENV, always measure()."""
     folder = os.environ.get(REUSE_ENV)
     if not folder:
         return measure()
@@ -74,7 +74,7 @@ def measured_once(kind: str, reads: list[Path], settings: dict, measure: Callabl
                                     sort_keys=True, default=str).encode()).hexdigest()[:32]
     kept = Path(folder) / f"{kind}-{key}.json"
     if kept.is_file():
-        return json.loads(kept.read_text(encoding="utf-8"))
+        return {**json.loads(kept.read_text(encoding="utf-8")), "reused": True}
     result = measure()
     write_json_atomic(kept, result)
     return result
@@ -259,7 +259,8 @@ class Checker:
         measured = sum(x * w for x, w in zip(losses, weights, strict=True)) / sum(weights)
         spread = statistics.stdev(losses) / math.sqrt(len(losses)) if len(losses) > 1 else 0.0
         tolerance = max(0.05 * abs(logged), 3 * spread)
-        text = (f"re-measured now on {len(weights)} validation records: {measured:.4f} vs logged {logged:.4f} "
+        when = "earlier on these same files (reused)" if run.get("reused") else "now"
+        text = (f"re-measured {when} on {len(weights)} validation records: {measured:.4f} vs logged {logged:.4f} "
                 f"(tolerance {tolerance:.4f}, {run['seconds']:.1f} s)")
         if abs(measured - logged) > tolerance:
             raise Fail(f"the adapter does not reproduce its logged validation loss: {text}",
@@ -525,7 +526,8 @@ class Checker:
                 lambda name=name, answers=answers, recorded=recorded: deploy_parity.check(
                     folder / name, tokenizer, recorded.get("reference"), folder / answers if answers else None,
                     self.n_gpu_layers))
-            summary = deploy_parity.format_summary(fresh)
+            summary = deploy_parity.format_summary(fresh) + (" (reused: measured earlier on these same files)"
+                                                             if fresh.get("reused") else "")
             if not fresh["passed"]:
                 failure = (fresh["prompts"]["failures"] or fresh.get("answers", {}).get("partings") or [{}])[0]
                 raise Fail(f"{summary} (measured now); e.g. {failure}",

@@ -190,7 +190,10 @@ def test_a_consistent_set_of_edited_logs_is_caught_by_measuring_again(finished_r
     assert {k for k, i in items.items() if i.status != "PASS"} == {"train.val_loss_fell"}
 
 
-def test_the_untouched_run_reproduces_its_validation_loss(finished_run):
+def test_the_untouched_run_reproduces_its_validation_loss(finished_run, monkeypatch):
+    from ftkit.acceptance import REUSE_ENV
+
+    monkeypatch.delenv(REUSE_ENV)  # measured here, not reused from another test's check of the same files
     [item] = run_checks(paths_of(finished_run), Thresholds(), only={"train.val_loss_fell"})
     assert item.status == "PASS" and "re-measured now on 24 validation records" in item.evidence
 
@@ -427,7 +430,7 @@ def test_a_measurement_is_reused_only_while_every_file_it_read_is_unchanged(tmp_
     monkeypatch.delenv(REUSE_ENV, raising=False)
     assert [measured_once("k", [reads], {}, measure)["n"] for _ in range(2)] == [1, 2]  # unset: measured each time
     monkeypatch.setenv(REUSE_ENV, str(tmp_path / "kept"))
-    assert [measured_once("k", [reads], {}, measure)["n"] for _ in range(2)] == [3, 3]  # reused
+    assert [measured_once("k", [reads], {}, measure) for _ in range(2)] == [{"n": 3}, {"n": 3, "reused": True}]
     assert measured_once("k", [reads], {"n_gpu_layers": 1}, measure)["n"] == 4  # other settings
     (reads / "model.gguf").write_bytes(b"two")
     assert measured_once("k", [reads], {}, measure)["n"] == 5  # a changed file measures again
