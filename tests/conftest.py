@@ -342,11 +342,13 @@ def pytest_sessionfinish(session, exitstatus):
     stats = config.pluginmanager.get_plugin("terminalreporter").stats
     counts = {k: len([r for r in stats.get(k, []) if getattr(r, "when", "call") == "call" or k == "skipped"])
               for k in ("passed", "skipped")}
-    step = "`make test` (slow tests included)" if not marks else "`make test-fast` (-m \"not slow\")"
     workers = getattr(config.option, "numprocesses", None) or 1
+    # one process (TEST_WORKERS=1) is a step of its own: the table's make test and test-file rows are the default's
+    one = " TEST_WORKERS=1" if workers == 1 else ""
+    step = f"`make test{one}` (slow tests included)" if not marks else f"`make test-fast{one}` (-m \"not slow\")"
     timings.record(step, time.perf_counter() - _SESSION_START[0],
                    f"{counts['passed']} passed, {counts['skipped']} skipped, {workers} worker(s)")
-    if not marks:
+    if not marks and not one:
         for file, seconds in sorted(_FILE_SECONDS.items()):
             timings.record(f"`{file}` in `make test`", seconds, f"{workers} worker(s); time on its worker")
 
