@@ -59,7 +59,9 @@ class Item:
 
 
 def _files_under(*paths: Path) -> list[Path]:
-    return sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*") if p.is_dir() else []) if f.is_file())
+    """Every file at or under `paths`, each once (a Modelfile's GGUF lies in the folder named beside it)."""
+    return sorted({f.resolve() for p in paths for f in ([p] if p.is_file() else p.rglob("*") if p.is_dir() else [])
+                   if f.is_file()})
 
 
 def measured_once(kind: str, reads: list[Path], settings: dict, measure: Callable[[], dict]) -> dict:

@@ -89,8 +89,9 @@ class LlamaServer:
             cmd += ["--lora", str(self.lora)]
         if self.alias:
             cmd += ["--alias", self.alias]
-        if compute_threads():
-            cmd += ["--threads", str(compute_threads()), "--threads-batch", str(compute_threads())]
+        threads = compute_threads()
+        if threads:
+            cmd += ["--threads", str(threads), "--threads-batch", str(threads)]
         return cmd
 
     def start(self, timeout: float = 180) -> LlamaServer:
