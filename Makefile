@@ -483,7 +483,9 @@ acceptance: | $(PY_DEP) $(LLAMA_SERVER_DEP) ## check every item of the guide's a
 	$(RUN_PY) scripts/acceptance_check.py $(ARTIFACT_FLAGS) --report $(REPORT) --output-dir $(REPORT_DIR) \
 	  --min-records $(MIN_RECORDS) --min-tokens-per-second $(MIN_TOKENS_PER_SEC) --n-gpu-layers $(N_GPU_LAYERS)
 
-all: data train eval merge gguf eval-general ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
+# a run that exported its adapter too (make gguf-adapter) gets it re-made: an export left from an earlier adapter
+# would break the run's chain of digests
+all: data train eval merge gguf $(if $(wildcard $(ADAPTER_GGUF)),gguf-adapter) eval-general ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
 
 bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
 	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)

@@ -603,7 +603,7 @@ class Checker:
         each recorded digest must be that of the file lying there now — data -> adapter -> merged model -> each
         GGUF -> Modelfile, and evaluation -> adapter. The first broken link is named, with the command that
         mends it."""
-        from ftkit.artifacts import merged_digest
+        from ftkit.artifacts import ADAPTER_REPORT, merged_digest
         from ftkit.ollama import read_modelfile
         from ftkit.train_outputs import adapter_digest
 
@@ -650,8 +650,8 @@ class Checker:
                      f"run `make gguf{'-adapter' if name.endswith('adapter') else ''}` (the Modelfile was written for "
                      "another file)")
             if name == "Modelfile.adapter":
-                export = quant.get("adapter_export", {})
-                link("lora_adapter -> Modelfile.adapter", "quant_report.json (adapter_export)",
+                export = _json(gguf_dir / ADAPTER_REPORT, "run `make gguf-adapter`")
+                link("lora_adapter -> Modelfile.adapter", ADAPTER_REPORT,
                      export.get("adapter_sha256"), adapter, "run `make gguf-adapter` (the adapter changed after its export)")
         return f"{len(links)} links hold: " + ", ".join(links)
 

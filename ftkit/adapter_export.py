@@ -21,6 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from ftkit.artifacts import ADAPTER_REPORT
 from ftkit.cli import UserError
 from ftkit.io import write_json_atomic
 
@@ -209,9 +210,8 @@ def export(adapter: str, base_model: str, out_dir: str, model_name: str, adapter
         log.info("gguf-adapter: verifying base GGUF + adapter against the merged F16 GGUF and the HF model")
         report["verification"] = verify(base, lora, gguf.gguf_path(out, model_name, "F16"), base_model, adapter_dir,
                                         tokenizer, test_data, n_gpu_layers, deploy_parity.questions(test_data, system))
-    quant_report = out / "quant_report.json"
-    document = json.loads(quant_report.read_text()) if quant_report.is_file() else {}
-    write_json_atomic(quant_report, {**document, "adapter_export": report})
+    # its own record: the full export rewrites quant_report.json, and must not drop this stage's digests
+    write_json_atomic(out / ADAPTER_REPORT, report)
     modelfile = out / "Modelfile.adapter"
     if base.resolve().parent != out.resolve():
         raise UserError(f"--base-gguf {base}: put it in {out} (the Modelfile's FROM is relative)")

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from ftkit.io import files_digest
 
+# the adapter export's record, beside its GGUF (the full export's is quant_report.json: each stage owns its own)
+ADAPTER_REPORT = "adapter_report.json"
+
 
 def merged_digest(model_dir: str | Path) -> str:
     """sha256 over a merged model's config and weights: what the GGUF stage records it was made from."""

@@ -26,6 +26,7 @@ llama.cpp's convert_lora_to_gguf.py on the adapter, the base model as an F16 GGU
   <output-dir>/<model-name>-lora-F16.gguf  the adapter (or -Q8_0 with --adapter-type Q8_0)
   <output-dir>/<model-name>-base-F16.gguf  the base model
   <output-dir>/Modelfile.adapter           FROM the base + ADAPTER + the same TEMPLATE, stops, SYSTEM
+  <output-dir>/adapter_report.json         sizes, verification figures, the adapter's digest
 
 example:
   python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M \\
@@ -190,7 +191,7 @@ def export_adapter(args) -> int:
             line += (f", greedy = merged F16 GGUF {greedy(m)}, max |logit difference| {m['max_abs_logit_diff']:.4f}, "
                      f"top-1 {m['top1_agreement']:.3f}")
         print(line)
-    log.info("gguf-adapter: Modelfile.adapter, quant_report.json and deploy_parity.json in %s", args.output_dir)
+    log.info("gguf-adapter: Modelfile.adapter, adapter_report.json and deploy_parity.json in %s", args.output_dir)
     if v and not v["passed"]:
         log.error("gguf-adapter: verification FAILED: base + adapter does not reproduce the fine-tuned model")
         return 1

@@ -416,6 +416,26 @@ def test_make_remembers_the_epochs_retrains_once_and_acceptance_walks_the_chain_
     assert "make gguf" in item.fix
 
 
+def test_after_an_adapter_export_a_retrain_by_make_all_leaves_no_export_of_the_old_adapter(finished_run, tiny_model_dir,
+                                                                                         tmp_path):
+    """`make demo; make gguf-adapter; make all EPOCHS=2`: the full export must not drop the adapter export's record,
+    and the adapter export made from the first adapter is made again from the new one."""
+    from conftest import run_make, scratch_project
+
+    run = copy_of(finished_run, tmp_path)
+    project = scratch_project(tmp_path / "project")
+    variables = [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
+                 f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
+                 f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft",
+                 f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}", "RUN=local"]  # the demo's own settings
+    run_make("gguf-adapter", *variables, project=project)
+    assert chain(run).status == "PASS"
+    retrained = run_make("all", *variables, "EPOCHS=2", project=project, check=False)  # acceptance may fail
+    assert "train_lora.py" in retrained.stdout and "--lora-adapter" in retrained.stdout, retrained.stdout[-3000:]
+    item = chain(run)
+    assert item.status == "PASS" and "lora_adapter -> Modelfile.adapter" in item.evidence, item.evidence
+
+
 def test_a_measurement_is_reused_only_while_every_file_it_read_is_unchanged(tmp_path, monkeypatch):
     from ftkit.acceptance import REUSE_ENV, measured_once
 

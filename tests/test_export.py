@@ -193,8 +193,9 @@ def test_adapter_alone_as_a_gguf_on_the_base_reproduces_the_fine_tuned_model(exp
                     "--test-data", str(prepared_data / "train_test.jsonl"), "--system", "你是一个有用的助手。")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "quant_report.json").read_text())
-    assert "files" in report and "task_metrics" in report  # the merged export's figures are kept
-    export = report["adapter_export"]
+    assert "files" in report and "task_metrics" in report  # the merged export's record is its own, untouched
+    assert "adapter_export" not in report
+    export = json.loads((out / "adapter_report.json").read_text())
     lora, base = Path(export["lora_gguf"]), Path(export["base_gguf"])
     assert lora.name == "tiny-ft-lora-F16.gguf" and base.name == "tiny-ft-base-F16.gguf"
     assert export["size_bytes"] < export["base_size_bytes"] / 5  # megabytes instead of a whole model
