@@ -47,7 +47,7 @@ COPY --from=build /opt/llama.cpp/bin /opt/llama.cpp/bin
 WORKDIR /workspace
 COPY --chown=ftkit:ftkit . /workspace
 ENV PATH=/opt/venv/bin:/opt/llama.cpp/bin:$PATH \
-    VENV=/opt/venv PYTHON=/opt/venv/bin/python \
+    VENV=/opt/venv PYTHON=/opt/venv/bin/python PYTHONPATH=/workspace \
     HF_HOME=/cache/huggingface
 USER 1000:1000
 # `make ... RUN=docker` mounts the checkout (code, configs, data, models, reports) at its own path and runs there;

@@ -77,7 +77,7 @@ RUN         ?= $(shell docker image inspect $(IMAGE) >/dev/null 2>&1 && echo doc
 HF_CACHE    ?= $(HOME)/.cache/huggingface
 CUDA_ARCHS  ?= 80;86;89;90;100;120
 # The container sees this checkout at its own path, and runs there: the code, configs and data you edit are what
-# runs (the image holds the toolchain; its copy of the code is for `docker run` by hand). Each path a stage reads
+# runs (PYTHONPATH names it: the image holds the toolchain; its copy of the code is for `docker run` by hand). Each path a stage reads
 # or writes outside the checkout is mounted at its own path too (inputs read-only); the output folders are made
 # first, as you (Docker would make them as root).
 # --ipc=host: NCCL between GPUs needs more shared memory than Docker's 64 MB default
@@ -92,7 +92,7 @@ docker_checked = $(if $(findstring :,$(1)),$(error RUN=docker: $(1) has a ':' an
 # --network host on several hosts: node 0 listens on MAIN_PORT, and the processes exchange gradients host to host
 DOCKER_RUN   = $(if $(DOCKER_MOUNTS),mkdir -p $(DOCKER_MOUNTS) && )docker run --rm --gpus all --ipc=host \
   $(if $(filter-out 1,$(NUM_NODES)),--network host) \
-  --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN -v $(call docker_checked,$(CURDIR)):$(CURDIR) -w $(CURDIR) \
+  --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN -e PYTHONPATH=$(CURDIR) -v $(call docker_checked,$(CURDIR)):$(CURDIR) -w $(CURDIR) \
   $(foreach p,$(sort $(DOCKER_INPUTS)),-v $(call docker_checked,$(p)):$(p):ro) \
   $(foreach p,$(DOCKER_MOUNTS),-v $(call docker_checked,$(p)):$(p)) -v $(HF_CACHE):/cache/huggingface
 ifeq ($(RUN),docker)
@@ -488,35 +488,35 @@ acceptance: | $(PY_DEP) $(LLAMA_SERVER_DEP) ## check every item of the guide's a
 all: data train eval merge gguf $(if $(wildcard $(ADAPTER_GGUF)),gguf-adapter) eval-general ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
 
 bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
-	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
-	$(RUN_PY) scripts/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
+	$(RUN_PY) bench/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
+	$(RUN_PY) bench/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
 
 bench-eval-general: $(TOKENIZER_DEP) | $(PY_DEP) ## benchmark the general check (one pass per question, batched) against one forward pass per option, one at a time
-	$(RUN_PY) scripts/bench_eval_general.py --base-model $(BASE_MODEL) --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) \
+	$(RUN_PY) bench/bench_eval_general.py --base-model $(BASE_MODEL) --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) \
 	  --format $(GENERAL_FORMAT) --batch-size $(EVAL_BATCH) $(FAMILY_FLAG)
 
 bench: $(GGUF_MAIN) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
-	$(RUN_PY) scripts/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \
+	$(RUN_PY) bench/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \
 	  --test-data $(TEST_FILE) --records $(BENCH_RECORDS) --n-gpu-layers $(N_GPU_LAYERS) --output $(REPORT_DIR)/bench.json
 
 DRY_RUN ?=
 gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B (DRY_RUN=1: tiny, on the CPU)
-	$(RUN_PY) scripts/gpu_check.py $(if $(DRY_RUN),--dry-run) --output $(REPORT_DIR)/gpu_check.json
+	$(RUN_PY) bench/gpu_check.py $(if $(DRY_RUN),--dry-run) --output $(REPORT_DIR)/gpu_check.json
 
 bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
-	$(RUN_PY) scripts/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN) --n-gpu-layers $(N_GPU_LAYERS)
+	$(RUN_PY) bench/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN) --n-gpu-layers $(N_GPU_LAYERS)
 
 # the Llama-2 and the Qwen vocabulary (32k vs 152k): where the output layer matters
 BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5
 bench-train: $(foreach m,$(BENCH_TRAIN_MODELS),$(if $(filter models/tiny-%,$(m)),$(m)/config.json)) | $(PY_DEP) ## benchmark train_lora.py (sparse and dense output layer) against a plain TRL recipe, per model
-	for model in $(BENCH_TRAIN_MODELS); do $(RUN_PY) scripts/bench_train.py --base-model $$model || exit 1; done
+	for model in $(BENCH_TRAIN_MODELS); do $(RUN_PY) bench/bench_train.py --base-model $$model || exit 1; done
 
 BENCH_SCALE_MODELS ?= tinyllama-1.1b,qwen2.5-0.5b,llama3.2-1b
 bench-scale: | $(PY_DEP) ## export at real scale: random TinyLlama-1.1B / Qwen2.5-0.5B / Llama-3.2-1B (131k context) shapes by Hub id through merge, GGUF, Q4_K_M, checks (time, peak RSS)
-	$(RUN_PY) scripts/bench_scale.py --models $(BENCH_SCALE_MODELS) --output $(REPORT_DIR)/bench_scale.json
+	$(RUN_PY) bench/bench_scale.py --models $(BENCH_SCALE_MODELS) --output $(REPORT_DIR)/bench_scale.json
 
 bench-data: | $(PY_DEP) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
-	$(RUN_PY) scripts/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
+	$(RUN_PY) bench/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
 
 demo: setup ## set up, then the whole pipeline on a tiny model (FAMILY=qwen2.5 ...) and the sample data, ending in the acceptance table
 	@echo "demo: embedded tiny random $(or $(FAMILY),llama2) model + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
@@ -529,10 +529,10 @@ test-fast: ## run the tests not marked slow (needs `make setup` first; TEST_WORK
 	$(PYTHON) -m pytest -m "not slow" $(TEST_PARALLEL) $(PYTEST_ARGS)
 
 docs: | $(PY_DEP) ## regenerate scripts/README.md from the scripts' --help
-	$(PYTHON) scripts/write_scripts_readme.py
+	$(PYTHON) tools/write_scripts_readme.py
 
-lint: ## ruff over the package, scripts and tests
-	$(PYTHON) -m ruff check ftkit scripts tests
+lint: ## ruff over the package, scripts, benchmarks, tools and tests
+	$(PYTHON) -m ruff check ftkit scripts bench tools tests
 
 $(PYTHON):
 	@bash docker/install_python_deps.sh $(VENV) $(FLAVOUR)

@@ -29,8 +29,20 @@ fi
 mkdir -p "$STAMP_DIR"
 STAMP="$STAMP_DIR/.requirements-$FLAVOUR.sha256"
 WANT=$(cat "$REQ" "$CONSTRAINTS" "$0" | sha256sum | cut -d' ' -f1)
+# this checkout, installed editable: `import ftkit` and the `ftkit` command run the code you edit. Skipped where
+# only the requirements were copied (the image's build stage: the container runs the mounted checkout's code)
+install_checkout() {
+  [ -f "$ROOT/pyproject.toml" ] && [ -d "$ROOT/ftkit" ] || return 0
+  if [ "$("$PY" -c 'import ftkit, os; print(os.path.dirname(os.path.dirname(os.path.realpath(ftkit.__file__))))' \
+        2>/dev/null)" = "$(realpath "$ROOT")" ] && [ -x "$(dirname "$PY")/ftkit" ]; then
+    return 0
+  fi
+  echo "setup: installing this checkout ($ROOT) into $VENV, editable"
+  "$PY" -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e "$ROOT"
+}
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "setup: $VENV is up to date with requirements.txt ($FLAVOUR)"
+  install_checkout
   exit 0
 fi
 
@@ -62,5 +74,6 @@ if [ "$FLAVOUR" = cuda ] && [ -z "${TORCH_INDEX_URL:-}" ]; then
     exit 1
   fi
 fi
+install_checkout
 echo "$WANT" > "$STAMP"
 echo "setup: done"

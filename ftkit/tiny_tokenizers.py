@@ -19,6 +19,7 @@ two patterns differ), so a GGUF of it says `qwen2`, and llama.cpp splits with Qw
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,23 @@ QWEN35 = VocabSource("ggml-vocab-qwen35.gguf", QWEN35_SPLIT, nfc=True, ignore_me
 LLAMA3 = VocabSource("ggml-vocab-llama-bpe.gguf", LLAMA3_SPLIT, nfc=False, ignore_merges=True, add_bos="<|begin_of_text|>")
 
 
+def submodule_gguf():
+    """The submodule's gguf-py package (the converter's own reader), loaded by its path: it is not installed."""
+    if "gguf" not in sys.modules:
+        package = ROOT / "llama.cpp" / "gguf-py" / "gguf"
+        spec = importlib.util.spec_from_file_location("gguf", package / "__init__.py",
+                                                      submodule_search_locations=[str(package)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gguf"] = module  # its own modules import `gguf.<name>`
+        spec.loader.exec_module(module)
+    return sys.modules["gguf"]
+
+
 def read_vocab_file(path: Path) -> tuple[list[str], list[int], list[str]]:
     """Tokens, token types and merges of a llama.cpp vocab GGUF (read with the submodule's gguf-py)."""
-    gguf_py = str(ROOT / "llama.cpp" / "gguf-py")
-    if gguf_py not in sys.path:
-        sys.path.insert(0, gguf_py)
-    from gguf import GGUFReader
-
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `make llama.cpp` first")
-    fields = GGUFReader(str(path)).fields
+    fields = submodule_gguf().GGUFReader(str(path)).fields
     return (fields["tokenizer.ggml.tokens"].contents(), fields["tokenizer.ggml.token_type"].contents(),
             fields["tokenizer.ggml.merges"].contents())
 

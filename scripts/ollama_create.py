@@ -1,36 +1,10 @@
 #!/usr/bin/env python3
 """Register the GGUF with Ollama: `ollama create NAME -f Modelfile`, then a one-line `ollama run`.
 
-When ollama is not installed here, prints the exact commands to run where it is (and the Ollama version
-the Modelfile needs), and exits 0. An installed Ollama older than the Modelfile needs (its REQUIRES, or
-the version of its PARSER command) is refused with the way out: `make gguf OLLAMA_VERSION=<yours>`.
-
-example: python scripts/ollama_create.py --model-name llama2-finetuned --modelfile models/gguf/Modelfile
+The guide's command; `ftkit ollama` runs the same code (ftkit/commands/ollama_create.py).
 """
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
-
-from ftkit.cli import run, setup_logging
-
-
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-name", default="llama2-finetuned", help="Ollama model name (default: %(default)s)")
-    ap.add_argument("--modelfile", default="models/gguf/Modelfile", help="Modelfile (default: %(default)s)")
-    ap.add_argument("--prompt", default="你好", help="smoke-test question for `ollama run` (default: %(default)s)")
-    return ap.parse_args(argv)
-
-
-def main():
-    args = parse_args()
-    setup_logging()
-    from ftkit.ollama import deploy
-
-    return deploy(args.model_name, args.modelfile, args.prompt)
-
+from ftkit.cli import run
+from ftkit.commands.ollama_create import main
 
 if __name__ == "__main__":
     run(main)

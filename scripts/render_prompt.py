@@ -1,66 +1,10 @@
 #!/usr/bin/env python3
 """Show exactly what the model sees: a record rendered by the toolkit's one prompt renderer.
 
-Prints the chat text, then the prompt and answer token ids with their pieces. The loss covers the
-answer ids (answer + EOS) only.
-
-examples:
-  python scripts/render_prompt.py --model models/tiny-llama --data data/sample/sample_data.json --index 0
-  python scripts/render_prompt.py --model models/tiny-llama --instruction "你好" --system "你是助手"
+The guide's command; `ftkit render-prompt` runs the same code (ftkit/commands/render_prompt.py).
 """
-import argparse
-import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
-
-from ftkit.cli import UserError, run
-
-
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="model folder (or Hub id) whose tokenizer to use")
-    source = ap.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="alpaca JSON array or JSONL file to take a record from")
-    source.add_argument("--instruction", help="a question to render as an open turn")
-    ap.add_argument("--index", type=int, default=0, help="which record of --data (default: %(default)s)")
-    ap.add_argument("--system", help="system prompt to add")
-    return ap.parse_args(argv)
-
-
-def load_record(path: str, index: int) -> dict:
-    from ftkit.readers import InputError, read_records
-
-    try:
-        for record in read_records(path):
-            if record.index == index:
-                return record.data
-    except InputError as err:
-        raise UserError(str(err)) from None
-    raise UserError(f"{path}: no record with --index {index}")
-
-
-def main():
-    args = parse_args()
-    from transformers import AutoTokenizer
-
-    from ftkit import prompts
-
-    record = load_record(args.data, args.index) if args.data else {"instruction": args.instruction}
-    if args.system:
-        record = dict(record, system=args.system)
-    try:
-        conv = prompts.from_messages(record["messages"]) if "messages" in record else prompts.from_alpaca(record)
-    except prompts.PromptError as err:
-        raise UserError(f"record {args.index}: {err}") from err
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    ids = prompts.render_ids(conv, tokenizer)
-    print("text:", json.dumps(prompts.render_text(conv, tokenizer), ensure_ascii=False))
-    for name, part in (("prompt", ids.prompt_ids), ("answer", ids.answer_ids)):
-        print(f"{name} ids ({len(part)}):", part)
-        print(f"{name} pieces:", tokenizer.convert_ids_to_tokens(part))
-
+from ftkit.cli import run
+from ftkit.commands.render_prompt import main
 
 if __name__ == "__main__":
     run(main)

@@ -466,7 +466,7 @@ def test_a_hub_id_goes_through_data_train_merge_and_gguf_offline_from_the_cache(
 
 def test_the_gguf_benchmark_feeds_the_model_on_its_own_device():
     """A model on a GPU takes no CPU tensor: every tensor bench_gguf.py builds names the model's device."""
-    tree = ast.parse((ROOT / "scripts" / "bench_gguf.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "bench" / "bench_gguf.py").read_text(encoding="utf-8"))
     tensors = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
                and getattr(node.func, "attr", None) == "tensor" and getattr(node.func.value, "id", None) == "torch"]
     assert tensors and all(any(k.arg == "device" for k in call.keywords) for call in tensors)
@@ -489,7 +489,7 @@ def test_bench_scale_runs_a_real_shape_through_export_by_hub_id_with_bounded_mem
     cache for the 32,768-token context alone would add 0.4 GB, ~0.4x of this checkpoint). The recorded
     run's figures are in README.md; here the bound leaves room for another machine's allocator."""
     output = tmp_path / "bench_scale.json"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_scale.py"), "--models", "qwen2.5-0.5b",
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_scale.py"), "--models", "qwen2.5-0.5b",
                              "--work-dir", str(tmp_path), "--output", str(output), "--runs", "none"],
                             cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_check_dry_run_trains_every_mode_and_measures_the_gguf(tmp_path):
     output = tmp_path / "gpu_check.json"
     # --processes 2: the part a host with several GPUs runs, here on two CPU processes (gloo)
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--steps", "6",
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry-run", "--steps", "6",
                              "--processes", "2", "--output", str(output), "--work-dir", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -49,7 +49,7 @@ def test_without_a_gpu_the_real_check_refuses_clearly():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py")], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py")], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 2 and "no CUDA GPU here" in result.stderr and "Traceback" not in result.stderr
 
@@ -57,7 +57,7 @@ def test_without_a_gpu_the_real_check_refuses_clearly():
 def _gpu_check_module():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -167,7 +167,6 @@ def test_kill_9_during_gguf_conversion_leaves_no_gguf_it_did_not_finish(merged, 
 
 HOLD_LOCK = """
 import sys, time
-sys.path.insert(0, sys.argv[2])
 from ftkit.lock import output_lock
 with output_lock(sys.argv[1], "data"):
     print("locked", flush=True)
@@ -178,7 +177,7 @@ with output_lock(sys.argv[1], "data"):
 def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"instruction": "问", "output": "答"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out"), str(ROOT)],
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out")],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline().strip() == "locked"

@@ -10,14 +10,11 @@ throughput (--gpu-check; a forward pass is 2 of the 4 * N FLOPs per token its Lo
 one, from the published anchor of 2,392 tokens/s (LLaMA-Factory, Llama-2-7B LoRA on one A100).
 
 example:
-  python scripts/bench_eval_general.py --base-model models/tiny-llama --baseline-questions 64
+  python bench/bench_eval_general.py --base-model models/tiny-llama --baseline-questions 64
 """
 import argparse
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import run, setup_logging
 from ftkit.families import FAMILIES

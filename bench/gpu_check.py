@@ -23,8 +23,8 @@ shards, shows here. With one GPU it says so and skips that part; --processes N r
 --dry-run uses tiny shapes on the CPU: the same code path, for CI.
 
 examples:
-  python scripts/gpu_check.py                      (on a CUDA GPU, about 5-8 minutes)
-  python scripts/gpu_check.py --dry-run            (any machine, under a minute)
+  python bench/gpu_check.py                      (on a CUDA GPU, about 5-8 minutes)
+  python bench/gpu_check.py --dry-run            (any machine, under a minute)
 """
 import argparse
 import gc
@@ -34,10 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
-
 from ftkit.cli import UserError, log, run, setup_logging
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
              "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096}

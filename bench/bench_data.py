@@ -7,7 +7,7 @@ preparation pays) and (2) the full data stage (validate, render, token lengths, 
 Prints both rates, their ratio, and peak memory against the dedup index size, measured in separate
 child processes for N/10 and N records so memory growth with the input is visible.
 
-example: python scripts/bench_data.py --records 1000000 --tokenizer models/tiny-llama
+example: python bench/bench_data.py --records 1000000 --tokenizer models/tiny-llama
 """
 import argparse
 import json
@@ -16,8 +16,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import run, setup_logging
 

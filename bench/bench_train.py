@@ -18,8 +18,8 @@ Each run is a child process of this command (so each has its own peak memory and
 another's warm caches). It prints useful (non-padding) tokens/s, the ratios, the final eval losses
 and each run's peak memory (the whole process's, weights included).
 
-example: python scripts/bench_train.py --base-model models/tiny-llama --examples 480
-         python scripts/bench_train.py --base-model models/tiny-qwen2.5 --examples 240
+example: python bench/bench_train.py --base-model models/tiny-llama --examples 480
+         python bench/bench_train.py --base-model models/tiny-qwen2.5 --examples 240
 """
 import argparse
 import json
@@ -28,8 +28,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.benchmarks import LARGE_VOCAB
 from ftkit.cli import log, run, setup_logging

@@ -4,7 +4,7 @@ taken from the scripts' own --help so the document cannot drift from the code (a
 and compares); and README.md's tables of measured figures, from the records in docs/ (benchmarks.json, bench_scale.json,
 bench_train.json, bench_eval_general.json, timings.json): no figure in them is typed by hand.
 
-example: python scripts/write_scripts_readme.py            (make docs)
+example: python tools/write_scripts_readme.py            (make docs)
 """
 import argparse
 import os
@@ -12,18 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ORDER = ["create_sample_data.py", "prepare_data.py", "train_lora.py", "evaluate_model.py", "eval_general.py", "merge_lora.py",
-         "convert_to_gguf.py", "ollama_create.py", "serve.py", "make_report.py", "acceptance_check.py", "build_tiny_model.py",
-         "render_prompt.py", "gpu_check.py", "bench_all.py", "bench_data.py", "bench_train.py", "bench_eval.py",
-         "bench_eval_general.py", "bench_gguf.py", "bench_scale.py", "write_scripts_readme.py"]
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = [*(f"scripts/{name}.py" for name in (
+    "create_sample_data", "prepare_data", "train_lora", "evaluate_model", "eval_general", "merge_lora", "convert_to_gguf",
+    "ollama_create", "serve", "make_report", "acceptance_check", "build_tiny_model", "render_prompt")),
+    *(f"bench/{name}.py" for name in (
+        "gpu_check", "bench_all", "bench_data", "bench_train", "bench_eval", "bench_eval_general", "bench_gguf", "bench_scale")),
+    "tools/write_scripts_readme.py"]
 INTRO = """# scripts/
 
-The stage scripts of the pipeline (the guide's `finetune/` folder). Each is a thin command line over one
-module of the `ftkit` package; `make` targets call them with the variables shown by `make help`. Every
+The stage scripts of the pipeline (the guide's `finetune/` folder). Each is a thin entry point over one
+module of `ftkit/commands/`, which `ftkit <stage>` runs too (same flags, same help); `make` targets call them with
+the variables shown by `make help`. The benchmarks and the GPU check are in `bench/`, generators in `tools/`. Every
 script prints one line per stage, exits 0 only on success, and turns bad input into a one-line error
 with exit code 2. This page is generated from the scripts' own `--help` by
-`python scripts/write_scripts_readme.py` (`make docs`); a test fails when it is out of date.
+`python tools/write_scripts_readme.py` (`make docs`); a test fails when it is out of date.
 
 | script | stage | make target |
 |---|---|---|
@@ -40,14 +43,14 @@ with exit code 2. This page is generated from the scripts' own `--help` by
 | `acceptance_check.py` | the acceptance checklist | `make acceptance` |
 | `build_tiny_model.py` | the embedded tiny Llama | `make tiny-model` |
 | `render_prompt.py` | show a record as the model sees it | |
-| `gpu_check.py` | prove and measure the GPU path (random Llama-2-7B) | `make gpu-check` |
-| `bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-eval-general`, `bench-gguf`, `bench-scale` |
+| `bench/gpu_check.py` | prove and measure the GPU path (random Llama-2-7B) | `make gpu-check` |
+| `bench/bench_*.py` | benchmarks against baselines | `make bench`, `bench-data`, `bench-train`, `bench-eval`, `bench-eval-general`, `bench-gguf`, `bench-scale` |
 """
 
 
 def help_text(script: str) -> str:
     env = dict(os.environ, COLUMNS="100")  # argparse wraps to the terminal: fix it for a stable page
-    result = subprocess.run([sys.executable, str(HERE / script), "--help"], capture_output=True, text=True, env=env,
+    result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, env=env,
                             check=True)
     return result.stdout.rstrip()
 
@@ -61,18 +64,17 @@ def render() -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--output", default=str(HERE / "README.md"), help="where to write (default: scripts/README.md)")
-    ap.add_argument("--readme", default=str(HERE.parent / "README.md"),
+    ap.add_argument("--output", default=str(ROOT / "scripts" / "README.md"), help="where to write (default: scripts/README.md)")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"),
                     help="whose tables of measured figures to regenerate from the records in docs/ "
                          "('none': skip; default: README.md)")
     args = ap.parse_args()
     Path(args.output).write_text(render(), encoding="utf-8")
     print(f"wrote {args.output}")
     if args.readme != "none":
-        sys.path.insert(0, str(HERE.parent))
         from ftkit.benchmarks import write_readme
 
-        write_readme(args.readme, HERE.parent / "docs")
+        write_readme(args.readme, ROOT / "docs")
         print(f"wrote the tables of measured figures in {args.readme} from the records in docs/")
 
 

@@ -23,8 +23,8 @@ transformers, peft and llama-cpp-python are imported (about 0.4 GB that does not
 for the converter and the quantizer, their own processes doing nothing but their imports. The baselines
 are in the JSON beside the peaks.
 
-example: python scripts/bench_scale.py                        (all three models, ~5 min on 2 cores)
-         python scripts/bench_scale.py --models qwen2.5-0.5b
+example: python bench/bench_scale.py                        (all three models, ~5 min on 2 cores)
+         python bench/bench_scale.py --models qwen2.5-0.5b
 """
 import argparse
 import datetime
@@ -36,8 +36,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import log, run, setup_logging
 

@@ -5,16 +5,13 @@ Both decode the same rendered prompt greedily for the same number of new tokens 
 the count), one sequence at a time as a chat server would, in this one process on the CPU. Prints
 decode tokens/s for both and the ratio.
 
-example: python scripts/bench_gguf.py --merged-model models/finetuned/merged_model \\
+example: python bench/bench_gguf.py --merged-model models/finetuned/merged_model \\
              --gguf models/gguf/llama2-finetuned-Q4_K_M.gguf
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import run, setup_logging
 

@@ -5,15 +5,12 @@ Both runs use the same model, prompts (the test split, topped up with sample que
 and greedy decoding, in this one process. Prints generated tokens/s for both, the ratio, and how many
 outputs are identical (greedy decoding must not change with batching).
 
-example: python scripts/bench_eval.py --base-model models/tiny-llama --lora-model models/finetuned/lora_adapter
+example: python bench/bench_eval.py --base-model models/tiny-llama --lora-model models/finetuned/lora_adapter
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from ftkit.cli import log, run, setup_logging
 

@@ -19,8 +19,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
-
 from ftkit.cli import UserError, log, run, setup_logging
 
 HERE = Path(__file__).resolve().parent

@@ -1,0 +1,199 @@
+"""Convert a merged model to GGUF for Ollama/llama.cpp, quantize it, prove it, write the Modelfile.
+
+Runs llama.cpp's own convert_hf_to_gguf.py (from the llama.cpp/ submodule) to an F16 GGUF, then
+quantizes to each requested type with llama.cpp's quantizer, reporting any k-quant fallback. Each file
+is verified: prompt token ids equal the HF tokenizer's, the F16 greedy continuation equals the merged
+HF model's, each quant's top-1 agreement and KL divergence against F16 on test-set positions. All of
+it goes to <output-dir>/quant_report.json and a table. The merge must come first (make merge).
+
+With --create-modelfile, the deployment is proven too: on every path Ollama can take (its TEMPLATE, or
+from Ollama 0.30 the GGUF's own template in llama-server; OLLAMA_GO_TEMPLATE unset/0/1; think
+unset/false/true) and in llama-server alone, four conversation shapes render the training prompt byte
+for byte and token for token, and llama-server's greedy chat answers equal the HF model's. This needs
+llama.cpp's llama-server (make llama-tools; `make gguf` builds it); without it the check is skipped.
+
+  <output-dir>/<model-name>-<QUANT>.gguf   one file per type, plus the F16 reference
+  <output-dir>/quant_report.json           sizes, tensor types, fallback, verification figures
+  <output-dir>/Modelfile                   with --create-modelfile: FROM, TEMPLATE, PARSER where needed,
+                                           stops, num_ctx, SYSTEM
+  <output-dir>/deploy_parity.json          with --create-modelfile: the deployment check
+
+With --lora-adapter (make gguf-adapter) it exports the adapter alone instead, for Ollama's ADAPTER:
+llama.cpp's convert_lora_to_gguf.py on the adapter, the base model as an F16 GGUF beside it (or
+--base-gguf), verified (base GGUF + adapter in llama.cpp vs the merged F16 GGUF and the HF model):
+
+  <output-dir>/<model-name>-lora-F16.gguf  the adapter (or -Q8_0 with --adapter-type Q8_0)
+  <output-dir>/<model-name>-base-F16.gguf  the base model
+  <output-dir>/Modelfile.adapter           FROM the base + ADAPTER + the same TEMPLATE, stops, SYSTEM
+  <output-dir>/adapter_report.json         sizes, verification figures, the adapter's digest
+
+example:
+  python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M \\
+      --create-modelfile --model-name llama2-finetuned
+  python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M Q8_0 F16
+  python scripts/convert_to_gguf.py --lora-adapter models/finetuned/lora_adapter --base-model models/tiny-llama
+"""
+import argparse
+from pathlib import Path
+
+from ftkit.cli import UserError, log, setup_logging
+from ftkit.families import FAMILIES
+from ftkit.gguf import DEFAULT_MARGINS, DEFAULT_QUANTS, KNOWN_QUANTS
+from ftkit.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-path", default="models/finetuned/merged_model", help="merged HF model (default: %(default)s)")
+    ap.add_argument("--quantization", nargs="+", default=list(DEFAULT_QUANTS), metavar="TYPE",
+                    help=f"one or more of {', '.join(KNOWN_QUANTS)}; commas work too (default: %(default)s). "
+                         "Q4_K_M: smallest with little loss; Q5_K_M: better; Q8_0: near the original")
+    ap.add_argument("--output-dir", default="models/gguf", help="where the GGUF files go (default: %(default)s)")
+    ap.add_argument("--model-name", default="llama2-finetuned", help="file name prefix and Ollama model name")
+    ap.add_argument("--create-modelfile", action="store_true", help="also write <output-dir>/Modelfile for Ollama")
+    ap.add_argument("--modelfile-only", action="store_true",
+                    help="write and prove the Modelfile alone, for the GGUFs already in --output-dir (a new --system "
+                         "or --ollama-version: no conversion; the merged model answers the check's questions again)")
+    ap.add_argument("--system", help="SYSTEM prompt for the Modelfile")
+    ap.add_argument("--family", choices=tuple(FAMILIES),
+                    help="chat format family: the Modelfile's TEMPLATE and stops (default: detected from the model)")
+    ap.add_argument("--ollama-version", default=None, metavar="X.Y.Z",
+                    help="write the Modelfile for this Ollama version (default: the newest checked, "
+                         f"{CHECKED_VERSION}; PARSER from {PARSER_SINCE}, REQUIRES from {REQUIRES_SINCE}; "
+                         f"older than {MIN_VERSION}: refused)")
+    ap.add_argument("--num-ctx", type=int, default=None,
+                    help="Modelfile context length (default: the model's max_position_embeddings, at most 4096)")
+    ap.add_argument("--temperature", type=float, help="Modelfile sampling temperature (only written when given)")
+    ap.add_argument("--top-p", type=float, help="Modelfile top_p (only written when given)")
+    ap.add_argument("--top-k", type=int, help="Modelfile top_k (only written when given)")
+    ap.add_argument("--test-data", default="data/finetune/train_test.jsonl",
+                    help="test split for the quantization agreement figures (default: %(default)s)")
+    ap.add_argument("--no-check", action="store_true", help="skip the verification")
+    ap.add_argument("--lora-adapter", help="export this LoRA adapter alone (for Ollama's ADAPTER), not a merged model")
+    ap.add_argument("--base-model", help="with --lora-adapter: the base it was trained on (folder or Hub id in the cache)")
+    ap.add_argument("--base-gguf", help="with --lora-adapter: an existing GGUF of the base, in --output-dir (default: "
+                                        "convert the base to <model-name>-base-F16.gguf)")
+    ap.add_argument("--adapter-type", default="F16", choices=("F16", "Q8_0"), help="adapter GGUF type (default: %(default)s)")
+    ap.add_argument("--max-rouge-drop", type=float, default=DEFAULT_MARGINS["rougeL_char"],
+                    help="ROUGE-L (char) a type may lose against F16 on the test split before acceptance warns "
+                         "(default: %(default)s, absolute)")
+    ap.add_argument("--max-loss-rise", type=float, default=DEFAULT_MARGINS["loss"],
+                    help="answer loss a type may gain against F16 before acceptance warns (default: %(default)s = 2%%)")
+    ap.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload in the checks (-1: all)")
+    args = ap.parse_args(argv)
+    args.quantization = [q for part in args.quantization for q in part.split(",") if q.strip()]
+    return args
+
+
+def main():
+    args = parse_args()
+    setup_logging()
+    from ftkit import deploy_parity, gguf, ollama
+
+    if args.modelfile_only and args.lora_adapter:
+        raise UserError("--modelfile-only writes the merged model's Modelfile; --lora-adapter exports the adapter")
+    ollama.check_model_name(args.model_name)  # before any work: it becomes file names and a shell argument
+    ollama.check_version(args.ollama_version)
+    if args.lora_adapter:
+        return export_adapter(args)
+    if args.modelfile_only:
+        return modelfile_only(args)
+    parity_check = args.create_modelfile and not args.no_check
+    report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
+                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family,
+                          margins={"rougeL_char": args.max_rouge_drop, "loss": args.max_loss_rise},
+                          answer_chats=deploy_parity.questions(args.test_data, args.system) if parity_check else None)
+    print(gguf.format_table(report))
+    if report.get("task_metrics"):
+        print(gguf.format_task_table(report))
+    log.info("gguf: report in %s/quant_report.json", args.output_dir)
+    parity = write_modelfile(args, report.get("deploy_answers"), report["files"]["F16"]["path"]) \
+        if args.create_modelfile else None
+    if report.get("verification") and not report["verification"]["passed"]:
+        log.error("gguf: verification FAILED (see quant_report.json): the GGUF does not reproduce the merged model")
+        return 1
+    return parity_exit(parity)
+
+
+def write_modelfile(args, reference: dict | None, f16: str) -> dict | None:
+    """The Modelfile for the first non-F16 type asked for, and (unless --no-check) its deployment check against
+    the HF model's answers in `reference`."""
+    from ftkit import deploy_parity, gguf, ollama
+    from ftkit.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model_path, family=args.family)
+    chosen = modelfile_quant(args.quantization)
+    target = gguf.gguf_path(Path(args.output_dir), args.model_name, chosen)
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
+    num_ctx = args.num_ctx or ollama.context_length(args.model_path)
+    modelfile = ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=tokenizer,
+                                       system=args.system, num_ctx=num_ctx, sampling=sampling,
+                                       ollama_version=args.ollama_version)
+    if args.no_check:
+        return None
+    return deploy_parity.check_and_record(modelfile, tokenizer, reference, f16, args.n_gpu_layers)
+
+
+def modelfile_only(args) -> int:
+    """A new SYSTEM or Ollama version: the Modelfile again, proven again, from the GGUFs already made."""
+    from ftkit import deploy_parity, gguf
+
+    out = Path(args.output_dir)
+    f16 = gguf.gguf_path(out, args.model_name, "F16")
+    chosen = modelfile_quant(args.quantization)
+    missing = [p for p in (f16, gguf.gguf_path(out, args.model_name, chosen)) if not p.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]} is missing: run the whole export first (make gguf)")
+    reference = None
+    if not args.no_check:
+        reference = gguf.hf_chat_answers(args.model_path, deploy_parity.questions(args.test_data, args.system),
+                                         args.family)
+    return parity_exit(write_modelfile(args, reference, str(f16)))
+
+
+def modelfile_quant(quantization: list[str]) -> str:
+    """The type the Modelfile points at: the first one asked for beyond F16 (F16 when none)."""
+    from ftkit import gguf
+
+    return next((q for q in gguf.check_quant_names(quantization) if q != "F16"), "F16")
+
+
+def parity_exit(parity: dict | None) -> int:
+    if parity and "skipped" not in parity and not parity["passed"]:
+        log.error("gguf: deployment check FAILED (see deploy_parity.json): a chat path does not render the training "
+                  "prompt, or llama-server answers otherwise than the HF model")
+        return 1
+    return 0
+
+
+def export_adapter(args) -> int:
+    from ftkit.adapter_export import export
+
+    if not args.base_model:
+        raise UserError("--lora-adapter needs --base-model (the model the adapter was trained on)")
+    report = export(args.lora_adapter, args.base_model, args.output_dir, args.model_name, args.adapter_type,
+                    args.base_gguf, args.test_data, args.family, not args.no_check, args.n_gpu_layers, args.system,
+                    args.num_ctx, args.ollama_version)
+    v = report.get("verification")
+    print(f"adapter {Path(report['lora_gguf']).name}: {report['size_bytes'] / 2**20:.2f} MiB on "
+          f"{Path(report['base_gguf']).name} ({report['base_size_bytes'] / 2**20:.2f} MiB)")
+    if v:
+        def greedy(g):
+            return f"{g['identical']}/{g['prompts']}" + (f" (+{g['near_ties']} near-tie)" if g["near_ties"] else "")
+
+        line = f"prompt ids {v['token_ids']['identical']}/{v['token_ids']['prompts']}, greedy = HF {greedy(v['greedy_vs_hf'])}"
+        if "vs_merged_f16" in v:
+            m = v["vs_merged_f16"]
+            line += (f", greedy = merged F16 GGUF {greedy(m)}, max |logit difference| {m['max_abs_logit_diff']:.4f}, "
+                     f"top-1 {m['top1_agreement']:.3f}")
+        print(line)
+    log.info("gguf-adapter: Modelfile.adapter, adapter_report.json and deploy_parity.json in %s", args.output_dir)
+    if v and not v["passed"]:
+        log.error("gguf-adapter: verification FAILED: base + adapter does not reproduce the fine-tuned model")
+        return 1
+    parity = report.get("deploy_parity")
+    if parity and "skipped" not in parity and not parity["passed"]:
+        log.error("gguf-adapter: deployment check FAILED (see deploy_parity.json)")
+        return 1
+    return 0
+
