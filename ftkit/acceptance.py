@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ftkit import prompts
 from ftkit.artifacts import Paths
+from ftkit.config import defaults
 from ftkit.io import sha256_file
 from ftkit.prepare import MIN_TRAIN_RECORDS, too_few_training_records
 
@@ -27,7 +28,7 @@ VALIDATION_SAMPLE = 32  # records of the validation split re-measured by accepta
 # hold (the test suite sets it: its tamper tests change one file each and re-check every item). Unset, every check
 # measures again.
 REUSE_ENV = "FTKIT_REUSE_MEASUREMENTS"
-DEFAULT_MIN_TOKENS_PER_SECOND = 5.0
+DEFAULT_MIN_TOKENS_PER_SECOND = defaults.MIN_TOKENS_PER_SEC
 SECTIONS = {"data": "数据准备 Data", "train": "模型训练 Training", "eval": "模型评估 Evaluation",
             "deploy": "模型部署 Deployment", "docs": "文档记录 Documentation"}
 

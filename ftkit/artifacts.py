@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftkit.config import defaults
 from ftkit.io import files_digest
 
 # the adapter export's record, beside its GGUF (the full export's is quant_report.json: each stage owns its own)
@@ -24,12 +25,12 @@ def summary_path(eval_output: str | Path) -> Path:
 
 @dataclass
 class Paths:
-    data_dir: str = "data/finetune"
-    data_name: str = "train"
-    model_dir: str = "models/finetuned"
-    eval_output: str = "reports/evaluation_results.csv"
-    gguf_dir: str = "models/gguf"
-    report: str = "reports/training_report.md"
+    data_dir: str = defaults.DATA_DIR
+    data_name: str = defaults.DATA_NAME
+    model_dir: str = defaults.MODEL_DIR
+    eval_output: str = defaults.EVAL_OUTPUT
+    gguf_dir: str = defaults.GGUF_DIR
+    report: str = defaults.REPORT
 
     def split(self, name: str) -> Path:
         return Path(self.data_dir) / f"{self.data_name}_{name}.jsonl"

@@ -23,6 +23,7 @@ from pathlib import Path
 from ftkit import families, faults, prompts
 from ftkit.artifacts import merged_digest
 from ftkit.cli import UserError
+from ftkit.config import defaults
 from ftkit.inference import CONTEXT_CAP, Decoding, GGUFChatModel, HFChatModel
 from ftkit.io import sha256_file, write_json_atomic
 from ftkit.loading import dtype_name, load_hf
@@ -30,7 +31,7 @@ from ftkit.loading import dtype_name, load_hf
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_QUANTS = ("Q4_K_M",)
+DEFAULT_QUANTS = defaults.GGUF_TYPES
 # how much a quantization may lose against F16 on the task before acceptance warns: ROUGE-L (char),
 # absolute; answer loss, relative
 DEFAULT_MARGINS = {"rougeL_char": 0.02, "loss": 0.02}

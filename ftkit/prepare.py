@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ftkit import prompts
+from ftkit.config import defaults
 from ftkit.io import atomic_path, raise_with_path, sha256_file, write_json_atomic
 from ftkit.readers import InputError, RawRecord, read_records
 
@@ -35,7 +36,7 @@ FORMAT_TYPES = ("auto", "alpaca", "sharegpt", "messages")
 SPLITS = ("train", "validation", "test")
 # the checklist's "at least 100 training records", one rule for the data stage (a warning) and acceptance (a
 # failure): counted in the train split, after validation, dedup and the split
-MIN_TRAIN_RECORDS = 100
+MIN_TRAIN_RECORDS = defaults.MIN_RECORDS
 
 
 def too_few_training_records(train_records: int, minimum: int = MIN_TRAIN_RECORDS) -> str | None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-DEFAULT_NUM = 240
+from ftkit.config import defaults
+
+DEFAULT_NUM = defaults.NUM_SAMPLES
 
 CAPITALS = {
     "中国": "北京", "日本": "东京", "韩国": "首尔", "法国": "巴黎", "德国": "柏林", "英国": "伦敦",
@@ -189,7 +191,7 @@ def add_reasoning(records: list[dict], share: float, seed: int) -> None:
             record["reasoning_content"] = trace
 
 
-def generate(num: int = DEFAULT_NUM, seed: int = 42, reasoning_share: float = 0.0) -> list[dict]:
+def generate(num: int = DEFAULT_NUM, seed: int = defaults.SEED, reasoning_share: float = 0.0) -> list[dict]:
     """`num` distinct records, drawn round-robin across families so every family is represented;
     `reasoning_share` of them with a reasoning trace."""
     rng = random.Random(seed)

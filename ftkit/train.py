@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ftkit import distributed, families, prompts
 from ftkit.cli import UserError
+from ftkit.config import defaults
+from ftkit.config.schema import option
 from ftkit.io import atomic_dir, write_json_atomic
 from ftkit.loading import (
     conversation_of,
@@ -24,7 +26,6 @@ from ftkit.loading import (
     save_tokenizer,
     torch_dtype,
 )
-from ftkit.options import option
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,23 @@ EVAL_STRATEGIES = ("epoch", "steps", "no")
 
 @dataclass
 class TrainConfig:
-    base_model: str = option("models/tiny-llama", "base model: a local folder or a Hub id")
-    train_data: str = option("data/finetune/train_train.jsonl", "training split from prepare_data.py")
-    val_data: str | None = option("data/finetune/train_validation.jsonl", "validation split ('none' to skip)")
-    output_dir: str = option("models/finetuned", "where the adapter, checkpoints, logs and metrics go")
-    epochs: float = option(3.0, "passes over the training data")
-    batch_size: int = option(4, "examples per device per step; with --grad-accum sets the effective batch")
-    learning_rate: float = option(2e-4, "peak learning rate (LoRA tolerates ~10x full fine-tuning's)")
-    lora_r: int = option(8, "LoRA rank: higher adapts more, costs more memory")
-    lora_alpha: int = option(16, "LoRA scaling numerator (effective scale alpha/r)")
+    base_model: str = option(defaults.TINY_MODEL, "base model: a local folder or a Hub id")
+    train_data: str = option(f"{defaults.DATA_DIR}/{defaults.DATA_NAME}_train.jsonl", "training split from prepare_data.py")
+    val_data: str | None = option(f"{defaults.DATA_DIR}/{defaults.DATA_NAME}_validation.jsonl", "validation split ('none' to skip)")
+    output_dir: str = option(defaults.MODEL_DIR, "where the adapter, checkpoints, logs and metrics go")
+    epochs: float = option(defaults.EPOCHS, "passes over the training data")
+    batch_size: int = option(defaults.BATCH_SIZE, "examples per device per step; with --grad-accum sets the effective batch")
+    learning_rate: float = option(defaults.LEARNING_RATE, "peak learning rate (LoRA tolerates ~10x full fine-tuning's)")
+    lora_r: int = option(defaults.LORA_R, "LoRA rank: higher adapts more, costs more memory")
+    lora_alpha: int = option(defaults.LORA_ALPHA, "LoRA scaling numerator (effective scale alpha/r)")
     lora_dropout: float = option(0.05, "dropout on the LoRA branch")
     target_modules: str = option("all-linear", "comma-separated module names to adapt, or all-linear")
-    max_length: int = option(1024, "longest prompt+answer in tokens; longer examples are dropped, never cut")
+    max_length: int = option(defaults.MAX_LENGTH, "longest prompt+answer in tokens; longer examples are dropped, never cut")
     grad_accum: int = option(1, "gradient accumulation steps")
     warmup_ratio: float = option(0.03, "share of steps spent warming the learning rate up")
     lr_scheduler: str = option("cosine", "learning-rate schedule (linear, cosine, constant, ...)")
     weight_decay: float = option(0.0, "AdamW weight decay")
-    seed: int = option(42, "random seed for initialisation and shuffling")
+    seed: int = option(defaults.SEED, "random seed for initialisation and shuffling")
     eval_strategy: str = option("epoch", "when to evaluate", choices=EVAL_STRATEGIES)
     eval_steps: int | None = option(None, "evaluate every N steps (with --eval-strategy steps)")
     save_steps: int | None = option(None, "checkpoint every N steps (default: when evaluating, else each epoch)")
@@ -71,12 +72,12 @@ class TrainConfig:
     allow_pickle: bool = option(False, "load weights from pickle files (*.bin) when there are no safetensors")
     family: str | None = option(None, "chat format family (llama2, llama3, qwen2.5, qwen3, qwen3.5; default: detected "
                                       "from the model's chat template)", choices=tuple(families.FAMILIES))
-    thinking: str = option("off", "thinking mode, for a family that thinks (qwen3, qwen3.5): off trains answers only; on: every "
+    thinking: str = option(defaults.THINKING, "thinking mode, for a family that thinks (qwen3, qwen3.5): off trains answers only; on: every "
                                   "answer after its think block (empty without a trace); mixed: records with a trace "
                                   "think, the others answer directly", choices=families.THINKING_MODES)
     allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "
                                     "at this CPU's measured speed it takes days)")
-    dist_timeout: int = option(1800, "under accelerate launch: seconds a process waits for the others (to join, at "
+    dist_timeout: int = option(defaults.DIST_TIMEOUT, "under accelerate launch: seconds a process waits for the others (to join, at "
                                      "every exchange) before it stops with an error instead of hanging")
 
     def __post_init__(self):

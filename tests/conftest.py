@@ -149,8 +149,9 @@ def trained_run(run_folder, tiny_model_dir, prepared_data) -> Path:
 
 
 def run_script(name, *args, cwd=ROOT, env=None, stdin=None, timeout=900) -> subprocess.CompletedProcess:
-    """scripts/NAME ARGS as a user runs it: its own process, output captured (env adds variables)."""
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, input=stdin,
+    """scripts/NAME (or bench/NAME) ARGS as a user runs it: its own process, output captured (env adds variables)."""
+    script = next(path for folder in ("scripts", "bench", "tools") if (path := ROOT / folder / name).is_file())
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, input=stdin,
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -233,7 +234,7 @@ def family_run(family_model, run_folder):
 
 # what a scratch copy of the project holds: the files make and the stages read; the environment, llama.cpp and its
 # built tools are linked (read, never written by a make run)
-PROJECT_FILES = ("Makefile", "Dockerfile", "docker", "ftkit", "scripts", "configs", "tests/go", "pyproject.toml",
+PROJECT_FILES = ("Makefile", "Dockerfile", "docker", "ftkit", "scripts", "bench", "tools", "configs", "tests/go", "pyproject.toml",
                  "requirements.txt", "requirements-gpu.txt", "constraints.txt")
 PROJECT_LINKS = (".venv", "llama.cpp", "build")
 

@@ -324,8 +324,8 @@ def _llama_loads(path: Path) -> list[ast.Call]:
 
 def test_every_llama_cpp_load_takes_the_gpu_layer_setting():
     """On a GPU host the checks run where the model will run: no load of a GGUF is pinned to the CPU."""
-    sources = sorted((ROOT / "ftkit").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
-    loads = {path.name: _llama_loads(path) for path in sources}
+    sources = sorted((ROOT / "ftkit").rglob("*.py")) + sorted((ROOT / "bench").glob("*.py"))
+    loads = {str(path.relative_to(ROOT)): _llama_loads(path) for path in sources}
     assert sum(map(len, loads.values())) >= 5  # inference, acceptance (2), bench_gguf, gpu_check
     for name, calls in loads.items():
         for call in calls:

@@ -11,7 +11,7 @@ from conftest import free_port, run_make, run_script
 
 from ftkit import prompts
 from ftkit.cli import UserError
-from ftkit.options import build_parser, parse
+from ftkit.config.schema import build_parser, parse
 from ftkit.train import TrainConfig, encode_split
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,22 +15,22 @@ import argparse
 from pathlib import Path
 
 from ftkit.cli import setup_logging
+from ftkit.config import defaults
 
 
 def main():
-    from ftkit.acceptance import DEFAULT_MIN_TOKENS_PER_SECOND, MIN_TRAIN_RECORDS
     from ftkit.artifacts import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)
-    ap.add_argument("--report", default="reports/training_report.md", help="training report (default: %(default)s)")
-    ap.add_argument("--min-records", type=int, default=MIN_TRAIN_RECORDS,
+    ap.add_argument("--report", default=defaults.REPORT, help="training report (default: %(default)s)")
+    ap.add_argument("--min-records", type=int, default=defaults.MIN_RECORDS,
                     help="training records required (default: %(default)s, the checklist's; lower only for smoke tests)")
-    ap.add_argument("--min-tokens-per-second", type=float, default=DEFAULT_MIN_TOKENS_PER_SECOND,
+    ap.add_argument("--min-tokens-per-second", type=float, default=defaults.MIN_TOKENS_PER_SEC,
                     help="GGUF generation speed required (default: %(default)s)")
-    ap.add_argument("--n-gpu-layers", type=int, default=0,
+    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS,
                     help="layers llama.cpp offloads to the GPU when it loads the GGUF (-1: all; no effect on a CPU build)")
-    ap.add_argument("--output-dir", default="reports", help="where acceptance.json/.md go (default: %(default)s)")
+    ap.add_argument("--output-dir", default=defaults.REPORT_DIR, help="where acceptance.json/.md go (default: %(default)s)")
     args = ap.parse_args()
     setup_logging()
     from ftkit.acceptance import Thresholds, format_line, run_checks, to_json, to_markdown, verdict

@@ -37,19 +37,20 @@ import argparse
 from pathlib import Path
 
 from ftkit.cli import UserError, log, setup_logging
+from ftkit.config import defaults
 from ftkit.families import FAMILIES
-from ftkit.gguf import DEFAULT_MARGINS, DEFAULT_QUANTS, KNOWN_QUANTS
+from ftkit.gguf import DEFAULT_MARGINS, KNOWN_QUANTS
 from ftkit.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-path", default="models/finetuned/merged_model", help="merged HF model (default: %(default)s)")
-    ap.add_argument("--quantization", nargs="+", default=list(DEFAULT_QUANTS), metavar="TYPE",
+    ap.add_argument("--model-path", default=defaults.MERGED_DIR, help="merged HF model (default: %(default)s)")
+    ap.add_argument("--quantization", nargs="+", default=list(defaults.GGUF_TYPES), metavar="TYPE",
                     help=f"one or more of {', '.join(KNOWN_QUANTS)}; commas work too (default: %(default)s). "
                          "Q4_K_M: smallest with little loss; Q5_K_M: better; Q8_0: near the original")
-    ap.add_argument("--output-dir", default="models/gguf", help="where the GGUF files go (default: %(default)s)")
-    ap.add_argument("--model-name", default="llama2-finetuned", help="file name prefix and Ollama model name")
+    ap.add_argument("--output-dir", default=defaults.GGUF_DIR, help="where the GGUF files go (default: %(default)s)")
+    ap.add_argument("--model-name", default=defaults.MODEL_NAME, help="file name prefix and Ollama model name")
     ap.add_argument("--create-modelfile", action="store_true", help="also write <output-dir>/Modelfile for Ollama")
     ap.add_argument("--modelfile-only", action="store_true",
                     help="write and prove the Modelfile alone, for the GGUFs already in --output-dir (a new --system "
@@ -66,7 +67,7 @@ def parse_args(argv=None):
     ap.add_argument("--temperature", type=float, help="Modelfile sampling temperature (only written when given)")
     ap.add_argument("--top-p", type=float, help="Modelfile top_p (only written when given)")
     ap.add_argument("--top-k", type=int, help="Modelfile top_k (only written when given)")
-    ap.add_argument("--test-data", default="data/finetune/train_test.jsonl",
+    ap.add_argument("--test-data", default=f"{defaults.DATA_DIR}/{defaults.DATA_NAME}_test.jsonl",
                     help="test split for the quantization agreement figures (default: %(default)s)")
     ap.add_argument("--no-check", action="store_true", help="skip the verification")
     ap.add_argument("--lora-adapter", help="export this LoRA adapter alone (for Ollama's ADAPTER), not a merged model")
@@ -79,7 +80,7 @@ def parse_args(argv=None):
                          "(default: %(default)s, absolute)")
     ap.add_argument("--max-loss-rise", type=float, default=DEFAULT_MARGINS["loss"],
                     help="answer loss a type may gain against F16 before acceptance warns (default: %(default)s = 2%%)")
-    ap.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload in the checks (-1: all)")
+    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS, help="layers to offload in the checks (-1: all)")
     args = ap.parse_args(argv)
     args.quantization = [q for part in args.quantization for q in part.split(",") if q.strip()]
     return args

@@ -11,15 +11,16 @@ from pathlib import Path
 
 from ftkit import sample_data
 from ftkit.cli import UserError, log, setup_logging
+from ftkit.config import defaults
 from ftkit.io import write_json_atomic
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--output-dir", default="data/sample", help="folder for sample_data.json (default: %(default)s)")
-    ap.add_argument("--num", type=int, default=sample_data.DEFAULT_NUM,
+    ap.add_argument("--output-dir", default=defaults.SAMPLE_DIR, help="folder for sample_data.json (default: %(default)s)")
+    ap.add_argument("--num", type=int, default=defaults.NUM_SAMPLES,
                     help="number of records (default: %(default)s; the acceptance checklist asks for >= 100)")
-    ap.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=defaults.SEED, help="random seed (default: %(default)s)")
     ap.add_argument("--reasoning-share", type=float, default=0.0, metavar="SHARE",
                     help="share of records (0-1) that carry a reasoning trace, half as a reasoning_content field, "
                          "half inline as <think>…</think> (default: %(default)s; make uses 0.5 with THINKING=on|mixed)")

@@ -23,6 +23,7 @@ examples:
 import argparse
 
 from ftkit.cli import check_model_source, setup_logging
+from ftkit.config import defaults
 from ftkit.families import FAMILIES
 from ftkit.general_eval import FORMATS
 from ftkit.general_set import SHIPPED
@@ -31,21 +32,21 @@ from ftkit.general_set import SHIPPED
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--benchmark", default=str(SHIPPED), help="benchmark folder (default: the shipped set, ftkit/assets/general_zh)")
-    ap.add_argument("--base-model", default="models/tiny-llama", help="base model folder or Hub id (default: %(default)s)")
-    ap.add_argument("--lora-model", default="models/finetuned/lora_adapter", help="LoRA adapter (default: %(default)s)")
+    ap.add_argument("--base-model", default=defaults.TINY_MODEL, help="base model folder or Hub id (default: %(default)s)")
+    ap.add_argument("--lora-model", default=f"{defaults.MODEL_DIR}/lora_adapter", help="LoRA adapter (default: %(default)s)")
     ap.add_argument("--quant-report", help="quant_report.json of `make gguf`: every GGUF type it lists is scored too")
     ap.add_argument("--no-base", action="store_true", help="skip the base model (no fine-tuned - base difference)")
-    ap.add_argument("--shots", type=int, default=0, help="examples from dev/ before each question (default: %(default)s)")
-    ap.add_argument("--format", choices=FORMATS, default="chat",
+    ap.add_argument("--shots", type=int, default=defaults.GENERAL_SHOTS, help="examples from dev/ before each question (default: %(default)s)")
+    ap.add_argument("--format", choices=FORMATS, default=defaults.GENERAL_FORMAT,
                     help="chat: a user turn in the family's template; plain: C-Eval's text (default: %(default)s)")
-    ap.add_argument("--per-subject", type=int, default=0, help="a seeded draw of N questions per subject (0: all)")
+    ap.add_argument("--per-subject", type=int, default=defaults.GENERAL_PER_SUBJECT, help="a seeded draw of N questions per subject (0: all)")
     ap.add_argument("--seed", type=int, default=0, help="seed of that draw and of the bootstrap (default: %(default)s)")
-    ap.add_argument("--batch-size", type=int, default=16, help="HF prompts per forward pass (default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=defaults.EVAL_BATCH, help="HF prompts per forward pass (default: %(default)s)")
     ap.add_argument("--warn-margin", type=float, default=2.0, help="points lost that WARN (default: %(default)s)")
     ap.add_argument("--fail-margin", type=float, default=5.0, help="points lost that FAIL (default: %(default)s)")
     ap.add_argument("--family", choices=tuple(FAMILIES), help="chat format family (default: detected)")
-    ap.add_argument("--n-gpu-layers", type=int, default=0, help="GGUF layers on the GPU (-1: all; default: %(default)s)")
-    ap.add_argument("--output", default="reports/eval_general.json", help="result JSON (default: %(default)s)")
+    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS, help="GGUF layers on the GPU (-1: all; default: %(default)s)")
+    ap.add_argument("--output", default=f"{defaults.REPORT_DIR}/eval_general.json", help="result JSON (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.shots < 0 or args.per_subject < 0 or args.batch_size < 1:
         ap.error("--shots and --per-subject must be 0 or more, --batch-size at least 1")

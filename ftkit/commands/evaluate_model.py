@@ -29,17 +29,18 @@ import argparse
 from pathlib import Path
 
 from ftkit.cli import UserError, log, setup_logging
+from ftkit.config import defaults
 from ftkit.families import FAMILIES
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     models = ap.add_argument_group("models")
-    models.add_argument("--base-model", default="models/tiny-llama", help="base model folder or Hub id (default: %(default)s)")
+    models.add_argument("--base-model", default=defaults.TINY_MODEL, help="base model folder or Hub id (default: %(default)s)")
     models.add_argument("--lora-model", help="LoRA adapter folder (models/finetuned/lora_adapter)")
     models.add_argument("--merged-model", help="a merged model folder to evaluate as the fine-tuned side")
     models.add_argument("--gguf", help="a GGUF file to evaluate as the fine-tuned side (llama-cpp-python)")
-    models.add_argument("--n-gpu-layers", type=int, default=0,
+    models.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS,
                         help="with --gguf: layers offloaded to the GPU (-1: all; no effect on a CPU build of llama.cpp)")
     models.add_argument("--no-base", action="store_true", help="skip the base model (faster; no comparison)")
     models.add_argument("--family", choices=tuple(FAMILIES),
@@ -48,7 +49,7 @@ def parse_args(argv=None):
     models.add_argument("--allow-pickle", action="store_true", help="load pickled weights (*.bin) when there are no safetensors")
     mode = ap.add_argument_group("what to do")
     mode.add_argument("--test-data", help="test split JSONL for batch evaluation")
-    mode.add_argument("--output", default="reports/evaluation_results.csv", help="results CSV (default: %(default)s)")
+    mode.add_argument("--output", default=defaults.EVAL_OUTPUT, help="results CSV (default: %(default)s)")
     mode.add_argument("--interactive", action="store_true", help="chat with the models in the terminal")
     mode.add_argument("--prompt", help="answer this one question with the models and exit")
     mode.add_argument("--model", choices=("both", "base", "finetuned"), default="both",
@@ -57,11 +58,11 @@ def parse_args(argv=None):
     mode.add_argument("--import-ratings", help="read a filled rating sheet into <output>.summary.json")
     mode.add_argument("--merge-output", help="merge --lora-model into --base-model and save it here")
     decoding = ap.add_argument_group("decoding (the same for every model)")
-    decoding.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit (default: %(default)s)")
+    decoding.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS, help="answer length limit (default: %(default)s)")
     decoding.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: %(default)s)")
     decoding.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling when temperature > 0")
     decoding.add_argument("--system", help="system prompt for records (and chats) that have none")
-    decoding.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: %(default)s)")
+    decoding.add_argument("--batch-size", type=int, default=defaults.EVAL_BATCH, help="prompts generated together (default: %(default)s)")
     decoding.add_argument("--seed", type=int, default=0, help="sampling seed and sheet shuffle seed")
     args = ap.parse_args(argv)
     if not (args.test_data or args.interactive or args.prompt or args.import_ratings or args.merge_output):

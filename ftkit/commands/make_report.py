@@ -10,6 +10,7 @@ example: python scripts/make_report.py --output reports/training_report.md
 import argparse
 
 from ftkit.cli import log, setup_logging
+from ftkit.config import defaults
 
 
 def main():
@@ -17,7 +18,7 @@ def main():
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)
-    ap.add_argument("--output", default="reports/training_report.md", help="the report (default: %(default)s)")
+    ap.add_argument("--output", default=defaults.REPORT, help="the report (default: %(default)s)")
     args = ap.parse_args()
     setup_logging()
     from ftkit.report import PLACEHOLDER, build, unfilled_sections

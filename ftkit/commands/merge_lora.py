@@ -11,14 +11,15 @@ example: python scripts/merge_lora.py --base-model models/tiny-llama \\
 import argparse
 
 from ftkit.cli import setup_logging
+from ftkit.config import defaults
 from ftkit.merge import DTYPES
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base-model", default="models/tiny-llama", help="base model folder or Hub id (default: %(default)s)")
-    ap.add_argument("--lora-model", default="models/finetuned/lora_adapter", help="adapter folder (default: %(default)s)")
-    ap.add_argument("--output", default="models/finetuned/merged_model", help="merged model folder (default: %(default)s)")
+    ap.add_argument("--base-model", default=defaults.TINY_MODEL, help="base model folder or Hub id (default: %(default)s)")
+    ap.add_argument("--lora-model", default=f"{defaults.MODEL_DIR}/lora_adapter", help="adapter folder (default: %(default)s)")
+    ap.add_argument("--output", default=defaults.MERGED_DIR, help="merged model folder (default: %(default)s)")
     ap.add_argument("--dtype", choices=DTYPES, default="auto",
                     help="precision to merge and save in (default: %(default)s = the base's own, fp32 if unstated)")
     ap.add_argument("--no-check", action="store_true", help="skip the merged vs base+adapter check")

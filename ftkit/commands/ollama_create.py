@@ -9,12 +9,13 @@ example: python scripts/ollama_create.py --model-name llama2-finetuned --modelfi
 import argparse
 
 from ftkit.cli import setup_logging
+from ftkit.config import defaults
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-name", default="llama2-finetuned", help="Ollama model name (default: %(default)s)")
-    ap.add_argument("--modelfile", default="models/gguf/Modelfile", help="Modelfile (default: %(default)s)")
+    ap.add_argument("--model-name", default=defaults.MODEL_NAME, help="Ollama model name (default: %(default)s)")
+    ap.add_argument("--modelfile", default=f"{defaults.GGUF_DIR}/Modelfile", help="Modelfile (default: %(default)s)")
     ap.add_argument("--prompt", default="你好", help="smoke-test question for `ollama run` (default: %(default)s)")
     return ap.parse_args(argv)
 

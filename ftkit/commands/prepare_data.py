@@ -26,11 +26,12 @@ import os
 from pathlib import Path
 
 from ftkit.cli import UserError, log, setup_logging
+from ftkit.config import defaults
 from ftkit.families import FAMILIES, THINKING_MODES
 from ftkit.prepare import percentiles
 from ftkit.readers import ENCODINGS, FORMATS
 
-DEFAULT_TOKENIZER = "models/tiny-llama"
+DEFAULT_TOKENIZER = defaults.TINY_MODEL
 
 
 def parse_args(argv=None):
@@ -47,16 +48,16 @@ def parse_args(argv=None):
                     help="map the file's field names, e.g. instruction=question,output=answer")
     ap.add_argument("--encoding", choices=ENCODINGS, default="auto",
                     help="text encoding (default: %(default)s: UTF-8/UTF-8-BOM, else GB18030)")
-    ap.add_argument("--output-dir", default="data/finetune", help="where to write (default: %(default)s)")
-    ap.add_argument("--output-name", default="train", help="prefix of the output files (default: %(default)s)")
-    ap.add_argument("--val-ratio", type=float, default=0.1, help="validation share (default: %(default)s)")
-    ap.add_argument("--test-ratio", type=float, default=0.1, help="test share (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=42, help="split seed (default: %(default)s)")
-    ap.add_argument("--max-length", type=int, default=1024,
+    ap.add_argument("--output-dir", default=defaults.DATA_DIR, help="where to write (default: %(default)s)")
+    ap.add_argument("--output-name", default=defaults.DATA_NAME, help="prefix of the output files (default: %(default)s)")
+    ap.add_argument("--val-ratio", type=float, default=defaults.VAL_RATIO, help="validation share (default: %(default)s)")
+    ap.add_argument("--test-ratio", type=float, default=defaults.TEST_RATIO, help="test share (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=defaults.SEED, help="split seed (default: %(default)s)")
+    ap.add_argument("--max-length", type=int, default=defaults.MAX_LENGTH,
                     help="reject records whose prompt + answer exceed this many tokens (default: %(default)s)")
     ap.add_argument("--family", default=None, choices=tuple(FAMILIES),
                     help="chat format family of the tokenizer's model (default: detected from its chat template)")
-    ap.add_argument("--thinking", choices=THINKING_MODES, default="off",
+    ap.add_argument("--thinking", choices=THINKING_MODES, default=defaults.THINKING,
                     help="off: train answers only, traces dropped (counted); on: every answer after a think block "
                          "(empty when a record has no trace); mixed: records with a trace think, the others answer "
                          "directly (default: %(default)s)")

@@ -21,19 +21,20 @@ import signal
 from pathlib import Path
 
 from ftkit.cli import UserError, log, setup_logging
+from ftkit.config import defaults
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--modelfile", default="models/gguf/Modelfile",
+    ap.add_argument("--modelfile", default=f"{defaults.GGUF_DIR}/Modelfile",
                     help="the Modelfile whose FROM (and ADAPTER, num_ctx) to serve (default: %(default)s)")
     ap.add_argument("--gguf", help="serve this GGUF instead of the Modelfile's FROM")
     ap.add_argument("--lora", help="with --gguf: a LoRA adapter GGUF to apply (as Ollama's ADAPTER)")
-    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine "
+    ap.add_argument("--host", default=defaults.SERVE_HOST, help="address to listen on (default: %(default)s, this machine "
                                                          "only; 0.0.0.0 for every interface)")
-    ap.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    ap.add_argument("--port", type=int, default=defaults.SERVE_PORT, help="port (default: %(default)s)")
     ap.add_argument("--n-ctx", type=int, default=None, help="context length (default: the Modelfile's num_ctx, or 4096)")
-    ap.add_argument("--n-gpu-layers", type=int, default=-1, help="layers offloaded to the GPU (-1: all; default: "
+    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS, help="layers offloaded to the GPU (-1: all; default: "
                                                                    "%(default)s; no effect on a CPU build)")
     ap.add_argument("--alias", default=None, help="the model name clients see (default: the GGUF's file name)")
     return ap.parse_args(argv)

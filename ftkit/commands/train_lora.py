@@ -20,8 +20,8 @@ examples:
 """
 
 
-from ftkit import options
 from ftkit.cli import log, setup_logging
+from ftkit.config import schema as options
 from ftkit.train import TrainConfig
 
 
