@@ -30,6 +30,8 @@ def usage() -> str:
     width = max(map(len, STAGES))
     lines = [__doc__.strip(), "", "stages:"]
     lines += [f"  {name:<{width}}  {what}" for name, (_, what) in STAGES.items()]
+    lines += ["", f"  {'settings':<{width}}  every setting make uses, its value and where it comes from "
+              "(ftkit settings EPOCHS=1: as `make settings EPOCHS=1`)"]
     return "\n".join(lines)
 
 
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         sys.exit(0 if args else 2)
     stage, rest = args[0], args[1:]
+    if stage == "settings":
+        from ftkit.config.make import main as resolve
+
+        sys.exit(resolve(["--show", "--", *rest]))
     if stage not in STAGES:
         print(f"error: ftkit {stage}: no such stage (one of: {', '.join(STAGES)})", file=sys.stderr)
         sys.exit(2)

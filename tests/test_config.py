@@ -156,3 +156,16 @@ def test_recorded_settings_survive_the_file_as_given(tmp_path):
     assert read_recorded(file) == {"SYSTEM_PROMPT": ("你是 #1 助手", "make sample on 2026-12-05 10:00"),
                                    "EPOCHS": ("1", "x")}
     assert "recorded.SYSTEM_PROMPT = 你是 \\#1 助手" in file.read_text(encoding="utf-8")  # make reads '#' escaped
+
+
+def test_ftkit_settings_shows_what_make_settings_shows(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    ftkit = Path(sys.executable).parent / "ftkit"
+    shown = subprocess.run([str(ftkit), "settings", "EPOCHS=2"], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines()[1:]}
+    assert rows["EPOCHS"] == ["2", "command", "line"] and rows["N_GPU_LAYERS"] == [str(defaults.N_GPU_LAYERS), "default"]
+    assert set(rows) == {s.name for s in BY_NAME.values() if s.recorded}
