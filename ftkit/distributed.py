@@ -58,14 +58,34 @@ def _who(process: dict) -> dict:
     return {key: process[key] for key in ("rank", "node", "host")}
 
 
-def leave() -> None:
+# what a process that left its group keeps until it exits (see leave)
+_KEPT: list = []
+
+
+def leave(keep=None) -> None:
     """Every process waits until rank 0 has written the outputs, then all leave together. A process that simply
     exited while another was still in the process group aborted at teardown now and then on a loaded machine
-    ("terminate called without an active exception", exit -6), failing a finished run."""
+    ("terminate called without an active exception", exit -6), failing a finished run. And freeing the trainer
+    after leaving hung now and then in gloo's teardown once the peer had exited (rank 0 blocked in a futex, its
+    outputs written): `keep` (the trainer) is never freed, and the command ends with exit_if_left()."""
     dist = _group()
     if dist is not None:
         dist.barrier()
         dist.destroy_process_group()
+        _KEPT.append(keep)
+
+
+def exit_if_left(code: int = 0) -> None:
+    """After a distributed run left its group: end the process at once, without destructors (see leave)."""
+    if not _KEPT:
+        return
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def lost_peers(err: BaseException, timeout_s: int) -> str | None:

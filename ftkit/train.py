@@ -452,7 +452,7 @@ def _run_training(config: TrainConfig) -> dict:
     final_eval = _final_eval_loss(trainer) if val else None
     staging = _save_on_every_rank(trainer, out)
     if not trainer.is_world_process_zero():
-        distributed.leave()
+        distributed.leave(keep=trainer)
         distributed.check_outputs_seen(out / "lora_adapter" / "adapter_config.json")
         return {}
 
@@ -469,7 +469,7 @@ def _run_training(config: TrainConfig) -> dict:
                                                       adapter=train_outputs.adapter_digest(out / "lora_adapter")))
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    distributed.leave()
+    distributed.leave(keep=trainer)
     return metrics
 
 

@@ -28,10 +28,12 @@ from ftkit.train import TrainConfig
 def main():
     config = options.parse(TrainConfig, options.build_parser(TrainConfig, __doc__))
     setup_logging()
+    from ftkit import distributed
     from ftkit.train import run_training, summarize
 
     metrics = run_training(config)
     if metrics:  # the main process
         log.info(summarize(metrics))
         log.info("train: adapter in %s/lora_adapter", config.output_dir)
+    distributed.exit_if_left()  # a distributed run: its process group's objects are never freed (see leave)
 
