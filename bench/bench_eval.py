@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from ftkit.cli import log, run, setup_logging
+from ftkit.core.cli import log, run, setup_logging
 
 
 def parse_args(argv=None):
@@ -28,8 +28,9 @@ def parse_args(argv=None):
 
 
 def prompt_ids(args, tokenizer) -> list[list[int]]:
-    from ftkit import prompts, sample_data
-    from ftkit.loading import conversation_of, read_jsonl
+    from ftkit.core import prompts
+    from ftkit.core.loading import conversation_of, read_jsonl
+    from ftkit.stages.data import sample_data
 
     convs = [conversation_of(r).without_last_answer() for r in read_jsonl(args.test_data)] if Path(args.test_data).exists() else []
     for record in sample_data.generate(sample_data.pool_size(), seed=1):
@@ -42,7 +43,7 @@ def prompt_ids(args, tokenizer) -> list[list[int]]:
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.inference import Decoding, load_models
+    from ftkit.core.inference import Decoding, load_models
 
     tokenizer, base, candidate = load_models(args.base_model, args.lora_model, with_base=args.lora_model is None)
     model = candidate or base

@@ -16,10 +16,10 @@ import argparse
 import time
 from pathlib import Path
 
-from ftkit.cli import run, setup_logging
-from ftkit.families import FAMILIES
-from ftkit.general_eval import FORMATS
-from ftkit.general_set import SHIPPED
+from ftkit.core.cli import run, setup_logging
+from ftkit.core.families import FAMILIES
+from ftkit.stages.evaluate.general_eval import FORMATS
+from ftkit.stages.evaluate.general_set import SHIPPED
 
 PUBLISHED_7B_LORA_TOKENS_PER_S = 2392  # LLaMA-Factory's table: Llama-2-7B, LoRA, one A100
 
@@ -61,8 +61,8 @@ def gpu_estimate(gpu_check: Path, mean_tokens: float) -> tuple[float, str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from ftkit import general_eval
-    from ftkit.inference import load_models
+    from ftkit.core.inference import load_models
+    from ftkit.stages.evaluate import general_eval
 
     benchmark = general_eval.read_benchmark(args.benchmark, args.per_subject)
     tokenizer, base, _ = load_models(args.base_model, family=args.family)
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         from datetime import datetime, timezone
 
         from ftkit.benchmarks import add_run
-        from ftkit.train_outputs import hardware
+        from ftkit.stages.train.train_outputs import hardware
 
         figures = {"model": args.base_model, "questions": len(built), "shots": args.shots, "format": args.format,
                    "batch_size": args.batch_size, "questions_per_s": ours_rate, "baseline_questions_per_s": plain_rate,

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from ftkit.cli import run, setup_logging
+from ftkit.core.cli import run, setup_logging
 
 
 def parse_args(argv=None):
@@ -34,8 +34,8 @@ def main():
     import torch
     from llama_cpp import Llama
 
-    from ftkit import prompts
-    from ftkit.loading import load_hf, load_tokenizer
+    from ftkit.core import prompts
+    from ftkit.core.loading import load_hf, load_tokenizer
 
     tokenizer = load_tokenizer(args.merged_model)
     ids = prompts.render_ids(prompts.from_alpaca({"instruction": "请介绍一下北京。"}), tokenizer).prompt_ids

@@ -13,10 +13,10 @@ Hugging Face cache layout and named by Hub id, offline — the path a user's `BA
 Each model gets a random LoRA adapter (r 8, every linear layer), then each stage runs in a fresh child
 process, through the toolkit's own code, and reports its wall time and peak RSS:
 
-  merge         ftkit.merge.merge_adapter (base by Hub id, with its check)      target <= 1.5x the checkpoint
+  merge         ftkit.stages.export.merge.merge_adapter (base by Hub id, with its check)      target <= 1.5x the checkpoint
   convert       llama.cpp's convert_hf_to_gguf.py to F16 (its process)          target <= 1.0x
   quantize      F16 -> Q4_K_M (llama.cpp's quantizer, its process)              target <= 1.5x
-  verification  ftkit.gguf.check_files on F16 and Q4_K_M                         target <= 1.5x
+  verification  ftkit.verify.gguf_checks.check_files on F16 and Q4_K_M                         target <= 1.5x
 
 Each figure is the stage's peak RSS above its process's baseline: for merge and verification, once torch,
 transformers, peft and llama-cpp-python are imported (about 0.4 GB that does not grow with the model);
@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftkit.cli import log, run, setup_logging
+from ftkit.core.cli import log, run, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -97,7 +97,7 @@ def snapshot_dir(hf_home: Path, name: str) -> Path:
 def build_model(hf_home: Path, name: str) -> Path:
     """A random bf16 model of the named shape, with its family's tokenizer and chat template, in the
     Hugging Face cache layout; returns the snapshot folder."""
-    from ftkit.tiny_model import build_random_model
+    from ftkit.tiny.tiny_model import build_random_model
 
     shape = dict(MODELS[name])
     family = shape.pop("family")
@@ -137,7 +137,8 @@ def run_stage(stage: str, work: Path, name: str) -> dict:
     maxrss, which keeps the forking parent's) above the RSS once the libraries are imported. convert and
     quantize work in the tool's own process: this one stays light (no torch) so its children's peak is
     theirs, measured above the same tool doing nothing but its imports."""
-    from ftkit import gguf
+    from ftkit.stages.export import gguf
+    from ftkit.verify import gguf_checks
 
     merged, out = work / name / "merged", work / name / "gguf"
     f16, quant = gguf.gguf_path(out, name, "F16"), gguf.gguf_path(out, name, QUANT)
@@ -157,7 +158,7 @@ def run_stage(stage: str, work: Path, name: str) -> dict:
         import torch  # noqa: F401
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-        from ftkit.merge import merge_adapter
+        from ftkit.stages.export.merge import merge_adapter
 
         baseline = status_bytes("VmRSS")
         started = time.perf_counter()
@@ -165,7 +166,7 @@ def run_stage(stage: str, work: Path, name: str) -> dict:
             result["check"] = merge_adapter(f"{HUB_ORG}/{name}", str(work / name / "adapter"), str(merged))["verification"]
         else:
             files = {q: {"path": str(p), "size_bytes": p.stat().st_size} for q, p in (("F16", f16), (QUANT, quant))}
-            verification = gguf.check_files(str(merged), files)["verification"]
+            verification = gguf_checks.check_files(str(merged), files)["verification"]
             result["check"] = {q: {"token_ids": v["token_ids"]["identical"], "greedy_vs_hf": v["greedy_vs_hf"]["agree"],
                                    "top1_vs_f16": v["vs_f16"]["top1_agreement"]} for q, v in verification.items()
                                if isinstance(v, dict)}
@@ -178,7 +179,7 @@ def run_stage(stage: str, work: Path, name: str) -> dict:
 def tool_baseline(stage: str) -> int:
     """Peak RSS of the converter's or the quantizer's process doing nothing but import what it imports:
     what its work is measured above."""
-    from ftkit import gguf
+    from ftkit.stages.export import gguf
 
     if stage == "convert":
         cmd = [sys.executable, str(gguf.llama_cpp_dir() / "convert_hf_to_gguf.py"), "--help"]
@@ -231,8 +232,8 @@ def main():
     if args.stage:  # the child: one stage, its figures as the last line of stdout
         print(json.dumps(run_stage(args.stage, Path(args.work_dir), args.model)))
         return 0
-    from ftkit.io import write_json_atomic
-    from ftkit.train_outputs import hardware
+    from ftkit.core.io import write_json_atomic
+    from ftkit.stages.train.train_outputs import hardware
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from ftkit.benchmarks import LARGE_VOCAB
-from ftkit.cli import log, run, setup_logging
+from ftkit.core.cli import log, run, setup_logging
 
 RUNS = ("baseline", "dense", "ftkit")
 
@@ -55,8 +55,8 @@ def parse_args(argv=None):
 
 def varied_records(n: int, seed: int) -> list[dict]:
     """Distinct questions with answers of 20-600 characters, as real data vary."""
-    from ftkit import sample_data
-    from ftkit.tiny_model import CORPUS_FILE
+    from ftkit.stages.data import sample_data
+    from ftkit.tiny.tiny_model import CORPUS_FILE
 
     rng = random.Random(seed)
     sentences = [s for s in CORPUS_FILE.read_text(encoding="utf-8").splitlines() if len(s) > 8 and "[" not in s]
@@ -108,7 +108,7 @@ def plain_trl(args, train: list[dict], val: list[dict], out: Path) -> dict:
 
 
 def ftkit_run(args, train_path: Path, val_path: Path, out: Path, sparse: bool) -> dict:
-    from ftkit.train import TrainConfig, run_training
+    from ftkit.stages.train.train import TrainConfig, run_training
 
     config = TrainConfig(base_model=args.base_model, train_data=str(train_path), val_data=str(val_path),
                          output_dir=str(out), epochs=args.epochs, batch_size=args.batch_size,
@@ -123,7 +123,7 @@ def child(args) -> None:
     """One run; prints its figures as the last line of JSON."""
     import torch
 
-    from ftkit.train_outputs import peak_memory_mib
+    from ftkit.stages.train.train_outputs import peak_memory_mib
 
     work = Path(args.work_dir)
     torch.manual_seed(args.seed)
@@ -192,7 +192,7 @@ def main():
         import datetime
 
         from ftkit.benchmarks import add_run
-        from ftkit.train_outputs import hardware
+        from ftkit.stages.train.train_outputs import hardware
 
         run = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "hardware": hardware(),
                "examples": args.examples, "batch_size": args.batch_size, "epochs": args.epochs,

@@ -4,7 +4,7 @@ the exact Llama-2-7B shape, then merge -> GGUF (F16 + Q4_K_M) -> llama.cpp promp
 the output layer at supervised positions only against every position (lora vs lora_dense, i.e.
 --no-sparse-logits) on the Llama-2-7B shape (32k vocabulary) and the Qwen2.5-7B shape (152k).
 
-Everything runs through the toolkit's own code (ftkit.train.run_training, ftkit.merge, ftkit.gguf) on
+Everything runs through the toolkit's own code (ftkit.stages.train.train.run_training, ftkit.stages.export.merge, ftkit.stages.export.gguf) on
 generated data at sequence length --seq-len, with no network: random weights cost the same FLOPs and
 memory as the real ones. For each training mode it prints tokens/s, step time, peak GPU memory, model
 FLOPs utilisation and whether the loss fell, beside published anchors, and writes one JSON.
@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from ftkit.cli import UserError, log, run, setup_logging
+from ftkit.core.cli import UserError, log, run, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def build_random_model(work: Path, shape: dict, dtype_name: str, family: str = "
     """A random model of the shape with the family's tokenizer, under `work`."""
     import torch
 
-    from ftkit.tiny_model import build_random_model as build
+    from ftkit.tiny.tiny_model import build_random_model as build
 
     out = work / f"random-{family}"
     build(out, family, shape, dtype_name)
@@ -118,8 +118,8 @@ def build_random_model(work: Path, shape: dict, dtype_name: str, family: str = "
 
 def generated_data(work: Path, tokenizer, count: int, seq_len: int) -> Path:
     """Chat records whose rendered length is about seq_len tokens (prompt + answer)."""
-    from ftkit import prompts
-    from ftkit.tiny_model import CORPUS_FILE
+    from ftkit.core import prompts
+    from ftkit.tiny.tiny_model import CORPUS_FILE
 
     sentences = [s for s in CORPUS_FILE.read_text(encoding="utf-8").splitlines() if len(s) > 10 and "[" not in s]
     rng = random.Random(0)
@@ -183,7 +183,7 @@ def launch_training(name: str, config: str | None, work: Path, model_dir: Path, 
     """One `accelerate launch` of train_lora.py, as `make train NUM_GPUS=processes ACCELERATE_CONFIG=config` runs it."""
     import subprocess
 
-    from ftkit.launch import launch_args
+    from ftkit.config.launch import launch_args
 
     out = work / name
     command = [sys.executable, *launch_args("1", "0", str(processes), "", "29500", str(ROOT / config) if config else ""),
@@ -286,7 +286,7 @@ def train_mode(mode: str, model_dir: Path, data: Path, work: Path, steps: int, b
 
     import torch
 
-    from ftkit.train import TrainConfig, run_training
+    from ftkit.stages.train.train import TrainConfig, run_training
 
     if mode == "padding_free" and torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is None:
         return {"mode": mode, "skipped": "no variable-length attention kernel (flash-attn) installed"}
@@ -322,8 +322,9 @@ def gguf_speed(model_dir: Path, adapter: Path, work: Path, tokenizer) -> dict:
     import torch
     from llama_cpp import Llama
 
-    from ftkit import gguf, prompts
-    from ftkit.merge import merge_adapter
+    from ftkit.core import prompts
+    from ftkit.stages.export import gguf
+    from ftkit.stages.export.merge import merge_adapter
 
     merged = work / "merged"
     merge_adapter(str(model_dir), str(adapter), str(merged), check=False)
@@ -357,9 +358,9 @@ def main():
 
     import torch
 
-    from ftkit.io import write_json_atomic
-    from ftkit.loading import load_tokenizer
-    from ftkit.train_outputs import hardware
+    from ftkit.core.io import write_json_atomic
+    from ftkit.core.loading import load_tokenizer
+    from ftkit.stages.train.train_outputs import hardware
 
     stack = check_cuda_stack(args.dry_run)
     if not args.dry_run and not torch.cuda.is_available():

@@ -36,7 +36,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ftkit.cli import run
+    from ftkit.core.cli import run
 
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ftkit.io import append_record
-from ftkit.io import load_records as load_runs
+from ftkit.core.io import append_record
+from ftkit.core.io import load_records as load_runs
 
 START, END = "<!-- bench-table:start (make docs writes this from docs/benchmarks.json) -->", "<!-- bench-table:end -->"
 # the export-at-scale table (`make bench-scale`, runs in docs/bench_scale.json)

@@ -14,8 +14,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ftkit.artifacts import Paths
-from ftkit.io import write_text_atomic
+from ftkit.core.artifacts import Paths
+from ftkit.core.io import write_text_atomic
 
 PLACEHOLDER = "【待填写】"
 HUMAN_SECTIONS = ("改进点 Improvements", "已知问题 Known issues")
@@ -110,7 +110,7 @@ def evaluation_section(paths: Paths, report_dir: Path) -> str:
     summary = _load(paths.summary)
     if not summary:
         return _missing("evaluation summary", "make eval")
-    from ftkit.evaluation import format_table
+    from ftkit.stages.evaluate.evaluation import format_table
 
     lines = ["```", format_table(summary), "```", ""]
     chart = Path(f"{paths.eval_output}.png")
@@ -128,7 +128,7 @@ def general_section(paths: Paths) -> str:
     general = _load(paths.general)
     if not general:
         return "General ability: " + _missing("multiple-choice check", "make eval-general")
-    from ftkit.general_eval import format_table
+    from ftkit.stages.evaluate.general_eval import format_table
 
     return (f"General ability (multiple choice, `{paths.general}`; each option letter scored by its log-likelihood, "
             "95% bootstrap intervals, differences paired on the same questions):\n\n```\n" + format_table(general) + "\n```")
@@ -148,7 +148,7 @@ def quantization_section(paths: Paths) -> str:
     report = _load(Path(paths.gguf_dir) / "quant_report.json")
     if not report:
         return _missing("quantization report", "make gguf")
-    from ftkit.gguf import format_table, format_task_table
+    from ftkit.stages.export.gguf import format_table, format_task_table
 
     merge = _load(Path(paths.model_dir) / "merge_report.json") or {}
     v = merge.get("verification", {})

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ftkit.io import append_record
+from ftkit.core.io import append_record
 
 START = "<!-- timings-table:start (make docs writes this from docs/timings.json) -->"
 END = "<!-- timings-table:end -->"

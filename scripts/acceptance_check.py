@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit acceptance` runs the same code (ftkit/commands/acceptance_check.py).
 """
-from ftkit.cli import run
 from ftkit.commands.acceptance_check import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

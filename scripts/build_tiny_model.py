@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit tiny-model` runs the same code (ftkit/commands/build_tiny_model.py).
 """
-from ftkit.cli import run
 from ftkit.commands.build_tiny_model import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit gguf` runs the same code (ftkit/commands/convert_to_gguf.py).
 """
-from ftkit.cli import run
 from ftkit.commands.convert_to_gguf import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

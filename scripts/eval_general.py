@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit eval-general` runs the same code (ftkit/commands/eval_general.py).
 """
-from ftkit.cli import run
 from ftkit.commands.eval_general import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit eval` runs the same code (ftkit/commands/evaluate_model.py).
 """
-from ftkit.cli import run
 from ftkit.commands.evaluate_model import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit report` runs the same code (ftkit/commands/make_report.py).
 """
-from ftkit.cli import run
 from ftkit.commands.make_report import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

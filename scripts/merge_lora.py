@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit merge` runs the same code (ftkit/commands/merge_lora.py).
 """
-from ftkit.cli import run
 from ftkit.commands.merge_lora import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

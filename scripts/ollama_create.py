@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit ollama` runs the same code (ftkit/commands/ollama_create.py).
 """
-from ftkit.cli import run
 from ftkit.commands.ollama_create import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

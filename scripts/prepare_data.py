@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit data` runs the same code (ftkit/commands/prepare_data.py).
 """
-from ftkit.cli import run
 from ftkit.commands.prepare_data import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit render-prompt` runs the same code (ftkit/commands/render_prompt.py).
 """
-from ftkit.cli import run
 from ftkit.commands.render_prompt import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit serve` runs the same code (ftkit/commands/serve.py).
 """
-from ftkit.cli import run
 from ftkit.commands.serve import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -3,8 +3,8 @@
 
 The guide's command; `ftkit train` runs the same code (ftkit/commands/train_lora.py).
 """
-from ftkit.cli import run
 from ftkit.commands.train_lora import main
+from ftkit.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach t
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `make test` runs one pytest-xdist worker per core: each computes on one thread (torch, and llama.cpp through
-# ftkit.llama_server.compute_threads), and so does every process it starts. Two torch processes of two threads
+# ftkit.core.threads.compute_threads), and so does every process it starts. Two torch processes of two threads
 # each on two cores trained 3.7x slower than one alone; one thread is only 1.46x slower than two.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
@@ -81,7 +81,7 @@ def built_once(run_folder: Path, name: str, build) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(run_folder) -> Path:
-    from ftkit.tiny_model import build
+    from ftkit.tiny.tiny_model import build
 
     return built_once(run_folder, "tiny-llama", build)
 
@@ -89,7 +89,7 @@ def tiny_model_dir(run_folder) -> Path:
 @pytest.fixture(scope="session")
 def family_model(run_folder):
     """family name -> the embedded tiny model of that family (qwen2.5, qwen3, llama3), built once on first use."""
-    from ftkit.tiny_model import build_family
+    from ftkit.tiny.tiny_model import build_family
 
     return lambda name: built_once(run_folder, f"tiny-{name}", lambda target: build_family(target, name))
 
@@ -97,7 +97,7 @@ def family_model(run_folder):
 @pytest.fixture(scope="session")
 def family_tokenizer(family_model):
     """family name -> its tiny model's tokenizer, bound to the family (its template pinned)."""
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     cache = {}
 
@@ -125,9 +125,9 @@ def sentencepiece_model(tiny_model_dir):
 @pytest.fixture(scope="session")
 def prepared_data(run_folder, tiny_model_dir) -> Path:
     """The sample data through the real data stage: train/validation/test JSONL under one folder."""
-    from ftkit import sample_data
-    from ftkit.io import write_json_atomic
-    from ftkit.prepare import PrepareConfig, prepare
+    from ftkit.core.io import write_json_atomic
+    from ftkit.stages.data import sample_data
+    from ftkit.stages.data.prepare import PrepareConfig, prepare
 
     def build(root: Path) -> None:
         root.mkdir()
@@ -139,7 +139,7 @@ def prepared_data(run_folder, tiny_model_dir) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(run_folder, tiny_model_dir, prepared_data) -> Path:
     """A LoRA run on the sample data with the tiny-model preset: learns enough to beat the base."""
-    from ftkit.train import TrainConfig, run_training
+    from ftkit.stages.train.train import TrainConfig, run_training
 
     def build(out: Path) -> None:
         run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
@@ -306,8 +306,8 @@ def free_port() -> int:
 def go_render(template: str, messages: list[dict], system: str = "") -> str:
     """The prompt Ollama fills from a Modelfile TEMPLATE with Go's text/template (tests/go/ollama_chat.go), on an
     Ollama whose TEMPLATE renders every chat."""
-    from ftkit import ollama
-    from ftkit.deploy_parity import ollama_routes
+    from ftkit.core import ollama
+    from ftkit.verify.deploy_parity import ollama_routes
 
     [route] = ollama_routes([{"modelfile": {"template": template, "system": system},
                               "ollama_version": ollama.LAST_GO_ONLY_VERSION, "messages": messages}])

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_script
 
 from ftkit.acceptance import Thresholds, run_checks
-from ftkit.artifacts import Paths
+from ftkit.core.artifacts import Paths
 from ftkit.report import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,7 +301,7 @@ def test_a_fine_tuned_model_that_forgot_fails_and_one_that_lost_a_little_warns(f
     """The verdict, from recorded answers consistent with their accuracy (on the whole shipped set, so that a
     loss of a few points can be told from noise): every answer wrong is a loss far beyond 5 points; 10 of 254
     answers lost, beyond 2 points with an interval below 0; 3 lost, within noise."""
-    from ftkit.general_eval import LETTERS, accuracy_figures, read_benchmark
+    from ftkit.stages.evaluate.general_eval import LETTERS, accuracy_figures, read_benchmark
 
     run = copy_of(finished_run, tmp_path)
     benchmark = read_benchmark(json.loads((run / "reports" / "eval_general.json").read_text())["benchmark"]["path"])

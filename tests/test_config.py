@@ -60,7 +60,7 @@ def stage_default(module: str, dest: str, monkeypatch):
     if module == "train_lora":
         import dataclasses
 
-        from ftkit.train import TrainConfig
+        from ftkit.stages.train.train import TrainConfig
 
         return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == dest)
     return parser_of(module, monkeypatch).get_default(dest)
@@ -119,7 +119,7 @@ def test_each_default_is_written_in_one_place():
                 if (path.stem, flag) in owned and isinstance(default, ast.Constant) and default.value is not None:
                     pytest.fail(f"{path.name}:{node.lineno}: --{flag} has its own default {default.value!r}; "
                                 "use ftkit.config.defaults")
-    train = (ROOT / "ftkit" / "train.py").read_text(encoding="utf-8")
+    train = (ROOT / "ftkit" / "stages" / "train" / "train.py").read_text(encoding="utf-8")
     for field in ("epochs", "batch_size", "learning_rate", "lora_r", "lora_alpha", "max_length", "seed", "output_dir"):
         assert re.search(rf"^    {field}: .* = option\(defaults\.", train, re.M), field
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")

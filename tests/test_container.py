@@ -108,8 +108,8 @@ def test_run_docker_mounts_paths_outside_the_checkout_and_the_entry_command_runs
     must lie under a mount."""
     import shlex
 
-    from ftkit import sample_data
-    from ftkit.io import write_json_atomic
+    from ftkit.core.io import write_json_atomic
+    from ftkit.stages.data import sample_data
 
     project = scratch_project(tmp_path / "project")
     raw = tmp_path / "elsewhere" / "qa.json"

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, go_render, run_script, scratch_project
 
-from ftkit import deploy_parity, families, ollama, prompts
-from ftkit.cli import UserError
+from ftkit.core import families, ollama, prompts
+from ftkit.core.cli import UserError
+from ftkit.verify import deploy_parity
 
 FAMILIES = ("llama2", "llama3", "qwen2.5", "qwen3")
 ARCHITECTURE = {"llama2": "llama", "llama3": "llama", "qwen2.5": "qwen2", "qwen3": "qwen3"}
@@ -208,7 +209,7 @@ def f16_gguf(name: str, family_run, request=None) -> Path:
 def test_llama_server_renders_every_family_gguf_template_as_trained(name, family_run, request, tokenizer_of):
     """Four shapes x enable_thinking unset/false/true x the runtime's date and a foreign one, straight from
     llama-server's chat path (/apply-template) and its tokenizer."""
-    from ftkit.llama_server import LlamaServer
+    from ftkit.verify.llama_server import LlamaServer
 
     tokenizer = tokenizer_of(name)
     with LlamaServer(f16_gguf(name, family_run, request)) as server:
@@ -226,7 +227,7 @@ def test_llama_server_renders_every_family_gguf_template_as_trained(name, family
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ("llama3", "qwen3"))
 def test_the_unpinned_template_renders_another_prompt_in_llama_server(name, family_run, tokenizer_of, tmp_path):
-    from ftkit.llama_server import LlamaServer
+    from ftkit.verify.llama_server import LlamaServer
 
     unpinned = with_unpinned_template(f16_gguf(name, family_run), tmp_path, tokenizer_of(name))
     chat = deploy_parity.SHAPES["one turn, default system"][0]
@@ -279,7 +280,7 @@ def test_the_gguf_stage_records_the_deployment_check_of_every_path(name, family_
 @pytest.mark.xdist_group("family-llama3")
 def test_acceptance_fails_when_the_gguf_carries_the_unpinned_template(family_run, tokenizer_of, tmp_path):
     from ftkit.acceptance import Thresholds, run_checks
-    from ftkit.artifacts import Paths
+    from ftkit.core.artifacts import Paths
 
     run, result, _ = family_run("llama3")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -317,7 +318,7 @@ def test_the_adapter_export_carries_the_pinned_template_and_passes_the_deploymen
     assert evidence["Modelfile.adapter"]["passed"] and evidence["Modelfile.adapter"]["adapter"].endswith("lora-F16.gguf")
     assert evidence["Modelfile"]["passed"]  # the merged export's evidence is kept
     # a base GGUF with the model's own template is refused, not silently deployed
-    from ftkit.adapter_export import check_base_template
+    from ftkit.stages.export.adapter_export import check_base_template
 
     with pytest.raises(UserError, match="not pinned"):
         check_base_template(with_unpinned_template(base, tmp_path, tokenizer_of("llama3")), tokenizer_of("llama3"))
@@ -342,7 +343,7 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
 def test_make_serve_answers_the_openai_client_as_the_hf_model_and_stops_with_the_target(family_run, tmp_path):
     from openai import OpenAI
 
-    from ftkit.llama_server import free_port
+    from ftkit.verify.llama_server import free_port
 
     run, result, variables = family_run("qwen2.5")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -393,7 +394,7 @@ def test_serve_refuses_a_missing_modelfile_and_a_bad_port(tmp_path):
 
 
 def test_a_missing_llama_server_is_named_with_the_way_to_build_it(monkeypatch, tmp_path):
-    from ftkit import llama_server
+    from ftkit.verify import llama_server
 
     monkeypatch.setenv("LLAMA_SERVER", str(tmp_path / "nothing"))
     with pytest.raises(UserError, match="not an executable file"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import generate_alone, run_script
 
-from ftkit import metrics
+from ftkit.verify import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "evaluate_model.py")
@@ -64,7 +64,7 @@ def test_batch_evaluation_finetuned_beats_base(trained_run, prepared_data, tiny_
     assert tuned["loss"] < base["loss"]
     assert summary["finetuned_better_on_primary"] and summary["primary_delta_ci"]["ci_low"] > 0
     assert summary["deltas"]["rougeL_char"] == pytest.approx(tuned["rougeL_char"] - base["rougeL_char"])
-    from ftkit.io import sha256_file
+    from ftkit.core.io import sha256_file
 
     assert summary["test_data"]["sha256"] == sha256_file(prepared_data / "train_test.jsonl")
     raw = output.read_bytes()
@@ -140,9 +140,9 @@ def test_session_history_and_system_reach_the_prompt(tiny_tokenizer):
     """The REPL renders history and system prompt through the one renderer."""
     import io
 
-    from ftkit import prompts
-    from ftkit.chat import ChatSession
-    from ftkit.inference import Decoding
+    from ftkit.core import prompts
+    from ftkit.core.inference import Decoding
+    from ftkit.stages.evaluate.chat import ChatSession
 
     class Echo:  # records the prompt ids it is given; answers a fixed text
         name = "finetuned"
@@ -163,8 +163,9 @@ def test_session_history_and_system_reach_the_prompt(tiny_tokenizer):
 
 
 def test_batched_greedy_equals_one_by_one(tiny_model_dir, tiny_tokenizer):
-    from ftkit import prompts, sample_data
-    from ftkit.inference import Decoding, load_models
+    from ftkit.core import prompts
+    from ftkit.core.inference import Decoding, load_models
+    from ftkit.stages.data import sample_data
 
     _, base, _ = load_models(str(tiny_model_dir))
     ids = [prompts.render_ids(prompts.from_alpaca({"instruction": r["instruction"]}), tiny_tokenizer).prompt_ids
@@ -186,8 +187,8 @@ def test_nothing_to_do_and_bad_paths_are_clear_errors(tmp_path):
 def test_repl_leaves_cleanly_on_ctrl_d_and_ctrl_c(tiny_tokenizer, ending):
     import io
 
-    from ftkit.chat import ChatSession
-    from ftkit.inference import Decoding
+    from ftkit.core.inference import Decoding
+    from ftkit.stages.evaluate.chat import ChatSession
 
     class Model:
         name = "finetuned"
@@ -210,8 +211,9 @@ def test_repl_leaves_cleanly_on_ctrl_d_and_ctrl_c(tiny_tokenizer, ending):
 @pytest.mark.slow
 def test_shrinking_greedy_batches_equal_transformers_generate(trained_run, tiny_model_dir, tiny_tokenizer):
     """Rows leave the batch when they end; the tokens must be exactly what generate() gives alone."""
-    from ftkit import prompts, sample_data
-    from ftkit.inference import Decoding, load_models
+    from ftkit.core import prompts
+    from ftkit.core.inference import Decoding, load_models
+    from ftkit.stages.data import sample_data
 
     _, _, tuned = load_models(str(tiny_model_dir), str(trained_run / "lora_adapter"), with_base=False)
     ids = [prompts.render_ids(prompts.from_alpaca({"instruction": r["instruction"], "input": r["input"]}),

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import go_render, run_make, run_script, scratch_project
 
-from ftkit import families, ollama, prompts
-from ftkit.cli import UserError
+from ftkit.core import families, ollama, prompts
+from ftkit.core.cli import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,8 @@ def test_merge_equals_base_plus_adapter(merged):
 
 @pytest.mark.slow
 def test_merge_after_qlora_training_reloads_the_base_unquantized(tiny_model_dir, prepared_data, tmp_path):
-    from ftkit.merge import merge_adapter
-    from ftkit.train import TrainConfig, run_training
+    from ftkit.stages.export.merge import merge_adapter
+    from ftkit.stages.train.train import TrainConfig, run_training
 
     run_training(TrainConfig(base_model=str(tiny_model_dir), train_data=str(prepared_data / "train_train.jsonl"),
                              val_data="none", output_dir=str(tmp_path / "q"), max_steps=4, batch_size=8,
@@ -45,7 +45,7 @@ def test_merge_after_qlora_training_reloads_the_base_unquantized(tiny_model_dir,
 
 
 def test_merge_refuses_a_quantized_base(tmp_path):
-    from ftkit.merge import refuse_quantized
+    from ftkit.stages.export.merge import refuse_quantized
 
     (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"load_in_4bit": True}}))
     with pytest.raises(UserError, match="bitsandbytes-quantized"):
@@ -58,7 +58,7 @@ def test_merge_door_in_evaluate_model_is_the_same_merge(trained_run, tiny_model_
     result = script("evaluate_model.py", "--base-model", str(tiny_model_dir), "--lora-model", str(trained_run / "lora_adapter"),
                     "--merge-output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    from ftkit.io import sha256_file
+    from ftkit.core.io import sha256_file
 
     assert sha256_file(out / "model.safetensors") == sha256_file(merged / "model.safetensors")
 
@@ -218,7 +218,7 @@ def test_adapter_alone_as_a_gguf_on_the_base_reproduces_the_fine_tuned_model(exp
 
 
 def test_adapters_llama_cpp_cannot_carry_are_refused_and_qlora_is_warned(trained_run, tiny_model_dir, tmp_path):
-    from ftkit.adapter_export import check_convertible
+    from ftkit.stages.export.adapter_export import check_convertible
 
     adapter = tmp_path / "model" / "lora_adapter"
     shutil.copytree(trained_run / "lora_adapter", adapter)
@@ -248,8 +248,8 @@ def test_make_gguf_adapter_runs_the_adapter_export():
 @pytest.mark.slow
 def test_a_failed_merge_check_keeps_the_previous_model_and_puts_the_new_one_aside(trained_run, tiny_model_dir, merged,
                                                                                   tmp_path, monkeypatch):
-    from ftkit import merge
-    from ftkit.io import sha256_file
+    from ftkit.core.io import sha256_file
+    from ftkit.stages.export import merge
 
     output = tmp_path / "merged_model"
     shutil.copytree(merged, output)
@@ -270,7 +270,7 @@ def test_merge_keeps_the_checkpoint_dtype_of_a_hub_id_from_the_cache(tiny_model_
     (snapshot / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
     (tmp_path / "hub" / "models--org--tiny-bf16" / "refs").mkdir()
     (tmp_path / "hub" / "models--org--tiny-bf16" / "refs" / "main").write_text("0123abcd")
-    code = "import sys; from ftkit.merge import _dtype; print(_dtype('auto', sys.argv[1])[0])"
+    code = "import sys; from ftkit.stages.export.merge import _dtype; print(_dtype('auto', sys.argv[1])[0])"
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     dtypes = [subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True, env=env,
                              check=True).stdout.strip() for model in ("org/tiny-bf16", str(tiny_model_dir))]
@@ -283,16 +283,17 @@ def test_greedy_comparison_names_where_answers_part_and_tells_a_tie_from_a_diffe
     difference fails, with the position."""
     import numpy as np
 
-    from ftkit import gguf
-    from ftkit.inference import Generation, GGUFChatModel
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.inference import Generation, GGUFChatModel
+    from ftkit.core.loading import load_tokenizer
+    from ftkit.stages.export import gguf
+    from ftkit.verify import gguf_checks
 
     out, _ = exported
     tokenizer = load_tokenizer(str(merged))
     model = GGUFChatModel(str(out / "tiny-ft-F16.gguf"), tokenizer, logits_all=True)
-    own = model.generate([prompts.render_ids(c, tokenizer).prompt_ids for c in gguf.check_conversations()],
+    own = model.generate([prompts.render_ids(c, tokenizer).prompt_ids for c in gguf_checks.check_conversations()],
                          gguf.Decoding(max_new_tokens=16))
-    first = prompts.render_ids(gguf.check_conversations()[0], tokenizer).prompt_ids
+    first = prompts.render_ids(gguf_checks.check_conversations()[0], tokenizer).prompt_ids
     model.llm.reset()
     model.llm.eval(first)
     row = np.array(model.llm.scores[len(first) - 1], dtype=np.float64)  # a copy: the buffer is reused
@@ -306,13 +307,13 @@ def test_greedy_comparison_names_where_answers_part_and_tells_a_tie_from_a_diffe
             return [Generation("", [self.token] + g.token_ids[1:] if i == 0 else g.token_ids, 0.0)
                     for i, g in enumerate(own)]
 
-    same = gguf.greedy_agreement(model, Reference(own[0].token_ids[0]), tokenizer)
+    same = gguf_checks.greedy_agreement(model, Reference(own[0].token_ids[0]), tokenizer)
     assert same["identical"] == 3 and same["agree"] and not same["partings"]
     gap = float(row.max() - row[runner_up])
-    result = gguf.greedy_agreement(model, Reference(runner_up), tokenizer)
+    result = gguf_checks.greedy_agreement(model, Reference(runner_up), tokenizer)
     assert result["partings"][0]["position"] == 0 and result["partings"][0]["reference_token"] == runner_up
     assert result["partings"][0]["logit_margin"] == pytest.approx(gap, abs=1e-4)
-    assert result["agree"] == (gap <= gguf.TIE_MARGIN) and result["partings"][0]["tie"] == (gap <= gguf.TIE_MARGIN)
+    assert result["agree"] == (gap <= gguf_checks.TIE_MARGIN) and result["partings"][0]["tie"] == (gap <= gguf_checks.TIE_MARGIN)
 
 
 def _llama_loads(path: Path) -> list[ast.Call]:
@@ -347,8 +348,8 @@ def test_the_n_gpu_layers_make_variable_reaches_every_stage_that_loads_a_gguf():
 def test_full_logits_are_kept_only_where_they_are_read(exported, merged):
     """llama-cpp-python sizes its score array n_ctx x vocabulary with logits_all (4096 x 151,936 floats
     is 2.5 GB for Qwen): generation does without; losses ask for it and refuse to read unwritten rows."""
-    from ftkit.inference import Decoding, GGUFChatModel
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.inference import Decoding, GGUFChatModel
+    from ftkit.core.loading import load_tokenizer
 
     out, _ = exported
     tokenizer = load_tokenizer(str(merged))
@@ -365,7 +366,7 @@ def test_full_logits_are_kept_only_where_they_are_read(exported, merged):
 
 
 def _outputs(prompt_logits, greedy, steps):
-    from ftkit.merge import Outputs
+    from ftkit.stages.export.merge import Outputs
 
     return Outputs(prompt_logits, greedy, steps)
 
@@ -375,7 +376,7 @@ def test_the_merge_check_bound_scales_with_the_logits_and_top1_and_ties_are_judg
     0.2 bound failed; a flipped top-1 token where the reference was clear fails whatever the bound."""
     import torch
 
-    from ftkit.merge import verify
+    from ftkit.stages.export.merge import verify
 
     torch.manual_seed(0)
     reference = torch.randn(6, 50).clamp(-3, 3) * 30
@@ -408,7 +409,7 @@ def test_merge_holds_the_base_in_memory_once(trained_run, tiny_model_dir, tmp_pa
     two (two copies of a 7B in bf16 are 27 GB)."""
     from transformers import AutoModelForCausalLM
 
-    from ftkit import merge
+    from ftkit.stages.export import merge
 
     loads = []
     real = AutoModelForCausalLM.from_pretrained.__func__
@@ -474,8 +475,8 @@ def test_the_gguf_benchmark_feeds_the_model_on_its_own_device():
 
 def test_checks_ask_llama_cpp_for_the_context_they_use_not_the_trained_one():
     """llama.cpp reserves the KV cache for the whole context: Llama-3.1's 131,072 tokens would be 16 GB."""
-    from ftkit.gguf import context_for
-    from ftkit.inference import CONTEXT_CAP
+    from ftkit.core.inference import CONTEXT_CAP
+    from ftkit.verify.gguf_checks import context_for
 
     assert context_for([40, 120, 300]) == 512
     assert context_for([248]) == 256 and context_for([249]) == 512

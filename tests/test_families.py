@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from conftest import generate_alone, go_render
 
-from ftkit import families, ollama, prompts
-from ftkit.cli import UserError
-from ftkit.tiny_tokenizers import reference_cases
+from ftkit.core import families, ollama, prompts
+from ftkit.core.cli import UserError
+from ftkit.tiny.tiny_tokenizers import reference_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 BPE_FAMILIES = ("qwen2.5", "qwen3", "qwen3.5", "llama3")
 VOCAB_FILES = {"qwen2.5": "ggml-vocab-qwen2.gguf", "qwen3": "ggml-vocab-qwen2.gguf", "qwen3.5": "ggml-vocab-qwen35.gguf",
                "llama3": "ggml-vocab-llama-bpe.gguf"}
 # what the converter recognises in each tiny tokenizer: the family's own pre-tokenizer, except for Qwen3.5, whose
-# vocabulary the submodule ships only as Qwen2's under Qwen3.5's split (ftkit/tiny_tokenizers.py): its hash is Qwen2's
+# vocabulary the submodule ships only as Qwen2's under Qwen3.5's split (ftkit/tiny/tiny_tokenizers.py): its hash is Qwen2's
 TINY_PRE = {"qwen3.5": "qwen2"}
 # one `make all` per family in make test; Qwen3.5's trains with THINKING=mixed, so the same run proves a thinking
 # mode end to end (tests/test_thinking.py); thinking off is the other families' (Qwen3's) and the unit tests'
@@ -104,7 +104,7 @@ def test_family_is_detected_from_the_model(name, family_tokenizer):
 
 
 def test_llama2_and_unknown_templates(tiny_tokenizer, family_model):
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     assert families.detect(tiny_tokenizer).name == "llama2"
     other = load_tokenizer(str(family_model("qwen2.5")))
@@ -114,7 +114,7 @@ def test_llama2_and_unknown_templates(tiny_tokenizer, family_model):
 
 
 def test_a_wrong_family_override_is_refused(family_model):
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     with pytest.raises(UserError, match="<\\|eot_id\\|>"):
         load_tokenizer(str(family_model("qwen2.5")), family="llama3")
@@ -164,10 +164,10 @@ def test_qwen25_default_system_is_in_the_training_text(family_tokenizer):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_data_and_training_rows_from_the_one_renderer(name, family_model, family_tokenizer, tmp_path):
-    from ftkit import sample_data
-    from ftkit.io import write_json_atomic
-    from ftkit.prepare import PrepareConfig, prepare
-    from ftkit.train import encode_split
+    from ftkit.core.io import write_json_atomic
+    from ftkit.stages.data import sample_data
+    from ftkit.stages.data.prepare import PrepareConfig, prepare
+    from ftkit.stages.train.train import encode_split
 
     write_json_atomic(tmp_path / "raw.json", sample_data.generate(num=40))
     prepare(PrepareConfig(inputs=[str(tmp_path / "raw.json")], output_dir=str(tmp_path), tokenizer=str(family_model(name))))
@@ -277,7 +277,7 @@ def test_make_all_passes_acceptance_for_the_family(name, family_run):
 def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_run):
     from llama_cpp import Llama
 
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -310,8 +310,8 @@ def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family_run):
     """A model that always answers 'x <end of turn>' stops there, in transformers and in llama.cpp."""
-    from ftkit.inference import Decoding, GGUFChatModel, HFChatModel
-    from ftkit.loading import load_hf, load_tokenizer
+    from ftkit.core.inference import Decoding, GGUFChatModel, HFChatModel
+    from ftkit.core.loading import load_hf, load_tokenizer
 
     run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -333,7 +333,7 @@ def test_generation_stops_at_the_end_of_turn_in_hf_and_in_llama_cpp(name, family
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name, family_run, tmp_path):
     from ftkit.acceptance import Thresholds, run_checks
-    from ftkit.artifacts import Paths
+    from ftkit.core.artifacts import Paths
 
     run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -364,8 +364,8 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
 def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches(family_run):
     """Qwen3.5's Gated DeltaNet layers keep recurrent states, not keys and values: rows that end leave the batch
     from those too, and every row's tokens are what transformers' generate gives it alone."""
-    from ftkit.inference import Decoding, HFChatModel
-    from ftkit.loading import load_hf, load_tokenizer
+    from ftkit.core.inference import Decoding, HFChatModel
+    from ftkit.core.loading import load_hf, load_tokenizer
 
     run, result, _ = family_run("qwen3.5", RUN_THINKING["qwen3.5"])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_script
 
-from ftkit import general_eval, general_set
+from ftkit.stages.evaluate import general_eval, general_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +157,7 @@ def test_the_highest_log_likelihood_wins_and_a_tie_goes_to_the_first_letter():
 
 @pytest.mark.parametrize("fmt,shots", [("plain", 0), ("chat", 2), ("plain", 5)])
 def test_batched_scoring_equals_one_option_at_a_time(tiny_model_dir, fmt, shots):
-    from ftkit.inference import load_models
+    from ftkit.core.inference import load_models
 
     tokenizer, base, _ = load_models(str(tiny_model_dir))
     benchmark = general_eval.read_benchmark(general_set.SHIPPED, per_subject=3)
@@ -170,7 +170,7 @@ def test_batched_scoring_equals_one_option_at_a_time(tiny_model_dir, fmt, shots)
 
 def test_batched_scoring_equals_one_option_at_a_time_through_linear_attention(family_model):
     """Qwen3.5's recurrent layers: a batch shares no prefix cache and pads before the start only."""
-    from ftkit.inference import load_models
+    from ftkit.core.inference import load_models
 
     tokenizer, base, _ = load_models(str(family_model("qwen3.5")))
     assert base.recurrent
@@ -182,8 +182,8 @@ def test_batched_scoring_equals_one_option_at_a_time_through_linear_attention(fa
 
 
 def test_a_chat_prompt_is_the_training_renderer_and_the_letter_is_what_training_supervises(tiny_model_dir):
-    from ftkit import prompts
-    from ftkit.inference import load_models
+    from ftkit.core import prompts
+    from ftkit.core.inference import load_models
 
     tokenizer, _, _ = load_models(str(tiny_model_dir), with_base=False)
     benchmark = general_eval.read_benchmark(general_set.SHIPPED, per_subject=1)
@@ -203,7 +203,7 @@ def test_a_chat_prompt_is_the_training_renderer_and_the_letter_is_what_training_
 def test_llama_cpp_and_transformers_choose_the_same_letters(exported, merged):
     """The merged model in transformers and its F16 GGUF in llama.cpp, the same prompt ids: the same letters
     (a near tie aside) and log-likelihoods within F16's rounding."""
-    from ftkit.inference import GGUFChatModel, load_models
+    from ftkit.core.inference import GGUFChatModel, load_models
 
     tokenizer, hf, _ = load_models(str(merged))
     benchmark = general_eval.read_benchmark(general_set.SHIPPED, per_subject=4)
@@ -239,7 +239,7 @@ def test_the_choices_and_accuracy_equal_lm_evaluation_harness(tiny_model_dir, tm
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from ftkit.inference import load_models
+    from ftkit.core.inference import load_models
 
     benchmark = general_eval.read_benchmark(general_set.SHIPPED)
     subjects = benchmark.subjects[:3]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, free_port, run_make, scratch_project, start_make
 
-from ftkit.launch import LaunchError, launch_args
+from ftkit.config.launch import LaunchError, launch_args
 
 # the two hosts are made once, on one worker; their runs are timed against each other (a killed peer, a missing one)
 pytestmark = pytest.mark.xdist_group("multinode")

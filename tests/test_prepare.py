@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import run_script
 
-from ftkit import sample_data
-from ftkit.prepare import PrepareConfig, normalise, prepare
-from ftkit.readers import InputError, read_records
+from ftkit.core.readers import InputError, read_records
+from ftkit.stages.data import sample_data
+from ftkit.stages.data.prepare import PrepareConfig, normalise, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "test")

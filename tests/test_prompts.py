@@ -1,12 +1,12 @@
 """The one prompt renderer against Meta's own Llama-2 construction, token id for token id.
 
-The reference below is written independently of ftkit.prompts, the way Meta's `chat_completion`
+The reference below is written independently of ftkit.core.prompts, the way Meta's `chat_completion`
 builds dialogs, with sentencepiece called directly (dummy prefix on, so a turn starts with "▁[").
 """
 import pytest
 
-from ftkit import prompts
-from ftkit.prompts import Conversation, PromptError, Turn
+from ftkit.core import prompts
+from ftkit.core.prompts import Conversation, PromptError, Turn
 
 
 def meta_reference_ids(sp, dialog: list[dict]) -> list[int]:

@@ -12,9 +12,9 @@ from conftest import run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftkit.cli import UserError
-from ftkit.prepare import PrepareConfig, prepare
-from ftkit.readers import InputError
+from ftkit.core.cli import UserError
+from ftkit.core.readers import InputError
+from ftkit.stages.data.prepare import PrepareConfig, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 PREPARE = str(ROOT / "scripts" / "prepare_data.py")
@@ -167,7 +167,7 @@ def test_kill_9_during_gguf_conversion_leaves_no_gguf_it_did_not_finish(merged, 
 
 HOLD_LOCK = """
 import sys, time
-from ftkit.lock import output_lock
+from ftkit.core.lock import output_lock
 with output_lock(sys.argv[1], "data"):
     print("locked", flush=True)
     time.sleep(120)
@@ -188,10 +188,10 @@ def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(tmp_p
     finally:
         other.kill()  # kill -9: no clean-up runs, the lock file stays behind, the kernel drops the lock
         other.wait()
-    assert (tmp_path / "out" / ".ftkit.lock").exists()
+    assert (tmp_path / "out" / ".ftkit.core.lock").exists()
     result = cli("prepare_data.py", "--input", str(data), "--output-dir", str(tmp_path / "out"), "--tokenizer", "none")
     assert result.returncode == 0 and f"pid {other.pid} is no longer held" in result.stderr
-    assert not (tmp_path / "out" / ".ftkit.lock").exists()  # released at the end
+    assert not (tmp_path / "out" / ".ftkit.core.lock").exists()  # released at the end
 
 
 def test_two_real_runs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path, tiny_model_dir):
@@ -203,7 +203,7 @@ def test_two_real_runs_at_once_the_second_is_refused_and_the_first_finishes(tmp_
                             for i in range(2000)), encoding="utf-8")
     cmd = [sys.executable, PREPARE, "--input", str(data), "--output-dir", str(tmp_path / "out"), "--tokenizer",
            str(tiny_model_dir)]
-    lock = tmp_path / "out" / ".ftkit.lock"
+    lock = tmp_path / "out" / ".ftkit.core.lock"
 
     def holder():
         try:
@@ -260,7 +260,7 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path):
 # --- security ----------------------------------------------------------------------------------
 
 def test_remote_code_does_not_run_without_the_flag(tmp_path):
-    from ftkit.loading import load_hf
+    from ftkit.core.loading import load_hf
 
     model = tmp_path / "custom"
     model.mkdir()
@@ -280,7 +280,7 @@ def test_pickled_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftkit.loading import load_hf
+    from ftkit.core.loading import load_hf
 
     pickled = tmp_path / "pickled"
     pickled.mkdir()

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from ftkit import deploy_parity, families, ollama, prompts
-from ftkit.cli import UserError
-from ftkit.prepare import PrepareConfig, prepare
+from ftkit.core import families, ollama, prompts
+from ftkit.core.cli import UserError
+from ftkit.stages.data.prepare import PrepareConfig, prepare
+from ftkit.verify import deploy_parity
 
 # one record per layout users bring, then the bad ones (with the reason each must be rejected for)
 LAYOUTS = [
@@ -61,7 +62,7 @@ def qwen3_dir(family_model):
 
 
 def qwen3(qwen3_dir, thinking: str):
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     return load_tokenizer(str(qwen3_dir), family="qwen3", thinking=thinking)
 
@@ -69,7 +70,7 @@ def qwen3(qwen3_dir, thinking: str):
 @pytest.fixture(scope="module")
 def thinker(family_model):
     """(family, mode) -> the family's tiny tokenizer bound to that thinking mode."""
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     return lambda name, mode: load_tokenizer(str(family_model(name)), family=name, thinking=mode)
 
@@ -115,7 +116,7 @@ def test_a_thinking_mode_keeps_each_trace_apart_from_its_answer(qwen3_dir, tmp_p
 
 @pytest.mark.parametrize("family", ("llama2", "qwen2.5"))
 def test_a_thinking_mode_is_refused_for_a_family_that_does_not_think(family, family_model, tiny_model_dir, tmp_path):
-    from ftkit.readers import InputError
+    from ftkit.core.readers import InputError
 
     model = tiny_model_dir if family == "llama2" else family_model(family)
     with pytest.raises(InputError, match="has no thinking mode"):
@@ -209,7 +210,7 @@ def test_an_open_chat_gets_the_prompt_of_its_think_request(name, think, thinker)
 
 
 def test_the_mode_travels_in_the_template_and_survives_save_and_reload(qwen3_dir, tmp_path):
-    from ftkit.loading import load_tokenizer
+    from ftkit.core.loading import load_tokenizer
 
     tokenizer = qwen3(qwen3_dir, "mixed")
     assert families.thinking_mark(tokenizer.chat_template) == "mixed"
@@ -290,9 +291,9 @@ def test_a_thinking_run_fails_the_check_when_ollama_would_refuse_think(qwen3_dir
 # --- evaluation and the REPL ------------------------------------------------------------------------------
 
 def test_evaluation_scores_the_answer_without_its_trace_and_reports_the_trace_length():
-    from ftkit import metrics
-    from ftkit.evaluation import TestCase, run_model
-    from ftkit.inference import Decoding, Generation
+    from ftkit.core.inference import Decoding, Generation
+    from ftkit.verify import metrics
+    from ftkit.verify.task import TestCase, run_model
 
     class Answers:  # a model that thinks, then answers (its texts given): only scoring is under test here
         name = "finetuned"
@@ -317,7 +318,7 @@ def test_evaluation_scores_the_answer_without_its_trace_and_reports_the_trace_le
     (["<think>", "只想", "没答"], "(thinking) 只想没答\n"),
 ])
 def test_the_repl_shows_thinking_apart_from_the_answer(pieces, shown):
-    from ftkit.chat import ThinkingPrinter
+    from ftkit.stages.evaluate.chat import ThinkingPrinter
 
     out = []
     printer = ThinkingPrinter(out.append)
@@ -364,7 +365,7 @@ def test_make_all_with_mixed_thinking_passes_acceptance_and_each_think_value_ren
 
 
 def test_the_repl_sets_apart_a_trace_whose_opening_tag_was_in_the_prompt():
-    from ftkit.chat import ThinkingPrinter
+    from ftkit.stages.evaluate.chat import ThinkingPrinter
 
     out = []
     printer = ThinkingPrinter(out.append, opened=True)  # Qwen3.5's thinking prompt ends "<think>\n"

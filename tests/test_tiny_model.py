@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ftkit import prompts
-from ftkit.io import sha256_file
-from ftkit.tiny_model import TinyLlamaSpec, build
+from ftkit.core import prompts
+from ftkit.core.io import sha256_file
+from ftkit.tiny.tiny_model import TinyLlamaSpec, build
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import free_port, run_make, run_script
 
-from ftkit import prompts
-from ftkit.cli import UserError
 from ftkit.config.schema import build_parser, parse
-from ftkit.train import TrainConfig, encode_split
+from ftkit.core import prompts
+from ftkit.core.cli import UserError
+from ftkit.stages.train.train import TrainConfig, encode_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "train_lora.py")
@@ -88,7 +88,7 @@ def test_shipped_presets_parse(tmp_path):
 def test_precision_auto_is_fp32_on_cpu_and_half_precision_needs_a_gpu():
     import torch
 
-    from ftkit.train import choose_precision
+    from ftkit.stages.train.train import choose_precision
 
     if torch.cuda.is_available():
         pytest.skip("CPU-only behaviour")
@@ -99,7 +99,7 @@ def test_precision_auto_is_fp32_on_cpu_and_half_precision_needs_a_gpu():
 
 def test_4bit_impossible_stops_before_loading_with_one_sentence(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what an unusable install looks like to Python
-    from ftkit.train import check_4bit_possible
+    from ftkit.stages.train.train import check_4bit_possible
 
     with pytest.raises(UserError, match="--use-quantization needs bitsandbytes"):
         check_4bit_possible()
@@ -129,8 +129,8 @@ def test_guide_step3_verbatim_trains_and_writes_every_output(prepared_data, tiny
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "checkpoints").glob("runs/*/events.out.tfevents.*"))  # TensorBoard
     manifest = json.loads((out / "run_manifest.json").read_text())
-    from ftkit.io import sha256_file
-    from ftkit.train_outputs import adapter_digest
+    from ftkit.core.artifacts import adapter_digest
+    from ftkit.core.io import sha256_file
 
     assert manifest["status"] == "complete" and manifest["world_size"] == 1 and manifest["num_nodes"] == 1
     assert manifest["processes"] == [{"rank": 0, "node": 0, "host": socket.gethostname()}]
@@ -172,7 +172,7 @@ def test_without_the_portable_kernel_qlora_gradients_vanish_after_an_evaluation_
     from bitsandbytes.nn import Linear4bit
     from peft import get_peft_model
 
-    from ftkit.train import TrainConfig, load_model, lora_config
+    from ftkit.stages.train.train import TrainConfig, load_model, lora_config
 
     config = TrainConfig(base_model=str(tiny_model_dir), use_quantization=True, lora_r=8)
     model = get_peft_model(load_model(config, "fp32"), lora_config(config))
@@ -197,7 +197,7 @@ def test_qlora_on_cpu_keeps_lora_gradients_after_an_evaluation_pass(tiny_model_d
     import torch
     from peft import get_peft_model
 
-    from ftkit.train import TrainConfig, load_model, lora_config
+    from ftkit.stages.train.train import TrainConfig, load_model, lora_config
 
     config = TrainConfig(base_model=str(tiny_model_dir), use_quantization=True, lora_r=8, learning_rate=1e-2)
     model = get_peft_model(load_model(config, "fp32"), lora_config(config))
@@ -325,8 +325,8 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from ftkit.loading import load_tokenizer
-    from ftkit.train import encode_split, score_supervised_positions_only
+    from ftkit.core.loading import load_tokenizer
+    from ftkit.stages.train.train import encode_split, score_supervised_positions_only
 
     model_dir = str(tiny_model_dir if family == "llama2" else family_model(family))
     tokenizer = load_tokenizer(model_dir)
@@ -350,11 +350,11 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
 
     import trl.kernels.chunked_logprob as tiles
 
-    import ftkit.train
+    import ftkit.stages.train.train
 
     try:
         # tiles of 64 positions: the batch's supervised positions span several, as a long batch's do
-        ftkit.train.SUPERVISED_TILE_POSITIONS = 64
+        ftkit.stages.train.train.SUPERVISED_TILE_POSITIONS = 64
         score_supervised_positions_only(True)
         assert tiles.TOKEN_CHUNK_SIZE == 64
         sparse = loss_and_grads(fused_lm_head=True)
@@ -362,7 +362,7 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
         assert tiles.TOKEN_CHUNK_SIZE == 4096  # TRL's own, restored
         dense = loss_and_grads(fused_lm_head=True)
     finally:
-        ftkit.train.SUPERVISED_TILE_POSITIONS = 1024
+        ftkit.stages.train.train.SUPERVISED_TILE_POSITIONS = 1024
         score_supervised_positions_only(True)
     full = loss_and_grads()  # transformers' own loss over the full logits
     assert sparse[0] == pytest.approx(dense[0], rel=1e-6) and sparse[0] == pytest.approx(full[0], rel=1e-5)
@@ -378,7 +378,7 @@ def test_sparse_logits_give_the_same_loss_and_lora_gradients(family, tiny_model_
 def test_fsdp_plus_qlora_packs_4bit_weights_in_shardable_storage_and_ddp_alone_pins_devices(monkeypatch):
     import torch
 
-    from ftkit.train import load_kwargs
+    from ftkit.stages.train.train import load_kwargs
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU host's placement decision
     monkeypatch.setenv("LOCAL_RANK", "1")
@@ -415,7 +415,7 @@ def test_the_fsdp_config_wraps_each_familys_own_decoder_layer(family_model):
 def test_the_trainer_arguments_exist_before_the_model_loads(prepared_data, tiny_model_dir, tmp_path, monkeypatch):
     """DeepSpeed ZeRO-3 partitions weights while they load only inside the context the trainer's
     arguments open (transformers' HfDeepSpeedConfig); a model loaded first is whole on every rank."""
-    import ftkit.train as train
+    import ftkit.stages.train.train as train
 
     order = []
     for name in ("sft_config", "load_model"):
@@ -440,7 +440,7 @@ def _seven_b_in_the_hub_cache(home: Path) -> None:
 
 
 def test_a_preset_is_picked_by_parameter_count_printed_and_overridable(tmp_path, monkeypatch, tiny_model_dir):
-    from ftkit import presets
+    from ftkit.config import presets
 
     home = tmp_path / "hf"
     _seven_b_in_the_hub_cache(home)

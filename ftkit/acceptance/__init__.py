@@ -25,7 +25,7 @@ from ftkit.acceptance.evidence import (  # noqa: F401 - the package's interface
     Thresholds,
     measured_once,
 )
-from ftkit.artifacts import Paths
+from ftkit.core.artifacts import Paths
 
 # (section, key, the guide's line, the check): in the checklist's order
 ITEMS: list[tuple[str, str, str, Callable[[Run], str]]] = [

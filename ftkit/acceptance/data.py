@@ -6,8 +6,8 @@ WARN or SKIP) with the evidence and what to do.
 from __future__ import annotations
 
 from ftkit.acceptance.evidence import MIN_TRAIN_RECORDS, Fail, Run, read_json, read_jsonl
-from ftkit.io import sha256_file
-from ftkit.prepare import too_few_training_records
+from ftkit.core.io import sha256_file
+from ftkit.stages.data.prepare import too_few_training_records
 
 
 def min_records(run: Run) -> str:
@@ -40,8 +40,8 @@ def well_formed(run: Run) -> str:
 
 
 def splits(run: Run) -> str:
-    from ftkit.loading import conversation_of
-    from ftkit.prepare import normalise, question_key
+    from ftkit.core.loading import conversation_of
+    from ftkit.stages.data.prepare import normalise, question_key
 
     stats = read_json(run.paths.stats, "run `make data`")
     keys, counts = {}, {}

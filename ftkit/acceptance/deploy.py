@@ -8,15 +8,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ftkit import prompts
 from ftkit.acceptance.evidence import DEFAULT_MIN_TOKENS_PER_SECOND, Fail, Run, measured_once, read_json
+from ftkit.core import prompts
 
 
 def loads(run: Run) -> str:
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM
 
-    from ftkit.llama_server import llama_thread_args
+    from ftkit.core.threads import llama_thread_args
 
     run.gguf_loaded = False
     merged = Path(run.paths.model_dir) / "merged_model"
@@ -42,7 +42,7 @@ def loads(run: Run) -> str:
 def speed(run: Run) -> str:
     from llama_cpp import Llama
 
-    from ftkit.llama_server import llama_thread_args
+    from ftkit.core.threads import llama_thread_args
 
     if not run.gguf_loaded:
         raise Fail("not measured: the GGUF did not load (see the loading item)", "", status="SKIP")
@@ -82,7 +82,7 @@ def quality(run: Run) -> str:
 
 
 def modelfile(run: Run) -> str:
-    from ftkit.ollama import CHECKED_VERSION, directives_for, read_modelfile
+    from ftkit.core.ollama import CHECKED_VERSION, directives_for, read_modelfile
 
     target = run.modelfile_target()
     modelfile = Path(run.paths.gguf_dir) / "Modelfile"
@@ -116,10 +116,10 @@ def modelfile(run: Run) -> str:
 def parity(run: Run) -> str:
     """Every chat path of each Modelfile renders the training prompt and llama-server answers as the HF
     model: the gguf stage's evidence, and the same checks run again now on the files on disk."""
-    from ftkit import deploy_parity
-    from ftkit.cli import UserError
-    from ftkit.llama_server import find_binary
-    from ftkit.ollama import read_modelfile
+    from ftkit.core.cli import UserError
+    from ftkit.core.ollama import read_modelfile
+    from ftkit.verify import deploy_parity
+    from ftkit.verify.llama_server import find_binary
 
     if not run.gguf_loaded:
         raise Fail("not checked: the GGUF did not load (see the loading item)", "", status="SKIP")
@@ -167,7 +167,7 @@ def parity(run: Run) -> str:
 
 def _quantization_cost(run: Run, target: Path) -> str:
     """WARN when the Modelfile's type loses more than the margins against F16 on the task's own metrics."""
-    from ftkit.gguf import best_within_margin, keeps_general_ability, within_margin
+    from ftkit.verify.gguf_checks import best_within_margin, keeps_general_ability, within_margin
 
     report = read_json(Path(run.paths.gguf_dir) / "quant_report.json", "run `make gguf`")
     metrics = report.get("task_metrics")

@@ -56,9 +56,8 @@ def chain(run: Run) -> str:
     each recorded digest must be that of the file lying there now — data -> adapter -> merged model -> each
     GGUF -> Modelfile, and evaluation -> adapter. The first broken link is named, with the command that
     mends it."""
-    from ftkit.artifacts import ADAPTER_REPORT, merged_digest
-    from ftkit.ollama import read_modelfile
-    from ftkit.train_outputs import adapter_digest
+    from ftkit.core.artifacts import ADAPTER_REPORT, adapter_digest, merged_digest
+    from ftkit.core.ollama import read_modelfile
 
     model_dir, gguf_dir = Path(run.paths.model_dir), Path(run.paths.gguf_dir)
     links = []

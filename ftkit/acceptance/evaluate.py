@@ -48,8 +48,8 @@ def forgetting(run: Run) -> str:
     """General ability kept: fine-tuned vs base on the multiple-choice check, recomputed here from each model's
     recorded answers against the benchmark as it lies now (an edited accuracy is caught), with every model
     tied to this run (the adapter's digest, each GGUF's sha256)."""
-    from ftkit import general_eval
-    from ftkit.train_outputs import adapter_digest
+    from ftkit.core.artifacts import adapter_digest
+    from ftkit.stages.evaluate import general_eval
 
     fix = "run `make eval-general`"
     result, path = run.general(), run.paths.general.name

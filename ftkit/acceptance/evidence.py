@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.artifacts import Paths
 from ftkit.config import defaults
-from ftkit.io import sha256_file
-from ftkit.prepare import MIN_TRAIN_RECORDS
+from ftkit.core.artifacts import Paths
+from ftkit.core.io import sha256_file
+from ftkit.stages.data.prepare import MIN_TRAIN_RECORDS
 
 VALIDATION_SAMPLE = 32  # records of the validation split re-measured by acceptance
 # a folder where re-measurements are kept by the digests of every file they read, and reused while those digests
@@ -68,7 +68,7 @@ def measured_once(kind: str, reads: list[Path], settings: dict, measure: Callabl
     folder = os.environ.get(REUSE_ENV)
     if not folder:
         return measure()
-    from ftkit.io import write_json_atomic
+    from ftkit.core.io import write_json_atomic
 
     key = hashlib.sha256(json.dumps([kind, [(str(f), sha256_file(f)) for f in _files_under(*reads)], settings],
                                     sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -139,8 +139,8 @@ class Run:
 
     def family(self):
         """The chat family of the merged model (the training run's --family, if one was given)."""
-        from ftkit import families
-        from ftkit.loading import load_tokenizer
+        from ftkit.core import families
+        from ftkit.core.loading import load_tokenizer
 
         if getattr(self, "_tokenizer", None) is None:
             manifest = Path(self.paths.model_dir) / "run_manifest.json"

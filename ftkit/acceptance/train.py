@@ -10,8 +10,8 @@ import math
 import time
 from pathlib import Path
 
-from ftkit import prompts
 from ftkit.acceptance.evidence import VALIDATION_SAMPLE, Fail, Run, measured_once, read_json, read_jsonl
+from ftkit.core import prompts
 
 
 def config(run: Run) -> str:
@@ -30,7 +30,7 @@ def config(run: Run) -> str:
 
 
 def loss_fell(run: Run) -> str:
-    from ftkit.train_outputs import window_mean
+    from ftkit.stages.train.train_outputs import window_mean
 
     losses = [e["loss"] for e in run.log() if "loss" in e]
     if len(losses) < 2:
@@ -73,7 +73,7 @@ def val_loss_fell(run: Run) -> str:
 def adapter(run: Run) -> str:
     from safetensors.torch import load_file
 
-    from ftkit.train_outputs import adapter_digest
+    from ftkit.core.artifacts import adapter_digest
 
     manifest = run.manifest()
     adapter = Path(run.paths.model_dir) / "lora_adapter"
@@ -98,8 +98,8 @@ def _remeasure_validation_loss(run: Run, logged) -> str:
     averages per-batch means, this is a token mean) or 3 standard errors of the sample, the larger."""
     import statistics
 
-    from ftkit.inference import load_models
-    from ftkit.loading import conversation_of
+    from ftkit.core.inference import load_models
+    from ftkit.core.loading import conversation_of
 
     if not isinstance(logged, int | float):
         raise Fail("metrics.json has no final validation loss", "re-run `make train` with --val-data")

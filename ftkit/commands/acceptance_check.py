@@ -14,12 +14,12 @@ example: python scripts/acceptance_check.py            (make acceptance MIN_RECO
 import argparse
 from pathlib import Path
 
-from ftkit.cli import setup_logging
 from ftkit.config import defaults
+from ftkit.core.cli import setup_logging
 
 
 def main():
-    from ftkit.artifacts import Paths
+    from ftkit.core.artifacts import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)
@@ -34,7 +34,7 @@ def main():
     args = ap.parse_args()
     setup_logging()
     from ftkit.acceptance import Thresholds, format_line, run_checks, to_json, to_markdown, verdict
-    from ftkit.io import write_json_atomic, write_text_atomic
+    from ftkit.core.io import write_json_atomic, write_text_atomic
 
     thresholds = Thresholds(args.min_records, args.min_tokens_per_second)
     print("验收检查 acceptance check" + (f" — thresholds overridden: {'; '.join(thresholds.overridden)}"

@@ -12,8 +12,8 @@ examples: python scripts/build_tiny_model.py --output-dir models/tiny-llama
 """
 import argparse
 
-from ftkit.cli import setup_logging
-from ftkit.families import FAMILIES
+from ftkit.core.cli import setup_logging
+from ftkit.core.families import FAMILIES
 
 
 def parse_args(argv=None):
@@ -29,7 +29,7 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.tiny_model import TinyFamilySpec, TinyLlamaSpec, build, build_family
+    from ftkit.tiny.tiny_model import TinyFamilySpec, TinyLlamaSpec, build, build_family
 
     out = args.output_dir or FAMILIES[args.family].tiny_model
     if args.family == "llama2":

@@ -36,11 +36,12 @@ example:
 import argparse
 from pathlib import Path
 
-from ftkit.cli import UserError, log, setup_logging
 from ftkit.config import defaults
-from ftkit.families import FAMILIES
-from ftkit.gguf import DEFAULT_MARGINS, KNOWN_QUANTS
-from ftkit.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
+from ftkit.core.cli import UserError, log, setup_logging
+from ftkit.core.families import FAMILIES
+from ftkit.core.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
+from ftkit.stages.export.gguf import KNOWN_QUANTS
+from ftkit.verify.gguf_checks import DEFAULT_MARGINS
 
 
 def parse_args(argv=None):
@@ -89,7 +90,9 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit import deploy_parity, gguf, ollama
+    from ftkit.core import ollama
+    from ftkit.stages.export import gguf
+    from ftkit.verify import deploy_parity
 
     if args.modelfile_only and args.lora_adapter:
         raise UserError("--modelfile-only writes the merged model's Modelfile; --lora-adapter exports the adapter")
@@ -119,8 +122,10 @@ def main():
 def write_modelfile(args, reference: dict | None, f16: str) -> dict | None:
     """The Modelfile for the first non-F16 type asked for, and (unless --no-check) its deployment check against
     the HF model's answers in `reference`."""
-    from ftkit import deploy_parity, gguf, ollama
-    from ftkit.loading import load_tokenizer
+    from ftkit.core import ollama
+    from ftkit.core.loading import load_tokenizer
+    from ftkit.stages.export import gguf
+    from ftkit.verify import deploy_parity
 
     tokenizer = load_tokenizer(args.model_path, family=args.family)
     chosen = modelfile_quant(args.quantization)
@@ -137,7 +142,8 @@ def write_modelfile(args, reference: dict | None, f16: str) -> dict | None:
 
 def modelfile_only(args) -> int:
     """A new SYSTEM or Ollama version: the Modelfile again, proven again, from the GGUFs already made."""
-    from ftkit import deploy_parity, gguf
+    from ftkit.stages.export import gguf
+    from ftkit.verify import deploy_parity, gguf_checks
 
     out = Path(args.output_dir)
     f16 = gguf.gguf_path(out, args.model_name, "F16")
@@ -147,14 +153,14 @@ def modelfile_only(args) -> int:
         raise UserError(f"{missing[0]} is missing: run the whole export first (make gguf)")
     reference = None
     if not args.no_check:
-        reference = gguf.hf_chat_answers(args.model_path, deploy_parity.questions(args.test_data, args.system),
+        reference = gguf_checks.hf_chat_answers(args.model_path, deploy_parity.questions(args.test_data, args.system),
                                          args.family)
     return parity_exit(write_modelfile(args, reference, str(f16)))
 
 
 def modelfile_quant(quantization: list[str]) -> str:
     """The type the Modelfile points at: the first one asked for beyond F16 (F16 when none)."""
-    from ftkit import gguf
+    from ftkit.stages.export import gguf
 
     return next((q for q in gguf.check_quant_names(quantization) if q != "F16"), "F16")
 
@@ -168,7 +174,7 @@ def parity_exit(parity: dict | None) -> int:
 
 
 def export_adapter(args) -> int:
-    from ftkit.adapter_export import export
+    from ftkit.stages.export.adapter_export import export
 
     if not args.base_model:
         raise UserError("--lora-adapter needs --base-model (the model the adapter was trained on)")

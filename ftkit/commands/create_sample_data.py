@@ -9,10 +9,10 @@ example: python scripts/create_sample_data.py --output-dir data/sample --num 240
 import argparse
 from pathlib import Path
 
-from ftkit import sample_data
-from ftkit.cli import UserError, log, setup_logging
 from ftkit.config import defaults
-from ftkit.io import write_json_atomic
+from ftkit.core.cli import UserError, log, setup_logging
+from ftkit.core.io import write_json_atomic
+from ftkit.stages.data import sample_data
 
 
 def parse_args(argv=None):

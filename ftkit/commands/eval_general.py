@@ -22,11 +22,11 @@ examples:
 """
 import argparse
 
-from ftkit.cli import check_model_source, setup_logging
 from ftkit.config import defaults
-from ftkit.families import FAMILIES
-from ftkit.general_eval import FORMATS
-from ftkit.general_set import SHIPPED
+from ftkit.core.cli import check_model_source, setup_logging
+from ftkit.core.families import FAMILIES
+from ftkit.stages.evaluate.general_eval import FORMATS
+from ftkit.stages.evaluate.general_set import SHIPPED
 
 
 def parse_args(argv=None):
@@ -58,7 +58,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from ftkit import general_eval
+    from ftkit.stages.evaluate import general_eval
 
     check_model_source(args.base_model)
     result = general_eval.evaluate(args.benchmark, args.base_model, args.lora_model, args.output, args.shots, args.format,

@@ -28,9 +28,9 @@ examples:
 import argparse
 from pathlib import Path
 
-from ftkit.cli import UserError, log, setup_logging
 from ftkit.config import defaults
-from ftkit.families import FAMILIES
+from ftkit.core.cli import UserError, log, setup_logging
+from ftkit.core.families import FAMILIES
 
 
 def parse_args(argv=None):
@@ -75,11 +75,12 @@ def parse_args(argv=None):
 
 
 def batch(args, tokenizer, base, candidate, decoding) -> None:
-    from ftkit import evaluation, human_eval
-    from ftkit.io import sha256_file
+    from ftkit.core.io import sha256_file
+    from ftkit.stages.evaluate import evaluation, human_eval
+    from ftkit.verify.task import load_test_cases
 
     models = [m for m in (base, candidate) if m is not None]
-    from ftkit.train_outputs import adapter_digest
+    from ftkit.core.artifacts import adapter_digest
 
     describe = {"base": args.base_model if base else None,
                 "finetuned": args.lora_model or args.merged_model or args.gguf,
@@ -94,7 +95,7 @@ def batch(args, tokenizer, base, candidate, decoding) -> None:
 
         with open(args.output, encoding="utf-8-sig", newline="") as f:
             rows = list(csv.DictReader(f))
-        cases = evaluation.load_test_cases(args.test_data, tokenizer, args.system)
+        cases = load_test_cases(args.test_data, tokenizer, args.system)
         answers = {name: [r[f"{name}_answer"] for r in rows] for name in ("base", "finetuned")}
         key = human_eval.write_sheet(args.human_sheet, cases, answers, sha256_file(args.test_data), args.output,
                                      describe["adapter_sha256"], args.seed)
@@ -104,17 +105,17 @@ def batch(args, tokenizer, base, candidate, decoding) -> None:
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.inference import Decoding, load_models
+    from ftkit.core.inference import Decoding, load_models
 
     if args.merge_output:
         if not args.lora_model:
             raise UserError("--merge-output needs --lora-model")
-        from ftkit.merge import merge_adapter
+        from ftkit.stages.export.merge import merge_adapter
 
         merge_adapter(args.base_model, args.lora_model, args.merge_output, trust_remote_code=args.trust_remote_code,
                       allow_pickle=args.allow_pickle)
     if args.import_ratings:
-        from ftkit import human_eval
+        from ftkit.stages.evaluate import human_eval
 
         ratings = human_eval.import_ratings(args.import_ratings, args.output)
         log.info("eval: %d ratings: mean score base %.2f / fine-tuned %.2f, fine-tuned preferred in %.0f%% (ties %.0f%%)",
@@ -131,7 +132,7 @@ def main():
     if args.test_data:
         batch(args, tokenizer, base, candidate, decoding)
     if args.interactive or args.prompt:
-        from ftkit.chat import ChatSession
+        from ftkit.stages.evaluate.chat import ChatSession
 
         models = {m.name: m for m in (base, candidate) if m is not None}
         mode = args.model if args.model in models or args.model == "both" else next(iter(models))

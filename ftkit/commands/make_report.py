@@ -9,12 +9,12 @@ example: python scripts/make_report.py --output reports/training_report.md
 """
 import argparse
 
-from ftkit.cli import log, setup_logging
 from ftkit.config import defaults
+from ftkit.core.cli import log, setup_logging
 
 
 def main():
-    from ftkit.artifacts import Paths
+    from ftkit.core.artifacts import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     Paths.add_flags(ap)

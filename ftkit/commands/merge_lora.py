@@ -10,9 +10,9 @@ example: python scripts/merge_lora.py --base-model models/tiny-llama \\
 """
 import argparse
 
-from ftkit.cli import setup_logging
 from ftkit.config import defaults
-from ftkit.merge import DTYPES
+from ftkit.core.cli import setup_logging
+from ftkit.stages.export.merge import DTYPES
 
 
 def parse_args(argv=None):
@@ -31,7 +31,7 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.merge import merge_adapter
+    from ftkit.stages.export.merge import merge_adapter
 
     merge_adapter(args.base_model, args.lora_model, args.output, args.dtype, args.trust_remote_code, not args.no_check,
                   args.allow_pickle)

@@ -8,8 +8,8 @@ example: python scripts/ollama_create.py --model-name llama2-finetuned --modelfi
 """
 import argparse
 
-from ftkit.cli import setup_logging
 from ftkit.config import defaults
+from ftkit.core.cli import setup_logging
 
 
 def parse_args(argv=None):
@@ -23,7 +23,7 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.ollama import deploy
+    from ftkit.core.ollama import deploy
 
     return deploy(args.model_name, args.modelfile, args.prompt)
 

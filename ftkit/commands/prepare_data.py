@@ -25,17 +25,17 @@ import argparse
 import os
 from pathlib import Path
 
-from ftkit.cli import UserError, log, setup_logging
 from ftkit.config import defaults
-from ftkit.families import FAMILIES, THINKING_MODES
-from ftkit.prepare import percentiles
-from ftkit.readers import ENCODINGS, FORMATS
+from ftkit.core.cli import UserError, log, setup_logging
+from ftkit.core.families import FAMILIES, THINKING_MODES
+from ftkit.core.readers import ENCODINGS, FORMATS
+from ftkit.stages.data.prepare import percentiles
 
 DEFAULT_TOKENIZER = defaults.TINY_MODEL
 
 
 def parse_args(argv=None):
-    from ftkit.prepare import FORMAT_TYPES
+    from ftkit.stages.data.prepare import FORMAT_TYPES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", nargs="+", action="extend", required=True, metavar="FILE",
@@ -116,8 +116,14 @@ def main():
     setup_logging()
     from tqdm import tqdm
 
-    from ftkit.prepare import MIN_TRAIN_RECORDS, PrepareConfig, parse_columns, prepare, too_few_training_records
-    from ftkit.readers import InputError
+    from ftkit.core.readers import InputError
+    from ftkit.stages.data.prepare import (
+        MIN_TRAIN_RECORDS,
+        PrepareConfig,
+        parse_columns,
+        prepare,
+        too_few_training_records,
+    )
 
     try:
         columns = parse_columns(args.columns)

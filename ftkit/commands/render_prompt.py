@@ -10,7 +10,7 @@ examples:
 import argparse
 import json
 
-from ftkit.cli import UserError
+from ftkit.core.cli import UserError
 
 
 def parse_args(argv=None):
@@ -25,7 +25,7 @@ def parse_args(argv=None):
 
 
 def load_record(path: str, index: int) -> dict:
-    from ftkit.readers import InputError, read_records
+    from ftkit.core.readers import InputError, read_records
 
     try:
         for record in read_records(path):
@@ -40,7 +40,7 @@ def main():
     args = parse_args()
     from transformers import AutoTokenizer
 
-    from ftkit import prompts
+    from ftkit.core import prompts
 
     record = load_record(args.data, args.index) if args.data else {"instruction": args.instruction}
     if args.system:

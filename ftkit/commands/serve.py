@@ -20,8 +20,8 @@ import re
 import signal
 from pathlib import Path
 
-from ftkit.cli import UserError, log, setup_logging
 from ftkit.config import defaults
+from ftkit.core.cli import UserError, log, setup_logging
 
 
 def parse_args(argv=None):
@@ -42,7 +42,7 @@ def parse_args(argv=None):
 
 def resolve(args) -> tuple[Path, Path | None, int]:
     """(GGUF, adapter, context) from the flags, else from the Modelfile."""
-    from ftkit.ollama import read_modelfile
+    from ftkit.core.ollama import read_modelfile
 
     if args.gguf:
         return Path(args.gguf), Path(args.lora) if args.lora else None, args.n_ctx or 4096
@@ -58,7 +58,7 @@ def resolve(args) -> tuple[Path, Path | None, int]:
 def main():
     args = parse_args()
     setup_logging()
-    from ftkit.llama_server import LlamaServer
+    from ftkit.verify.llama_server import LlamaServer
 
     gguf, lora, n_ctx = resolve(args)
     if not 0 < args.port < 65536:

@@ -18,18 +18,16 @@ examples:
   python scripts/train_lora.py --config configs/llama2-7b-qlora.yaml --epochs 1
   accelerate launch --multi_gpu --num_processes 2 scripts/train_lora.py ...     (make train NUM_GPUS=2)
 """
-
-
-from ftkit.cli import log, setup_logging
 from ftkit.config import schema as options
-from ftkit.train import TrainConfig
+from ftkit.core.cli import log, setup_logging
+from ftkit.stages.train.train import TrainConfig
 
 
 def main():
     config = options.parse(TrainConfig, options.build_parser(TrainConfig, __doc__))
     setup_logging()
-    from ftkit import distributed
-    from ftkit.train import run_training, summarize
+    from ftkit.stages.train import distributed
+    from ftkit.stages.train.train import run_training, summarize
 
     metrics = run_training(config)
     if metrics:  # the main process

@@ -88,7 +88,7 @@ class Plan:
 
     def launch(self) -> tuple[str, str]:
         """(this host's `accelerate launch` arguments, or the error that stops `make train`)."""
-        from ftkit.launch import LaunchError, launch_args
+        from ftkit.config.launch import LaunchError, launch_args
 
         s = self.s
         try:

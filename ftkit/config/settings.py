@@ -61,7 +61,7 @@ def _train_config(s: Resolved) -> str:
     """The embedded tiny model's preset, else the preset of the base model's size class (printed when chosen)."""
     if s["BASE_MODEL"] == s["TINY_MODEL"]:
         return "configs/tiny-cpu.yaml"
-    from ftkit import presets
+    from ftkit.config import presets
 
     preset, why = presets.choose(s["BASE_MODEL"], qlora=s.qlora)
     if not s.quiet:

@@ -1,0 +1,1 @@
+"""The data stage: raw records read, validated, deduplicated and split; the sample data."""

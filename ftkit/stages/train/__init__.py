@@ -1,0 +1,1 @@
+"""The training stage: LoRA / QLoRA with TRL and PEFT, on one GPU, several, or several hosts."""
