@@ -279,7 +279,7 @@ test: setup $(LLAMA_SERVER_DEP) ## set up (llama-server included), then run the 
 test-fast: ## run the tests not marked slow (needs `make setup` first; TEST_WORKERS=)
 	$(PYTHON) -m pytest -m "not slow" $(TEST_PARALLEL) $(PYTEST_ARGS)
 
-docs: | $(PY_DEP) ## regenerate scripts/README.md from the scripts' --help
+docs: | $(PY_DEP) ## regenerate scripts/README.md from the scripts' --help, and the tables of measured figures in docs/
 	$(PYTHON) tools/write_scripts_readme.py
 
 lint: ## ruff over the package, scripts, benchmarks, tools and tests

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Run every stage benchmark and put each figure beside its baseline: reports/bench.json, a table, and a
-record appended to docs/benchmarks.json (README's table is generated from those records by make docs).
+record appended to docs/benchmarks.json (docs/benchmarks.md's table is generated from those records by make docs).
 
 Each benchmark measures its own baseline in the same run (same process or same command):
   data   prepare_data records/s vs a bare JSON parse-and-write pass          target >= 20,000 records/s
@@ -35,7 +35,7 @@ def parse_args(argv=None):
                     help="layers llama.cpp offloads to the GPU in the GGUF benchmark (-1: all)")
     ap.add_argument("--output", default="reports/bench.json", help="where to write the figures (default: %(default)s)")
     ap.add_argument("--runs", default="docs/benchmarks.json",
-                    help="the project's record of runs this one is appended to; `make docs` makes README's table "
+                    help="the project's record of runs this one is appended to; `make docs` makes the docs' table "
                          "from it (default: %(default)s; 'none' to leave it alone)")
     return ap.parse_args(argv)
 

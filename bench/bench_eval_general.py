@@ -37,7 +37,7 @@ def parse_args(argv=None):
     ap.add_argument("--family", choices=tuple(FAMILIES), help="chat format family (default: detected)")
     ap.add_argument("--gpu-check", default="reports/gpu_check.json", help="make gpu-check's result (default: %(default)s)")
     ap.add_argument("--runs", default="docs/bench_eval_general.json",
-                    help="the record this run is appended to; `make docs` makes README's table from it (default: "
+                    help="the record this run is appended to; `make docs` makes the docs' table from it (default: "
                          "%(default)s; 'none' to leave it alone)")
     return ap.parse_args(argv)
 

@@ -61,7 +61,7 @@ def parse_args(argv=None):
     ap.add_argument("--work-dir", default=None, help="where the models and files go (default: a temporary folder)")
     ap.add_argument("--output", default="reports/bench_scale.json", help="the figures (default: %(default)s)")
     ap.add_argument("--runs", default="docs/bench_scale.json",
-                    help="the project's record of runs this one is appended to; `make docs` makes README's table "
+                    help="the project's record of runs this one is appended to; `make docs` makes the docs' table "
                          "from it ('none': do not record; default: %(default)s)")
     ap.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # one stage, in a child process
     ap.add_argument("--model", help=argparse.SUPPRESS)

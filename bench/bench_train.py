@@ -46,7 +46,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="data and training seed (default: %(default)s)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--runs", default="docs/bench_train.json",
-                    help="the project's record of runs this one is appended to; `make docs` makes README's training "
+                    help="the project's record of runs this one is appended to; `make docs` makes the docs' training "
                          "table from it ('none': do not record; default: %(default)s)")
     ap.add_argument("--only", choices=RUNS, help=argparse.SUPPRESS)  # one run, in a child
     ap.add_argument("--work-dir", help=argparse.SUPPRESS)

@@ -1,9 +1,10 @@
-"""The README's benchmark table, generated from the measured runs (docs/benchmarks.json), never typed.
+"""The tables of measured figures (docs/benchmarks.md, train.md, evaluate.md, development.md), generated from the
+measured runs (docs/*.json), never typed.
 
 `make bench` appends each run (machine, date, figure and baseline per benchmark) to the runs file;
-`make docs` regenerates the table between two markers in README.md from all the runs it holds, so the
-table shows the spread (median, lowest and highest ratio) rather than one lucky run. A test fails when
-the README's table differs from what the runs file gives.
+`make docs` regenerates each table between its two markers, on the page that holds them, from all the runs the
+record holds, so a table shows the spread (median, lowest and highest ratio) rather than one lucky run. A test
+fails when a table differs from what its record gives.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ TRAIN_END = "<!-- train-table:end -->"
 
 
 def add_run(path: str | Path, run: dict, what: str = "make bench") -> list[dict]:
-    return append_record(path, run, f"every `{what}` run on this project's machines; README's table is made from "
+    return append_record(path, run, f"every `{what}` run on this project's machines; the docs' table is made from "
                                     "these (make docs)")
 
 
@@ -139,7 +140,7 @@ def render_general_table(runs: list[dict]) -> str:
 
 def section(readme_text: str, start: str = START, end: str = END) -> str:
     if start not in readme_text or end not in readme_text:
-        raise ValueError(f"README.md has no {start} ... {end} markers")
+        raise ValueError(f"no {start} ... {end} markers")
     return readme_text[readme_text.index(start) + len(start):readme_text.index(end)].strip("\n")
 
 
@@ -148,17 +149,36 @@ def _replace(text: str, start: str, end: str, body: str) -> str:
     return f"{text[:text.index(start) + len(start)]}\n{body}\n{text[text.index(end):]}"
 
 
-def write_readme(readme: str | Path, docs: str | Path) -> None:
-    """Every generated table of README.md from the records in `docs`: benchmarks, export at scale, training, the
-    general check, the measured times."""
-    from ftkit import timings  # above both: its table is one of README's
+def pages(root: str | Path) -> list[Path]:
+    """Where the tables of measured figures live: README.md and the reference pages in docs/."""
+    root = Path(root)
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
-    readme, docs = Path(readme), Path(docs)
-    text = readme.read_text(encoding="utf-8")
-    for (start, end), render, name in (((START, END), render_table, "benchmarks.json"),
-                                       ((SCALE_START, SCALE_END), render_scale_table, "bench_scale.json"),
-                                       ((TRAIN_START, TRAIN_END), render_train_table, "bench_train.json"),
-                                       ((GENERAL_START, GENERAL_END), render_general_table, "bench_eval_general.json"),
-                                       ((timings.START, timings.END), timings.render_table, "timings.json")):
-        text = _replace(text, start, end, render(load_runs(docs / name)))
-    readme.write_text(text, encoding="utf-8")
+
+def page_with(root: str | Path, start: str) -> Path:
+    """The page that holds a table's start marker (each table lives on exactly one page)."""
+    found = [page for page in pages(root) if start in page.read_text(encoding="utf-8")]
+    if len(found) != 1:
+        raise ValueError(f"{start}: on {len(found)} pages of {root} (README.md, docs/*.md), not one")
+    return found[0]
+
+
+def tables():
+    """(start, end), the renderer and the record of every generated table: benchmarks, export at scale,
+    training, the general check, the measured times."""
+    from ftkit import timings  # above both: its table is one of them
+
+    return (((START, END), render_table, "benchmarks.json"),
+            ((SCALE_START, SCALE_END), render_scale_table, "bench_scale.json"),
+            ((TRAIN_START, TRAIN_END), render_train_table, "bench_train.json"),
+            ((GENERAL_START, GENERAL_END), render_general_table, "bench_eval_general.json"),
+            ((timings.START, timings.END), timings.render_table, "timings.json"))
+
+
+def write_tables(root: str | Path, records: str | Path | None = None) -> None:
+    """Every generated table, on the page that holds its markers, from the records in `records` (root/docs)."""
+    records = Path(records) if records else Path(root) / "docs"
+    for (start, end), render, name in tables():
+        page = page_with(root, start)
+        text = _replace(page.read_text(encoding="utf-8"), start, end, render(load_runs(records / name)))
+        page.write_text(text, encoding="utf-8")

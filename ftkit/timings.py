@@ -1,5 +1,5 @@
 """Measured times of the project's own steps (set-up, tools, the test suite, the demos), recorded where they
-were measured and never typed: README's time table is made from docs/timings.json by `make docs`.
+were measured and never typed: docs/development.md's time table is made from docs/timings.json by `make docs`.
 
 A step is timed by running it under this module, and recorded only when FTKIT_TIMINGS names the record
 file (CI on a fresh machine records nothing; a maintainer measuring sets it):
@@ -37,7 +37,7 @@ def record(step: str, seconds: float, detail: str = "", path: str | Path | None 
         return False
     append_record(path, {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                          "machine": machine(), "step": step, "seconds": round(seconds, 1), "detail": detail},
-                  "the project's own steps, timed where they ran (python -m ftkit.timings, make test); README's time "
+                  "the project's own steps, timed where they ran (python -m ftkit.timings, make test); docs/development.md's time "
                   "table is made from these (make docs)")
     return True
 

@@ -79,7 +79,7 @@ def test_every_script_has_help():
 
 def test_scripts_readme_is_generated_from_the_current_help(tmp_path):
     fresh = tmp_path / "README.md"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "write_scripts_readme.py"), "--output", str(fresh), "--readme", "none"],
+    subprocess.run([sys.executable, str(ROOT / "tools" / "write_scripts_readme.py"), "--output", str(fresh), "--tables", "none"],
                    check=True, capture_output=True, timeout=300)
     assert fresh.read_text() == (ROOT / "scripts" / "README.md").read_text(), "run `make docs` and commit scripts/README.md"
     listed = set(re.findall(r"^## (\S+\.py)$", fresh.read_text(), re.M))
@@ -127,40 +127,44 @@ def test_package_modules_import_each_other_in_one_direction_only():
     assert not circles, circles
 
 
-def test_readme_benchmark_table_is_made_from_the_recorded_runs():
-    from ftkit.benchmarks import load_runs, render_table, section
+def test_the_benchmark_table_is_made_from_the_recorded_runs():
+    from ftkit.benchmarks import START, load_runs, page_with, render_table, section
 
     runs = load_runs(ROOT / "docs" / "benchmarks.json")
     assert runs, "no recorded `make bench` run"
-    assert section((ROOT / "README.md").read_text(encoding="utf-8")) == render_table(runs), "run `make docs`"
+    page = page_with(ROOT, START)
+    assert section(page.read_text(encoding="utf-8")) == render_table(runs), f"run `make docs` ({page.name})"
 
 
-def test_every_table_of_measured_figures_in_readme_is_made_from_the_records(tmp_path):
+def test_every_table_of_measured_figures_is_made_from_the_records(tmp_path):
     """make docs writes them: benchmarks, export at scale, training (the sparse-logits rows), the measured times
-    (the test suite's among them). A README edited by hand, or a record without its table, fails here."""
+    (the test suite's among them). A page edited by hand, or a record without its table, fails here."""
     import shutil
 
     from ftkit import timings
-    from ftkit.benchmarks import load_runs, write_readme
+    from ftkit.benchmarks import load_runs, pages, write_tables
 
     for name in ("benchmarks.json", "bench_scale.json", "bench_train.json", "bench_eval_general.json", "timings.json"):
         assert load_runs(ROOT / "docs" / name), f"docs/{name}: no run recorded"
     steps = [run["step"] for run in load_runs(ROOT / "docs" / "timings.json")]
     assert any(step.startswith("`make test` (slow tests included)") for step in steps), "no whole make test recorded"
-    fresh = tmp_path / "README.md"
-    shutil.copy(ROOT / "README.md", fresh)
-    write_readme(fresh, ROOT / "docs")
-    assert fresh.read_text(encoding="utf-8") == (ROOT / "README.md").read_text(encoding="utf-8"), "run `make docs`"
+    (tmp_path / "docs").mkdir()
+    for page in pages(ROOT):
+        shutil.copy(page, tmp_path / page.relative_to(ROOT))
+    write_tables(tmp_path, ROOT / "docs")
+    for page in pages(ROOT):
+        fresh = (tmp_path / page.relative_to(ROOT)).read_text(encoding="utf-8")
+        assert fresh == page.read_text(encoding="utf-8"), f"run `make docs` ({page.relative_to(ROOT)})"
     assert timings.duration(2370) == "39 min 30 s" and timings.duration(3.46) == "3.5 s"
 
 
-def test_readme_export_at_scale_table_is_made_from_the_recorded_run_and_meets_its_targets():
-    from ftkit.benchmarks import SCALE_END, SCALE_START, load_runs, render_scale_table, section
+def test_the_export_at_scale_table_is_made_from_the_recorded_run_and_meets_its_targets():
+    from ftkit.benchmarks import SCALE_END, SCALE_START, load_runs, page_with, render_scale_table, section
 
     runs = load_runs(ROOT / "docs" / "bench_scale.json")
     assert runs, "no recorded `make bench-scale` run"
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert section(readme, SCALE_START, SCALE_END) == render_scale_table(runs), "run `make docs`"
+    page = page_with(ROOT, SCALE_START).read_text(encoding="utf-8")
+    assert section(page, SCALE_START, SCALE_END) == render_scale_table(runs), "run `make docs`"
     latest = runs[-1]
     assert {row["model"] for row in latest["models"]} == {"tinyllama-1.1b", "qwen2.5-0.5b", "llama3.2-1b"}
     assert latest["checks_passed"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write scripts/README.md: every stage script's purpose, flags, inputs, outputs and an example,
 taken from the scripts' own --help so the document cannot drift from the code (a test regenerates it
-and compares); and README.md's tables of measured figures, from the records in docs/ (benchmarks.json, bench_scale.json,
+and compares); and the tables of measured figures (README.md, docs/*.md), from the records in docs/ (benchmarks.json, bench_scale.json,
 bench_train.json, bench_eval_general.json, timings.json): no figure in them is typed by hand.
 
 example: python tools/write_scripts_readme.py            (make docs)
@@ -65,17 +65,17 @@ def render() -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default=str(ROOT / "scripts" / "README.md"), help="where to write (default: scripts/README.md)")
-    ap.add_argument("--readme", default=str(ROOT / "README.md"),
-                    help="whose tables of measured figures to regenerate from the records in docs/ "
-                         "('none': skip; default: README.md)")
+    ap.add_argument("--tables", default=str(ROOT),
+                    help="the checkout whose tables of measured figures (README.md, docs/*.md) to regenerate from the "
+                         "records in docs/ ('none': skip; default: this one)")
     args = ap.parse_args()
     Path(args.output).write_text(render(), encoding="utf-8")
     print(f"wrote {args.output}")
-    if args.readme != "none":
-        from ftkit.benchmarks import write_readme
+    if args.tables != "none":
+        from ftkit.benchmarks import write_tables
 
-        write_readme(args.readme, ROOT / "docs")
-        print(f"wrote the tables of measured figures in {args.readme} from the records in docs/")
+        write_tables(args.tables, ROOT / "docs")
+        print(f"wrote the tables of measured figures in {args.tables} (README.md, docs/*.md) from the records in docs/")
 
 
 if __name__ == "__main__":
