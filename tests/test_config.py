@@ -56,13 +56,18 @@ def parser_of(module: str, monkeypatch) -> argparse.ArgumentParser:
 
 
 def stage_default(module: str, dest: str, monkeypatch):
-    """The flag's default; training's flags layer over its typed config, whose field holds the default."""
-    if module == "train_lora":
-        import dataclasses
+    """The flag's default: a typed config's field (its parser layers over it and defaults to None), else the
+    argparse default of a stage whose flags are written by hand."""
+    import dataclasses
 
-        from ftkit.stages.train.train import TrainConfig
+    from ftkit.stages.train.train import TrainConfig
 
-        return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == dest)
+    loaded = importlib.import_module(f"ftkit.commands.{module}")
+    configs = [c for c in vars(loaded).values() if dataclasses.is_dataclass(c) and isinstance(c, type)]
+    for config in configs + ([TrainConfig] if module == "train_lora" else []):
+        field = next((f for f in dataclasses.fields(config) if f.name == dest), None)
+        if field is not None:
+            return field.default
     return parser_of(module, monkeypatch).get_default(dest)
 
 
@@ -112,13 +117,17 @@ def test_each_default_is_written_in_one_place():
     owned = {(module, dest) for flags in FLAGS.values() for module, dest in flags}
     for path in (ROOT / "ftkit" / "commands").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            flag = default = None
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument" and node.args \
-                    and isinstance(node.args[0], ast.Constant):
+                    and isinstance(node.args[0], ast.Constant):  # a flag written by hand
                 flag = str(node.args[0].value).lstrip("-").replace("-", "_")
                 default = next((k.value for k in node.keywords if k.arg == "default"), None)
-                if (path.stem, flag) in owned and isinstance(default, ast.Constant) and default.value is not None:
-                    pytest.fail(f"{path.name}:{node.lineno}: --{flag} has its own default {default.value!r}; "
-                                "use ftkit.config.defaults")
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Call) and \
+                    getattr(node.value.func, "id", "") == "option":  # a typed config's field
+                flag, default = node.target.id, node.value.args[0]
+            if (path.stem, flag) in owned and isinstance(default, ast.Constant) and default.value is not None:
+                pytest.fail(f"{path.name}:{node.lineno}: --{flag} has its own default {default.value!r}; "
+                            "use ftkit.config.defaults")
     train = (ROOT / "ftkit" / "stages" / "train" / "train.py").read_text(encoding="utf-8")
     for field in ("epochs", "batch_size", "learning_rate", "lora_r", "lora_alpha", "max_length", "seed", "output_dir"):
         assert re.search(rf"^    {field}: .* = option\(defaults\.", train, re.M), field
@@ -169,3 +178,26 @@ def test_ftkit_settings_shows_what_make_settings_shows(tmp_path):
     rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines()[1:]}
     assert rows["EPOCHS"] == ["2", "command", "line"] and rows["N_GPU_LAYERS"] == [str(defaults.N_GPU_LAYERS), "default"]
     assert set(rows) == {s.name for s in BY_NAME.values() if s.recorded}
+
+
+def test_a_stage_config_checks_bounds_and_required_fields_on_the_command_line_and_in_yaml(tmp_path, capsys):
+    from ftkit.commands.prepare_data import DataConfig
+    from ftkit.config.schema import build_parser, parse
+
+    parser = build_parser(DataConfig, "data")
+    config = tmp_path / "data.yaml"
+    config.write_text("input: [a.json, b.csv]\nval_ratio: 0.2\n")
+    parsed = parse(DataConfig, parser, ["--config", str(config), "--test-ratio", "0.05"])
+    assert (parsed.input, parsed.val_ratio, parsed.test_ratio, parsed.seed) == (["a.json", "b.csv"], 0.2, 0.05,
+                                                                                defaults.SEED)
+    assert parse(DataConfig, parser, ["--input", "a.json", "--input", "b.json"]).input == ["a.json", "b.json"]
+    for argv, message in ((["--val-ratio", "0.2"], "--input is required"),
+                          (["--input", "a.json", "--val-ratio", "1.5"], "--val-ratio 1.5: must be 0 to 0.99"),
+                          (["--input", "a.json", "--max-length", "0"], "--max-length 0: must be at least 1")):
+        with pytest.raises(SystemExit) as stopped:
+            parse(DataConfig, parser, argv)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err, argv
+    config.write_text("input: a.json\ntest_ratio: -1\n")
+    with pytest.raises(SystemExit):
+        parse(DataConfig, parser, ["--config", str(config)])
+    assert "--test-ratio -1: must be 0 to 0.99" in capsys.readouterr().err

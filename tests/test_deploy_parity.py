@@ -390,7 +390,7 @@ def test_serve_refuses_a_missing_modelfile_and_a_bad_port(tmp_path):
     assert result.returncode == 2 and "no Modelfile" in result.stderr
     (tmp_path / "m.gguf").write_bytes(b"")
     result = run_script("serve.py", "--gguf", str(tmp_path / "m.gguf"), "--port", "70000")
-    assert result.returncode == 2 and "not a port number" in result.stderr
+    assert result.returncode == 2 and "--port 70000: must be 1 to 65535" in result.stderr
 
 
 def test_a_missing_llama_server_is_named_with_the_way_to_build_it(monkeypatch, tmp_path):

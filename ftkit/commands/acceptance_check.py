@@ -11,27 +11,29 @@ measured now with the GGUF.
 
 example: python scripts/acceptance_check.py            (make acceptance MIN_RECORDS=10 for a smoke test)
 """
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
+from ftkit.core.artifacts import RunFolders
 from ftkit.core.cli import setup_logging
 
 
-def main():
-    from ftkit.core.artifacts import Paths
+@dataclass
+class AcceptanceConfig(RunFolders):
+    report: str = option(defaults.REPORT, "training report")
+    min_records: int = option(defaults.MIN_RECORDS, "training records required (the checklist's; lower only for "
+                              "smoke tests)", minimum=1)
+    min_tokens_per_second: float = option(defaults.MIN_TOKENS_PER_SEC, "GGUF generation speed required", minimum=0)
+    n_gpu_layers: int = option(defaults.N_GPU_LAYERS, "layers llama.cpp offloads to the GPU when it loads the GGUF "
+                               "(-1: all; no effect on a CPU build)")
+    output_dir: str = option(defaults.REPORT_DIR, "where acceptance.json/.md go")
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    Paths.add_flags(ap)
-    ap.add_argument("--report", default=defaults.REPORT, help="training report (default: %(default)s)")
-    ap.add_argument("--min-records", type=int, default=defaults.MIN_RECORDS,
-                    help="training records required (default: %(default)s, the checklist's; lower only for smoke tests)")
-    ap.add_argument("--min-tokens-per-second", type=float, default=defaults.MIN_TOKENS_PER_SEC,
-                    help="GGUF generation speed required (default: %(default)s)")
-    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS,
-                    help="layers llama.cpp offloads to the GPU when it loads the GGUF (-1: all; no effect on a CPU build)")
-    ap.add_argument("--output-dir", default=defaults.REPORT_DIR, help="where acceptance.json/.md go (default: %(default)s)")
-    args = ap.parse_args()
+
+def main():
+    args = options.parse(AcceptanceConfig, options.build_parser(AcceptanceConfig, __doc__))
     setup_logging()
     from ftkit.acceptance import Thresholds, format_line, run_checks, to_json, to_markdown, verdict
     from ftkit.core.io import write_json_atomic, write_text_atomic
@@ -39,7 +41,7 @@ def main():
     thresholds = Thresholds(args.min_records, args.min_tokens_per_second)
     print("验收检查 acceptance check" + (f" — thresholds overridden: {'; '.join(thresholds.overridden)}"
                                         if thresholds.overridden else ""))
-    items = run_checks(Paths.from_args(args, args.report), thresholds, progress=lambda item: print(format_line(item), flush=True),
+    items = run_checks(args.paths(args.report), thresholds, progress=lambda item: print(format_line(item), flush=True),
                        n_gpu_layers=args.n_gpu_layers)
     result = to_json(items, thresholds)
     out = Path(args.output_dir)

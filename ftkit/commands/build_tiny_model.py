@@ -10,24 +10,26 @@ Gated DeltaNet layers and one gated-attention layer).
 examples: python scripts/build_tiny_model.py --output-dir models/tiny-llama
           python scripts/build_tiny_model.py --family qwen2.5 --output-dir models/tiny-qwen2.5
 """
-import argparse
+from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import setup_logging
 from ftkit.core.families import FAMILIES
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--family", default="llama2", choices=tuple(FAMILIES), help="model family (default: %(default)s)")
-    ap.add_argument("--output-dir", default=None, help="where to write the model (default: the family's, e.g. models/tiny-llama)")
-    ap.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: %(default)s)")
-    ap.add_argument("--vocab-size", type=int, default=3000, help="sentencepiece vocabulary size, llama2 only (default: %(default)s)")
-    ap.add_argument("--layers", type=int, default=2, help="number of transformer layers (default: %(default)s)")
-    return ap.parse_args(argv)
-
+@dataclass
+class TinyModelConfig:
+    family: str = option("llama2", "model family", choices=tuple(FAMILIES))
+    output_dir: str | None = option(None, "where to write the model (none: the family's, e.g. models/tiny-llama)")
+    seed: int = option(0, "weight initialisation seed")
+    vocab_size: int = option(3000, "sentencepiece vocabulary size, llama2 only", minimum=256)
+    layers: int = option(2, "number of transformer layers", minimum=1)
 
 def main():
-    args = parse_args()
+    args = options.parse(TinyModelConfig, options.build_parser(TinyModelConfig, __doc__))
     setup_logging()
     from ftkit.tiny.tiny_model import TinyFamilySpec, TinyLlamaSpec, build, build_family
 

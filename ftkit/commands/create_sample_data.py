@@ -6,29 +6,30 @@ correct. Deterministic for a --seed, no duplicates, every family represented.
 
 example: python scripts/create_sample_data.py --output-dir data/sample --num 240
 """
-import argparse
+from __future__ import annotations
+
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
 from ftkit.core.io import write_json_atomic
 from ftkit.stages.data import sample_data
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--output-dir", default=defaults.SAMPLE_DIR, help="folder for sample_data.json (default: %(default)s)")
-    ap.add_argument("--num", type=int, default=defaults.NUM_SAMPLES,
-                    help="number of records (default: %(default)s; the acceptance checklist asks for >= 100)")
-    ap.add_argument("--seed", type=int, default=defaults.SEED, help="random seed (default: %(default)s)")
-    ap.add_argument("--reasoning-share", type=float, default=0.0, metavar="SHARE",
-                    help="share of records (0-1) that carry a reasoning trace, half as a reasoning_content field, "
-                         "half inline as <think>…</think> (default: %(default)s; make uses 0.5 with THINKING=on|mixed)")
-    return ap.parse_args(argv)
-
+@dataclass
+class SampleConfig:
+    output_dir: str = option(defaults.SAMPLE_DIR, "folder for sample_data.json")
+    num: int = option(defaults.NUM_SAMPLES, "number of records (the acceptance checklist asks for >= 100)", minimum=1)
+    seed: int = option(defaults.SEED, "random seed")
+    reasoning_share: float = option(0.0, "share of records that carry a reasoning trace, half as a reasoning_content "
+                                    "field, half inline as <think>…</think> (make uses 0.5 with THINKING=on|mixed)",
+                                    minimum=0, maximum=1, metavar="SHARE")
 
 def main():
-    args = parse_args()
+    args = options.parse(SampleConfig, options.build_parser(SampleConfig, __doc__))
     setup_logging()
     try:
         records = sample_data.generate(args.num, args.seed, args.reasoning_share)

@@ -20,38 +20,44 @@ examples:
   python scripts/eval_general.py --base-model Qwen/Qwen2.5-7B-Instruct --lora-model models/finetuned/lora_adapter \\
       --benchmark ~/data/ceval-exam --per-subject 20 --shots 5 --quant-report models/gguf/quant_report.json
 """
-import argparse
+
+from dataclasses import dataclass
 
 from ftkit.config import defaults
-from ftkit.core.cli import check_model_source, setup_logging
+from ftkit.config import schema as options
+from ftkit.config.schema import option
+from ftkit.core.cli import UserError, check_model_source, setup_logging
 from ftkit.core.families import FAMILIES
 from ftkit.stages.evaluate.general_eval import FORMATS
 from ftkit.stages.evaluate.general_set import SHIPPED
+from ftkit.verify.general_margins import DEFAULT_MARGINS
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--benchmark", default=str(SHIPPED), help="benchmark folder (default: the shipped set, ftkit/assets/general_zh)")
-    ap.add_argument("--base-model", default=defaults.TINY_MODEL, help="base model folder or Hub id (default: %(default)s)")
-    ap.add_argument("--lora-model", default=f"{defaults.MODEL_DIR}/lora_adapter", help="LoRA adapter (default: %(default)s)")
-    ap.add_argument("--quant-report", help="quant_report.json of `make gguf`: every GGUF type it lists is scored too")
-    ap.add_argument("--no-base", action="store_true", help="skip the base model (no fine-tuned - base difference)")
-    ap.add_argument("--shots", type=int, default=defaults.GENERAL_SHOTS, help="examples from dev/ before each question (default: %(default)s)")
-    ap.add_argument("--format", choices=FORMATS, default=defaults.GENERAL_FORMAT,
-                    help="chat: a user turn in the family's template; plain: C-Eval's text (default: %(default)s)")
-    ap.add_argument("--per-subject", type=int, default=defaults.GENERAL_PER_SUBJECT, help="a seeded draw of N questions per subject (0: all)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of that draw and of the bootstrap (default: %(default)s)")
-    ap.add_argument("--batch-size", type=int, default=defaults.EVAL_BATCH, help="HF prompts per forward pass (default: %(default)s)")
-    ap.add_argument("--warn-margin", type=float, default=2.0, help="points lost that WARN (default: %(default)s)")
-    ap.add_argument("--fail-margin", type=float, default=5.0, help="points lost that FAIL (default: %(default)s)")
-    ap.add_argument("--family", choices=tuple(FAMILIES), help="chat format family (default: detected)")
-    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS, help="GGUF layers on the GPU (-1: all; default: %(default)s)")
-    ap.add_argument("--output", default=f"{defaults.REPORT_DIR}/eval_general.json", help="result JSON (default: %(default)s)")
-    args = ap.parse_args(argv)
-    if args.shots < 0 or args.per_subject < 0 or args.batch_size < 1:
-        ap.error("--shots and --per-subject must be 0 or more, --batch-size at least 1")
-    if not 0 <= args.warn_margin <= args.fail_margin:
-        ap.error("margins: 0 <= --warn-margin <= --fail-margin")
+@dataclass
+class GeneralConfig:
+    benchmark: str = option(str(SHIPPED), "benchmark folder (C-Eval's layout; default: the shipped set)")
+    base_model: str = option(defaults.TINY_MODEL, "base model folder or Hub id")
+    lora_model: str = option(defaults.ADAPTER_DIR, "LoRA adapter")
+    quant_report: str | None = option(None, "quant_report.json of `make gguf`: every GGUF type it lists is scored too")
+    base: bool = option(True, "score the base model too (--no-base: no fine-tuned - base difference)")
+    shots: int = option(defaults.GENERAL_SHOTS, "examples from dev/ before each question", minimum=0)
+    format: str = option(defaults.GENERAL_FORMAT, "chat: a user turn in the family's template; plain: C-Eval's text",
+                         choices=FORMATS)
+    per_subject: int = option(defaults.GENERAL_PER_SUBJECT, "a seeded draw of N questions per subject (0: all)",
+                              minimum=0)
+    seed: int = option(0, "seed of that draw and of the bootstrap")
+    batch_size: int = option(defaults.EVAL_BATCH, "HF prompts per forward pass", minimum=1)
+    warn_margin: float = option(100 * DEFAULT_MARGINS["warn"], "accuracy points lost that WARN", minimum=0)
+    fail_margin: float = option(100 * DEFAULT_MARGINS["fail"], "accuracy points lost that FAIL", minimum=0)
+    family: str | None = option(None, "chat format family (none: detected)", choices=tuple(FAMILIES))
+    n_gpu_layers: int = option(defaults.N_GPU_LAYERS, "GGUF layers on the GPU (-1: all)")
+    output: str = option(f"{defaults.REPORT_DIR}/eval_general.json", "result JSON")
+
+
+def parse_args(argv=None) -> GeneralConfig:
+    args = options.parse(GeneralConfig, options.build_parser(GeneralConfig, __doc__), argv)
+    if args.warn_margin > args.fail_margin:
+        raise UserError("margins: --warn-margin must not exceed --fail-margin")
     return args
 
 
@@ -64,7 +70,7 @@ def main(argv=None) -> int:
     result = general_eval.evaluate(args.benchmark, args.base_model, args.lora_model, args.output, args.shots, args.format,
                                    args.per_subject, args.seed, args.batch_size, args.quant_report, args.family,
                                    args.n_gpu_layers, {"warn": args.warn_margin / 100, "fail": args.fail_margin / 100},
-                                   with_base=not args.no_base)
+                                   with_base=args.base)
     print(general_eval.format_table(result))
     general_eval.log.info("general: written to %s", args.output)
     return 0

@@ -7,23 +7,26 @@ issues) carry 【待填写】 until someone writes them; a re-generated report k
 
 example: python scripts/make_report.py --output reports/training_report.md
 """
-import argparse
+from dataclasses import dataclass
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
+from ftkit.core.artifacts import RunFolders
 from ftkit.core.cli import log, setup_logging
 
 
-def main():
-    from ftkit.core.artifacts import Paths
+@dataclass
+class ReportConfig(RunFolders):
+    output: str = option(defaults.REPORT, "the report")
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    Paths.add_flags(ap)
-    ap.add_argument("--output", default=defaults.REPORT, help="the report (default: %(default)s)")
-    args = ap.parse_args()
+
+def main():
+    args = options.parse(ReportConfig, options.build_parser(ReportConfig, __doc__))
     setup_logging()
     from ftkit.report import PLACEHOLDER, build, unfilled_sections
 
-    text = build(Paths.from_args(args, args.output), args.output)
+    text = build(args.paths(args.output), args.output)
     human, other = unfilled_sections(text)
     log.info("report: wrote %s", args.output)
     if other:

@@ -8,31 +8,32 @@ figures go to <output>/../merge_report.json. evaluate_model.py --merge-output ca
 example: python scripts/merge_lora.py --base-model models/tiny-llama \\
              --lora-model models/finetuned/lora_adapter --output models/finetuned/merged_model
 """
-import argparse
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import setup_logging
 from ftkit.stages.export.merge import DTYPES
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base-model", default=defaults.TINY_MODEL, help="base model folder or Hub id (default: %(default)s)")
-    ap.add_argument("--lora-model", default=f"{defaults.MODEL_DIR}/lora_adapter", help="adapter folder (default: %(default)s)")
-    ap.add_argument("--output", default=defaults.MERGED_DIR, help="merged model folder (default: %(default)s)")
-    ap.add_argument("--dtype", choices=DTYPES, default="auto",
-                    help="precision to merge and save in (default: %(default)s = the base's own, fp32 if unstated)")
-    ap.add_argument("--no-check", action="store_true", help="skip the merged vs base+adapter check")
-    ap.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
-    ap.add_argument("--allow-pickle", action="store_true", help="load pickled weights (*.bin) when there are no safetensors")
-    return ap.parse_args(argv)
-
+@dataclass
+class MergeConfig:
+    base_model: str = option(defaults.TINY_MODEL, "base model folder or Hub id")
+    lora_model: str = option(defaults.ADAPTER_DIR, "adapter folder")
+    output: str = option(defaults.MERGED_DIR, "merged model folder")
+    dtype: str = option("auto", "precision to merge and save in (auto: the base's own, fp32 if unstated)", choices=DTYPES)
+    check: bool = option(True, "check the merged model against base + adapter (--no-check skips it)")
+    trust_remote_code: bool = option(False, "allow the model repository's own code")
+    allow_pickle: bool = option(False, "load pickled weights (*.bin) when there are no safetensors")
 
 def main():
-    args = parse_args()
+    args = options.parse(MergeConfig, options.build_parser(MergeConfig, __doc__))
     setup_logging()
     from ftkit.stages.export.merge import merge_adapter
 
-    merge_adapter(args.base_model, args.lora_model, args.output, args.dtype, args.trust_remote_code, not args.no_check,
+    merge_adapter(args.base_model, args.lora_model, args.output, args.dtype, args.trust_remote_code, args.check,
                   args.allow_pickle)
 

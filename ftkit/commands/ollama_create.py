@@ -6,22 +6,24 @@ the version of its PARSER command) is refused with the way out: `make gguf OLLAM
 
 example: python scripts/ollama_create.py --model-name llama2-finetuned --modelfile models/gguf/Modelfile
 """
-import argparse
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import setup_logging
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-name", default=defaults.MODEL_NAME, help="Ollama model name (default: %(default)s)")
-    ap.add_argument("--modelfile", default=f"{defaults.GGUF_DIR}/Modelfile", help="Modelfile (default: %(default)s)")
-    ap.add_argument("--prompt", default="你好", help="smoke-test question for `ollama run` (default: %(default)s)")
-    return ap.parse_args(argv)
-
+@dataclass
+class OllamaConfig:
+    model_name: str = option(defaults.MODEL_NAME, "Ollama model name")
+    modelfile: str = option(f"{defaults.GGUF_DIR}/Modelfile", "Modelfile")
+    prompt: str = option("你好", "smoke-test question for `ollama run`")
 
 def main():
-    args = parse_args()
+    args = options.parse(OllamaConfig, options.build_parser(OllamaConfig, __doc__))
     setup_logging()
     from ftkit.core.ollama import deploy
 

@@ -21,58 +21,52 @@ example:
   python scripts/prepare_data.py --input qa.csv --columns instruction=问题,output=答案 --encoding gbk
   python scripts/prepare_data.py --input distilled.jsonl --tokenizer models/tiny-qwen3 --thinking mixed
 """
-import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
 from ftkit.core.families import FAMILIES, THINKING_MODES
 from ftkit.core.readers import ENCODINGS, FORMATS
-from ftkit.stages.data.prepare import percentiles
+from ftkit.stages.data.prepare import FORMAT_TYPES, percentiles
 
 DEFAULT_TOKENIZER = defaults.TINY_MODEL
 
 
-def parse_args(argv=None):
-    from ftkit.stages.data.prepare import FORMAT_TYPES
+@dataclass
+class DataConfig:
+    input: list[str] = option(None, "raw data file(s); repeat or list several to combine them", required=True,
+                              metavar="FILE")
+    input_format: str = option("auto", "file format (auto: from the extension)", choices=("auto", *FORMATS))
+    format_type: str = option("auto", "record layout (auto: detected per record)", choices=FORMAT_TYPES)
+    columns: str | None = option(None, "map the file's field names, e.g. instruction=question,output=answer",
+                                 metavar="NAME=COLUMN,...")
+    encoding: str = option("auto", "text encoding (auto: UTF-8/UTF-8-BOM, else GB18030)", choices=ENCODINGS)
+    output_dir: str = option(defaults.DATA_DIR, "where to write")
+    output_name: str = option(defaults.DATA_NAME, "prefix of the output files")
+    val_ratio: float = option(defaults.VAL_RATIO, "validation share", minimum=0, maximum=0.99)
+    test_ratio: float = option(defaults.TEST_RATIO, "test share", minimum=0, maximum=0.99)
+    seed: int = option(defaults.SEED, "split seed")
+    max_length: int = option(defaults.MAX_LENGTH, "reject records whose prompt + answer exceed this many tokens",
+                             minimum=1)
+    family: str | None = option(None, "chat format family of the tokenizer's model (none: detected from its chat "
+                                "template)", choices=tuple(FAMILIES))
+    thinking: str = option(defaults.THINKING, "off: train answers only, traces dropped (counted); on: every answer "
+                           "after a think block (empty when a record has no trace); mixed: records with a trace "
+                           "think, the others answer directly", choices=THINKING_MODES)
+    tokenizer: str | None = option(None, "model folder or Hub id whose tokenizer measures lengths (none: $BASE_MODEL, "
+                                   f"else {DEFAULT_TOKENIZER} if built; 'none' skips token lengths)")
+    min_records: int = option(defaults.MIN_RECORDS, "warn when the train split holds fewer records (the acceptance "
+                              "checklist's minimum, checked there the same way)", minimum=0)
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--input", nargs="+", action="extend", required=True, metavar="FILE",
-                    help="raw data file(s); repeat or list several to combine them")
-    ap.add_argument("--input-format", choices=("auto", *FORMATS), default="auto",
-                    help="file format (default: %(default)s, from the extension)")
-    ap.add_argument("--format-type", choices=FORMAT_TYPES, default="auto",
-                    help="record layout (default: %(default)s, detected per record)")
-    ap.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
-                    help="map the file's field names, e.g. instruction=question,output=answer")
-    ap.add_argument("--encoding", choices=ENCODINGS, default="auto",
-                    help="text encoding (default: %(default)s: UTF-8/UTF-8-BOM, else GB18030)")
-    ap.add_argument("--output-dir", default=defaults.DATA_DIR, help="where to write (default: %(default)s)")
-    ap.add_argument("--output-name", default=defaults.DATA_NAME, help="prefix of the output files (default: %(default)s)")
-    ap.add_argument("--val-ratio", type=float, default=defaults.VAL_RATIO, help="validation share (default: %(default)s)")
-    ap.add_argument("--test-ratio", type=float, default=defaults.TEST_RATIO, help="test share (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=defaults.SEED, help="split seed (default: %(default)s)")
-    ap.add_argument("--max-length", type=int, default=defaults.MAX_LENGTH,
-                    help="reject records whose prompt + answer exceed this many tokens (default: %(default)s)")
-    ap.add_argument("--family", default=None, choices=tuple(FAMILIES),
-                    help="chat format family of the tokenizer's model (default: detected from its chat template)")
-    ap.add_argument("--thinking", choices=THINKING_MODES, default=defaults.THINKING,
-                    help="off: train answers only, traces dropped (counted); on: every answer after a think block "
-                         "(empty when a record has no trace); mixed: records with a trace think, the others answer "
-                         "directly (default: %(default)s)")
-    ap.add_argument("--tokenizer", default=None,
-                    help="model folder or Hub id whose tokenizer measures lengths (default: $BASE_MODEL, else "
-                         f"{DEFAULT_TOKENIZER} if built; 'none' skips token lengths)")
-    ap.add_argument("--min-records", type=int, default=None,
-                    help="warn when the train split holds fewer records (default: 100, the acceptance checklist's "
-                         "minimum, checked there the same way)")
-    args = ap.parse_args(argv)
-    for name in ("val_ratio", "test_ratio"):
-        if not 0 <= getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be in [0, 1)")
+
+def parse_args(argv=None) -> DataConfig:
+    args = options.parse(DataConfig, options.build_parser(DataConfig, __doc__), argv)
     if args.val_ratio + args.test_ratio >= 1:
-        ap.error("--val-ratio + --test-ratio must leave records for training")
+        raise UserError("--val-ratio + --test-ratio must leave records for training")
     return args
 
 
@@ -118,7 +112,6 @@ def main():
 
     from ftkit.core.readers import InputError
     from ftkit.stages.data.prepare import (
-        MIN_TRAIN_RECORDS,
         PrepareConfig,
         parse_columns,
         prepare,
@@ -148,7 +141,7 @@ def main():
         log.warning("data: %d reasoning traces dropped: --thinking off trains the answers alone (THINKING=mixed "
                     "keeps them, for a family that thinks)", summary.reasoning["traces_dropped"])
     print_summary(summary, args.output_dir, args.output_name)
-    shortfall = too_few_training_records(summary.splits["train"], MIN_TRAIN_RECORDS if args.min_records is None else args.min_records)
+    shortfall = too_few_training_records(summary.splits["train"], args.min_records)
     if shortfall:
         log.warning("data: %s: the acceptance checklist will fail (more data, or a smaller --val-ratio/--test-ratio)",
                     shortfall)

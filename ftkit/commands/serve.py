@@ -15,29 +15,27 @@ example:
   curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
       -d '{"messages": [{"role": "user", "content": "你好"}]}'
 """
-import argparse
 import re
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--modelfile", default=f"{defaults.GGUF_DIR}/Modelfile",
-                    help="the Modelfile whose FROM (and ADAPTER, num_ctx) to serve (default: %(default)s)")
-    ap.add_argument("--gguf", help="serve this GGUF instead of the Modelfile's FROM")
-    ap.add_argument("--lora", help="with --gguf: a LoRA adapter GGUF to apply (as Ollama's ADAPTER)")
-    ap.add_argument("--host", default=defaults.SERVE_HOST, help="address to listen on (default: %(default)s, this machine "
-                                                         "only; 0.0.0.0 for every interface)")
-    ap.add_argument("--port", type=int, default=defaults.SERVE_PORT, help="port (default: %(default)s)")
-    ap.add_argument("--n-ctx", type=int, default=None, help="context length (default: the Modelfile's num_ctx, or 4096)")
-    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS, help="layers offloaded to the GPU (-1: all; default: "
-                                                                   "%(default)s; no effect on a CPU build)")
-    ap.add_argument("--alias", default=None, help="the model name clients see (default: the GGUF's file name)")
-    return ap.parse_args(argv)
+@dataclass
+class ServeConfig:
+    modelfile: str = option(f"{defaults.GGUF_DIR}/Modelfile", "the Modelfile whose FROM (and ADAPTER, num_ctx) to serve")
+    gguf: str | None = option(None, "serve this GGUF instead of the Modelfile's FROM")
+    lora: str | None = option(None, "with --gguf: a LoRA adapter GGUF to apply (as Ollama's ADAPTER)")
+    host: str = option(defaults.SERVE_HOST, "address to listen on (this machine only; 0.0.0.0 for every interface)")
+    port: int = option(defaults.SERVE_PORT, "port", minimum=1, maximum=65535)
+    n_ctx: int | None = option(None, "context length (none: the Modelfile's num_ctx, or 4096)", minimum=1)
+    n_gpu_layers: int = option(defaults.N_GPU_LAYERS, "layers offloaded to the GPU (-1: all; no effect on a CPU build)")
+    alias: str | None = option(None, "the model name clients see (none: the GGUF's file name)")
 
 
 def resolve(args) -> tuple[Path, Path | None, int]:
@@ -56,13 +54,11 @@ def resolve(args) -> tuple[Path, Path | None, int]:
 
 
 def main():
-    args = parse_args()
+    args = options.parse(ServeConfig, options.build_parser(ServeConfig, __doc__))
     setup_logging()
     from ftkit.verify.llama_server import LlamaServer
 
     gguf, lora, n_ctx = resolve(args)
-    if not 0 < args.port < 65536:
-        raise UserError(f"--port {args.port}: not a port number")
     server = LlamaServer(gguf, lora=lora, n_ctx=n_ctx, n_gpu_layers=args.n_gpu_layers, host=args.host, port=args.port,
                          alias=args.alias or gguf.stem, quiet=False)
 

@@ -20,6 +20,7 @@ THINKING = "off"
 # --- training --------------------------------------------------------------------------------------
 TINY_MODEL = "models/tiny-llama"
 MODEL_DIR = "models/finetuned"
+ADAPTER_DIR = f"{MODEL_DIR}/lora_adapter"
 EPOCHS = 3.0
 BATCH_SIZE = 4
 LEARNING_RATE = 2e-4

@@ -12,10 +12,28 @@ import types
 import typing
 from pathlib import Path
 
+# what a field's metadata holds besides argparse's own extras (choices, metavar, const)
+_OWN = ("help", "minimum", "maximum", "required")
 
-def option(default, help: str, **extra):  # noqa: A002 - mirrors argparse's own keyword
-    """A dataclass field with its command-line help (and optional argparse extras: choices, nargs, const)."""
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+def option(default, help: str, *, minimum=None, maximum=None, required: bool = False, **extra):  # noqa: A002
+    """A dataclass field with its command-line help, its bounds (checked on the command line and in YAML alike),
+    and optional argparse extras (choices, metavar, const). `required`: no default; the stage refuses to run
+    without it."""
+    return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum, "maximum": maximum,
+                                                        "required": required, **extra})
+
+
+def _list_of(kind):
+    """`list[str]` -> str; anything else -> None."""
+    return typing.get_args(kind)[0] if typing.get_origin(kind) is list else None
+
+
+def _bounds_text(meta) -> str:
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if low is not None and high is not None:
+        return f"; {low:g} to {high:g}"
+    return f"; at least {low:g}" if low is not None else f"; at most {high:g}" if high is not None else ""
 
 
 def _base_type(annotation):
@@ -36,13 +54,23 @@ def build_parser(schema, description: str, **kwargs) -> argparse.ArgumentParser:
     for f in dataclasses.fields(schema):
         flag = "--" + f.name.replace("_", "-")
         kind = _base_type(f.type)
-        meta = dict(f.metadata)
-        help_text = meta.pop("help", "")
+        meta = {k: v for k, v in f.metadata.items() if k not in _OWN}
+        help_text = f.metadata.get("help", "")
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{help_text} (default: {'on' if f.default else 'off'})")
             continue
-        shown = f.default if f.default is not None else "none"
+        if f.metadata.get("required"):
+            shown = "required"
+        else:
+            shown = " ".join(map(str, f.default)) if isinstance(f.default, list | tuple) else \
+                f.default if f.default is not None else "none"
+        shown = f"{shown}{_bounds_text(f.metadata)}"
+        element = _list_of(kind)
+        if element is not None:  # several values: --input a.json b.csv, or the flag repeated
+            parser.add_argument(flag, type=element, nargs="+", action="extend", default=None,
+                                help=f"{help_text} (default: {shown})", **meta)
+            continue
         parser.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {shown})", **meta)
     return parser
 
@@ -98,6 +126,9 @@ def typed_value(value, field: dataclasses.Field, where: str):
             if isinstance(value, list | dict):
                 raise ValueError
             converted = str(value)
+        elif _list_of(kind) is not None:  # a YAML list, or one value
+            items = value if isinstance(value, list) else [value]
+            converted = [_list_of(kind)(item) for item in items]
         else:
             converted = value
     except (TypeError, ValueError):
@@ -110,8 +141,18 @@ def typed_value(value, field: dataclasses.Field, where: str):
     return converted
 
 
+def check_bounds(name: str, value, meta) -> None:
+    """A value outside its field's bounds, named as its flag."""
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"--{name.replace('_', '-')} {value:g}: must be{_bounds_text(meta)[1:]}")
+
+
 def parse(schema, parser: argparse.ArgumentParser, argv=None):
-    """Defaults < YAML config < command line. Returns an instance of `schema`."""
+    """Defaults < YAML config < command line, each value checked against its field's bounds. Returns an instance of
+    `schema`."""
     args = parser.parse_args(argv)
     values = {}
     if args.config:
@@ -121,6 +162,10 @@ def parse(schema, parser: argparse.ArgumentParser, argv=None):
             parser.error(str(err))
     values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
     try:
+        for f in dataclasses.fields(schema):
+            if f.metadata.get("required") and values.get(f.name) is None:
+                raise ValueError(f"--{f.name.replace('_', '-')} is required (on the command line or in --config)")
+            check_bounds(f.name, values.get(f.name), f.metadata)
         return schema(**values)
     except (TypeError, ValueError) as err:
         parser.error(str(err))

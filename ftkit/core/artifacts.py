@@ -6,10 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config.schema import option
 from ftkit.core.io import files_digest
 
 # the adapter export's record, beside its GGUF (the full export's is quant_report.json: each stage owns its own)
 ADAPTER_REPORT = "adapter_report.json"
+
+
+def adapter_digest(adapter_dir: Path) -> str:
+    """sha256 over the adapter's weights and config: what the manifest vouches for."""
+    return files_digest(adapter_dir, ["adapter_config.json", "adapter_model.safetensors"])
 
 
 def merged_digest(model_dir: str | Path) -> str:
@@ -48,21 +54,16 @@ class Paths:
         """The general-ability check's result, beside the evaluation's (make eval-general)."""
         return Path(self.eval_output).parent / "eval_general.json"
 
-    @staticmethod
-    def add_flags(parser) -> None:
-        """The artifact locations as command-line flags (make_report.py and acceptance_check.py)."""
-        d = Paths()
-        parser.add_argument("--data-dir", default=d.data_dir, help="prepared data folder (default: %(default)s)")
-        parser.add_argument("--data-name", default=d.data_name, help="prepared data --output-name (default: %(default)s)")
-        parser.add_argument("--model-dir", default=d.model_dir, help="training output folder (default: %(default)s)")
-        parser.add_argument("--eval-output", default=d.eval_output, help="evaluation CSV (default: %(default)s)")
-        parser.add_argument("--gguf-dir", default=d.gguf_dir, help="GGUF folder (default: %(default)s)")
 
-    @classmethod
-    def from_args(cls, args, report: str) -> Paths:
-        return cls(args.data_dir, args.data_name, args.model_dir, args.eval_output, args.gguf_dir, report)
+@dataclass
+class RunFolders:
+    """Where a finished run's artifacts lie, as the typed options of the stages that read them all (the report,
+    the acceptance check)."""
+    data_dir: str = option(defaults.DATA_DIR, "prepared data folder")
+    data_name: str = option(defaults.DATA_NAME, "prepared data --output-name")
+    model_dir: str = option(defaults.MODEL_DIR, "training output folder")
+    eval_output: str = option(defaults.EVAL_OUTPUT, "evaluation CSV")
+    gguf_dir: str = option(defaults.GGUF_DIR, "GGUF folder")
 
-
-def adapter_digest(adapter_dir: Path) -> str:
-    """sha256 over the adapter's weights and config: what the manifest vouches for."""
-    return files_digest(adapter_dir, ["adapter_config.json", "adapter_model.safetensors"])
+    def paths(self, report: str) -> Paths:
+        return Paths(self.data_dir, self.data_name, self.model_dir, self.eval_output, self.gguf_dir, report)
