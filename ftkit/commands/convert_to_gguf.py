@@ -33,10 +33,12 @@ example:
   python scripts/convert_to_gguf.py --model-path models/finetuned/merged_model --quantization Q4_K_M Q8_0 F16
   python scripts/convert_to_gguf.py --lora-adapter models/finetuned/lora_adapter --base-model models/tiny-llama
 """
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
 from ftkit.core.families import FAMILIES
 from ftkit.core.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
@@ -44,45 +46,47 @@ from ftkit.stages.export.gguf import KNOWN_QUANTS
 from ftkit.verify.gguf_checks import DEFAULT_MARGINS
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-path", default=defaults.MERGED_DIR, help="merged HF model (default: %(default)s)")
-    ap.add_argument("--quantization", nargs="+", default=list(defaults.GGUF_TYPES), metavar="TYPE",
-                    help=f"one or more of {', '.join(KNOWN_QUANTS)}; commas work too (default: %(default)s). "
-                         "Q4_K_M: smallest with little loss; Q5_K_M: better; Q8_0: near the original")
-    ap.add_argument("--output-dir", default=defaults.GGUF_DIR, help="where the GGUF files go (default: %(default)s)")
-    ap.add_argument("--model-name", default=defaults.MODEL_NAME, help="file name prefix and Ollama model name")
-    ap.add_argument("--create-modelfile", action="store_true", help="also write <output-dir>/Modelfile for Ollama")
-    ap.add_argument("--modelfile-only", action="store_true",
-                    help="write and prove the Modelfile alone, for the GGUFs already in --output-dir (a new --system "
-                         "or --ollama-version: no conversion; the merged model answers the check's questions again)")
-    ap.add_argument("--system", help="SYSTEM prompt for the Modelfile")
-    ap.add_argument("--family", choices=tuple(FAMILIES),
-                    help="chat format family: the Modelfile's TEMPLATE and stops (default: detected from the model)")
-    ap.add_argument("--ollama-version", default=None, metavar="X.Y.Z",
-                    help="write the Modelfile for this Ollama version (default: the newest checked, "
-                         f"{CHECKED_VERSION}; PARSER from {PARSER_SINCE}, REQUIRES from {REQUIRES_SINCE}; "
-                         f"older than {MIN_VERSION}: refused)")
-    ap.add_argument("--num-ctx", type=int, default=None,
-                    help="Modelfile context length (default: the model's max_position_embeddings, at most 4096)")
-    ap.add_argument("--temperature", type=float, help="Modelfile sampling temperature (only written when given)")
-    ap.add_argument("--top-p", type=float, help="Modelfile top_p (only written when given)")
-    ap.add_argument("--top-k", type=int, help="Modelfile top_k (only written when given)")
-    ap.add_argument("--test-data", default=f"{defaults.DATA_DIR}/{defaults.DATA_NAME}_test.jsonl",
-                    help="test split for the quantization agreement figures (default: %(default)s)")
-    ap.add_argument("--no-check", action="store_true", help="skip the verification")
-    ap.add_argument("--lora-adapter", help="export this LoRA adapter alone (for Ollama's ADAPTER), not a merged model")
-    ap.add_argument("--base-model", help="with --lora-adapter: the base it was trained on (folder or Hub id in the cache)")
-    ap.add_argument("--base-gguf", help="with --lora-adapter: an existing GGUF of the base, in --output-dir (default: "
-                                        "convert the base to <model-name>-base-F16.gguf)")
-    ap.add_argument("--adapter-type", default="F16", choices=("F16", "Q8_0"), help="adapter GGUF type (default: %(default)s)")
-    ap.add_argument("--max-rouge-drop", type=float, default=DEFAULT_MARGINS["rougeL_char"],
-                    help="ROUGE-L (char) a type may lose against F16 on the test split before acceptance warns "
-                         "(default: %(default)s, absolute)")
-    ap.add_argument("--max-loss-rise", type=float, default=DEFAULT_MARGINS["loss"],
-                    help="answer loss a type may gain against F16 before acceptance warns (default: %(default)s = 2%%)")
-    ap.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS, help="layers to offload in the checks (-1: all)")
-    args = ap.parse_args(argv)
+@dataclass
+class ExportConfig:
+    model_path: str = option(defaults.MERGED_DIR, "merged HF model")
+    quantization: list[str] = option(defaults.GGUF_TYPES, f"one or more of {', '.join(KNOWN_QUANTS)}; commas "
+                                     "work too. Q4_K_M: smallest with little loss; Q5_K_M: better; Q8_0: near the "
+                                     "original", metavar="TYPE")
+    output_dir: str = option(defaults.GGUF_DIR, "where the GGUF files go")
+    model_name: str = option(defaults.MODEL_NAME, "file name prefix and Ollama model name")
+    create_modelfile: bool = option(False, "also write <output-dir>/Modelfile for Ollama")
+    modelfile_only: bool = option(False, "write and prove the Modelfile alone, for the GGUFs already in --output-dir "
+                                  "(a new --system or --ollama-version: no conversion; the merged model answers the "
+                                  "check's questions again)")
+    system: str | None = option(None, "SYSTEM prompt for the Modelfile")
+    family: str | None = option(None, "chat format family: the Modelfile's TEMPLATE and stops (none: detected from "
+                                "the model)", choices=tuple(FAMILIES))
+    ollama_version: str | None = option(None, f"write the Modelfile for this Ollama version (none: the newest checked, "
+                                        f"{CHECKED_VERSION}; PARSER from {PARSER_SINCE}, REQUIRES from "
+                                        f"{REQUIRES_SINCE}; older than {MIN_VERSION}: refused)", metavar="X.Y.Z")
+    num_ctx: int | None = option(None, "Modelfile context length (none: the model's max_position_embeddings, at most "
+                                 "4096)", minimum=1)
+    temperature: float | None = option(None, "Modelfile sampling temperature (only written when given)", minimum=0)
+    top_p: float | None = option(None, "Modelfile top_p (only written when given)", minimum=0, maximum=1)
+    top_k: int | None = option(None, "Modelfile top_k (only written when given)", minimum=1)
+    test_data: str = option(f"{defaults.DATA_DIR}/{defaults.DATA_NAME}_test.jsonl",
+                            "test split for the quantization agreement figures")
+    check: bool = option(True, "verify the files (--no-check skips it)")
+    lora_adapter: str | None = option(None, "export this LoRA adapter alone (for Ollama's ADAPTER), not a merged model")
+    base_model: str | None = option(None, "with --lora-adapter: the base it was trained on (folder or Hub id in the "
+                                    "cache)")
+    base_gguf: str | None = option(None, "with --lora-adapter: an existing GGUF of the base, in --output-dir (none: "
+                                   "convert the base to <model-name>-base-F16.gguf)")
+    adapter_type: str = option("F16", "adapter GGUF type", choices=("F16", "Q8_0"))
+    max_rouge_drop: float = option(DEFAULT_MARGINS["rougeL_char"], "ROUGE-L (char) a type may lose against F16 on "
+                                   "the test split before acceptance warns (absolute)", minimum=0)
+    max_loss_rise: float = option(DEFAULT_MARGINS["loss"], "answer loss a type may gain against F16 before acceptance "
+                                  "warns (0.02: 2%)", minimum=0)
+    n_gpu_layers: int = option(defaults.N_GPU_LAYERS, "layers to offload in the checks (-1: all)")
+
+
+def parse_args(argv=None) -> ExportConfig:
+    args = options.parse(ExportConfig, options.build_parser(ExportConfig, __doc__), argv)
     args.quantization = [q for part in args.quantization for q in part.split(",") if q.strip()]
     return args
 
@@ -102,9 +106,9 @@ def main():
         return export_adapter(args)
     if args.modelfile_only:
         return modelfile_only(args)
-    parity_check = args.create_modelfile and not args.no_check
+    parity_check = args.create_modelfile and args.check
     report = gguf.convert(args.model_path, args.output_dir, args.model_name, args.quantization, args.test_data,
-                          check=not args.no_check, n_gpu_layers=args.n_gpu_layers, family=args.family,
+                          check=args.check, n_gpu_layers=args.n_gpu_layers, family=args.family,
                           margins={"rougeL_char": args.max_rouge_drop, "loss": args.max_loss_rise},
                           answer_chats=deploy_parity.questions(args.test_data, args.system) if parity_check else None)
     print(gguf.format_table(report))
@@ -135,7 +139,7 @@ def write_modelfile(args, reference: dict | None, f16: str) -> dict | None:
     modelfile = ollama.write_modelfile(Path(args.output_dir) / "Modelfile", str(target), tokenizer=tokenizer,
                                        system=args.system, num_ctx=num_ctx, sampling=sampling,
                                        ollama_version=args.ollama_version)
-    if args.no_check:
+    if not args.check:
         return None
     return deploy_parity.check_and_record(modelfile, tokenizer, reference, f16, args.n_gpu_layers)
 
@@ -152,7 +156,7 @@ def modelfile_only(args) -> int:
     if missing:
         raise UserError(f"{missing[0]} is missing: run the whole export first (make gguf)")
     reference = None
-    if not args.no_check:
+    if args.check:
         reference = gguf_checks.hf_chat_answers(args.model_path, deploy_parity.questions(args.test_data, args.system),
                                          args.family)
     return parity_exit(write_modelfile(args, reference, str(f16)))
@@ -179,7 +183,7 @@ def export_adapter(args) -> int:
     if not args.base_model:
         raise UserError("--lora-adapter needs --base-model (the model the adapter was trained on)")
     report = export(args.lora_adapter, args.base_model, args.output_dir, args.model_name, args.adapter_type,
-                    args.base_gguf, args.test_data, args.family, not args.no_check, args.n_gpu_layers, args.system,
+                    args.base_gguf, args.test_data, args.family, args.check, args.n_gpu_layers, args.system,
                     args.num_ctx, args.ollama_version)
     v = report.get("verification")
     print(f"adapter {Path(report['lora_gguf']).name}: {report['size_bytes'] / 2**20:.2f} MiB on "

@@ -25,52 +25,54 @@ examples:
       --lora-model models/finetuned/lora_adapter --test-data data/finetune/train_test.jsonl --output evaluation_results.csv
   python scripts/evaluate_model.py --output evaluation_results.csv --import-ratings sheet.csv
 """
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftkit.config import defaults
+from ftkit.config import schema as options
+from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
 from ftkit.core.families import FAMILIES
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    models = ap.add_argument_group("models")
-    models.add_argument("--base-model", default=defaults.TINY_MODEL, help="base model folder or Hub id (default: %(default)s)")
-    models.add_argument("--lora-model", help="LoRA adapter folder (models/finetuned/lora_adapter)")
-    models.add_argument("--merged-model", help="a merged model folder to evaluate as the fine-tuned side")
-    models.add_argument("--gguf", help="a GGUF file to evaluate as the fine-tuned side (llama-cpp-python)")
-    models.add_argument("--n-gpu-layers", type=int, default=defaults.N_GPU_LAYERS,
-                        help="with --gguf: layers offloaded to the GPU (-1: all; no effect on a CPU build of llama.cpp)")
-    models.add_argument("--no-base", action="store_true", help="skip the base model (faster; no comparison)")
-    models.add_argument("--family", choices=tuple(FAMILIES),
-                        help="chat format family (default: detected from the model's chat template)")
-    models.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
-    models.add_argument("--allow-pickle", action="store_true", help="load pickled weights (*.bin) when there are no safetensors")
-    mode = ap.add_argument_group("what to do")
-    mode.add_argument("--test-data", help="test split JSONL for batch evaluation")
-    mode.add_argument("--output", default=defaults.EVAL_OUTPUT, help="results CSV (default: %(default)s)")
-    mode.add_argument("--interactive", action="store_true", help="chat with the models in the terminal")
-    mode.add_argument("--prompt", help="answer this one question with the models and exit")
-    mode.add_argument("--model", choices=("both", "base", "finetuned"), default="both",
-                      help="who answers interactively (default: %(default)s)")
-    mode.add_argument("--human-sheet", help="also write a blind A/B rating sheet (CSV) from the batch answers")
-    mode.add_argument("--import-ratings", help="read a filled rating sheet into <output>.summary.json")
-    mode.add_argument("--merge-output", help="merge --lora-model into --base-model and save it here")
-    decoding = ap.add_argument_group("decoding (the same for every model)")
-    decoding.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS, help="answer length limit (default: %(default)s)")
-    decoding.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: %(default)s)")
-    decoding.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling when temperature > 0")
-    decoding.add_argument("--system", help="system prompt for records (and chats) that have none")
-    decoding.add_argument("--batch-size", type=int, default=defaults.EVAL_BATCH, help="prompts generated together (default: %(default)s)")
-    decoding.add_argument("--seed", type=int, default=0, help="sampling seed and sheet shuffle seed")
-    args = ap.parse_args(argv)
+@dataclass
+class EvalConfig:
+    # the models
+    base_model: str = option(defaults.TINY_MODEL, "base model folder or Hub id")
+    lora_model: str | None = option(None, f"LoRA adapter folder ({defaults.ADAPTER_DIR})")
+    merged_model: str | None = option(None, "a merged model folder to evaluate as the fine-tuned side")
+    gguf: str | None = option(None, "a GGUF file to evaluate as the fine-tuned side (llama-cpp-python)")
+    n_gpu_layers: int = option(defaults.N_GPU_LAYERS, "with --gguf: layers offloaded to the GPU (-1: all; no effect on "
+                               "a CPU build of llama.cpp)")
+    base: bool = option(True, "evaluate the base model too (--no-base: faster, no comparison)")
+    family: str | None = option(None, "chat format family (none: detected from the model's chat template)",
+                                choices=tuple(FAMILIES))
+    trust_remote_code: bool = option(False, "allow the model repository's own code")
+    allow_pickle: bool = option(False, "load pickled weights (*.bin) when there are no safetensors")
+    # what to do
+    test_data: str | None = option(None, "test split JSONL for batch evaluation")
+    output: str = option(defaults.EVAL_OUTPUT, "results CSV")
+    interactive: bool = option(False, "chat with the models in the terminal")
+    prompt: str | None = option(None, "answer this one question with the models and exit")
+    model: str = option("both", "who answers interactively", choices=("both", "base", "finetuned"))
+    human_sheet: str | None = option(None, "also write a blind A/B rating sheet (CSV) from the batch answers")
+    import_ratings: str | None = option(None, "read a filled rating sheet into <output>.summary.json")
+    merge_output: str | None = option(None, "merge --lora-model into --base-model and save it here")
+    # decoding, the same for every model
+    max_new_tokens: int = option(defaults.MAX_NEW_TOKENS, "answer length limit", minimum=1)
+    temperature: float = option(0.0, "0 = greedy", minimum=0)
+    top_p: float = option(1.0, "nucleus sampling when temperature > 0", minimum=0, maximum=1)
+    system: str | None = option(None, "system prompt for records (and chats) that have none")
+    batch_size: int = option(defaults.EVAL_BATCH, "prompts generated together", minimum=1)
+    seed: int = option(0, "sampling seed and sheet shuffle seed")
+
+
+def parse_args(argv=None) -> EvalConfig:
+    args = options.parse(EvalConfig, options.build_parser(EvalConfig, __doc__), argv)
     if not (args.test_data or args.interactive or args.prompt or args.import_ratings or args.merge_output):
-        ap.error("nothing to do: give --test-data, --interactive, --prompt, --import-ratings or --merge-output")
+        raise UserError("nothing to do: give --test-data, --interactive, --prompt, --import-ratings or --merge-output")
     if args.human_sheet and not args.test_data:
-        ap.error("--human-sheet needs --test-data (the sheet holds the batch answers)")
-    if args.max_new_tokens < 1 or args.batch_size < 1:
-        ap.error("--max-new-tokens and --batch-size must be at least 1")
+        raise UserError("--human-sheet needs --test-data (the sheet holds the batch answers)")
     return args
 
 
@@ -124,7 +126,7 @@ def main():
     if not (args.test_data or args.interactive or args.prompt):
         return
     decoding = Decoding(args.max_new_tokens, args.temperature, args.top_p, args.seed)
-    want_base = not args.no_base and (args.model != "finetuned" or args.test_data)
+    want_base = args.base and (args.model != "finetuned" or args.test_data)
     tokenizer, base, candidate = load_models(args.base_model, args.lora_model, args.merged_model, args.gguf,
                                              args.trust_remote_code, with_base=want_base, allow_pickle=args.allow_pickle,
                                              family=args.family, n_gpu_layers=args.n_gpu_layers,

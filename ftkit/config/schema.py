@@ -55,7 +55,7 @@ def build_parser(schema, description: str, **kwargs) -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         kind = _base_type(f.type)
         meta = {k: v for k, v in f.metadata.items() if k not in _OWN}
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{help_text} (default: {'on' if f.default else 'off'})")
