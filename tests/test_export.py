@@ -283,16 +283,15 @@ def test_greedy_comparison_names_where_answers_part_and_tells_a_tie_from_a_diffe
     difference fails, with the position."""
     import numpy as np
 
-    from ftkit.core.inference import Generation, GGUFChatModel
+    from ftkit.core.inference import Decoding, Generation, GGUFChatModel
     from ftkit.core.loading import load_tokenizer
-    from ftkit.stages.export import gguf
     from ftkit.verify import gguf_checks
 
     out, _ = exported
     tokenizer = load_tokenizer(str(merged))
     model = GGUFChatModel(str(out / "tiny-ft-F16.gguf"), tokenizer, logits_all=True)
     own = model.generate([prompts.render_ids(c, tokenizer).prompt_ids for c in gguf_checks.check_conversations()],
-                         gguf.Decoding(max_new_tokens=16))
+                         Decoding(max_new_tokens=16))
     first = prompts.render_ids(gguf_checks.check_conversations()[0], tokenizer).prompt_ids
     model.llm.reset()
     model.llm.eval(first)
