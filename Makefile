@@ -23,51 +23,8 @@ TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 # tests that share an expensive run (a family's make all) stay on one worker: --dist loadgroup
 TEST_PARALLEL = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,-n 0)
 
-# --- where the stages run ------------------------------------------------------------------------
-# RUN=docker runs every stage script in the CUDA image (make image); RUN=local in .venv. Default:
-# docker when the image exists, else local.
-IMAGE       ?= ftkit:latest
-RUN         ?= $(shell docker image inspect $(IMAGE) >/dev/null 2>&1 && echo docker || echo local)
-HF_CACHE    ?= $(HOME)/.cache/huggingface
-CUDA_ARCHS  ?= 80;86;89;90;100;120
-# The container sees this checkout at its own path, and runs there: the code, configs and data you edit are what
-# runs (PYTHONPATH names it: the image holds the toolchain; its copy of the code is for `docker run` by hand). Each path a stage reads
-# or writes outside the checkout is mounted at its own path too (inputs read-only); the output folders are made
-# first, as you (Docker would make them as root).
-# --ipc=host: NCCL between GPUs needs more shared memory than Docker's 64 MB default
-outside = $(foreach p,$(abspath $(1)),$(if $(filter $(CURDIR)/%,$(p)),,$(p)))
-DOCKER_INPUTS  = $(call outside,$(foreach f,$(RAW_DATA) $(TRAIN_CONFIG) $(ACCELERATE_CONFIG) $(BASE_MODEL) $(TINY_MODEL) \
-  $(GENERAL_EVAL),$(wildcard $(f))))
-DOCKER_OUTPUTS = $(call outside,$(SAMPLE_DIR) $(DATA_DIR) $(MODEL_DIR) $(MERGED_DIR) $(GGUF_DIR) $(REPORT_DIR) \
-  $(dir $(EVAL_OUTPUT)))
-DOCKER_MOUNTS  = $(sort $(DOCKER_OUTPUTS))
-docker_checked = $(if $(findstring :,$(1)),$(error RUN=docker: $(1) has a ':' and cannot be mounted into the container: \
-  move it, or run with RUN=local),$(1))
-# --network host on several hosts: node 0 listens on MAIN_PORT, and the processes exchange gradients host to host
-DOCKER_RUN   = $(if $(DOCKER_MOUNTS),mkdir -p $(DOCKER_MOUNTS) && )docker run --rm --gpus all --ipc=host \
-  $(if $(filter-out 1,$(NUM_NODES)),--network host) \
-  --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN -e PYTHONPATH=$(CURDIR) -v $(call docker_checked,$(CURDIR)):$(CURDIR) -w $(CURDIR) \
-  $(foreach p,$(sort $(DOCKER_INPUTS)),-v $(call docker_checked,$(p)):$(p):ro) \
-  $(foreach p,$(DOCKER_MOUNTS),-v $(call docker_checked,$(p)):$(p)) -v $(HF_CACHE):/cache/huggingface
-ifeq ($(RUN),docker)
-  # the cache folder is made first, as you: Docker would create a missing one as root, unwritable for --user
-  RUN_PY = mkdir -p $(HF_CACHE) && $(DOCKER_RUN) $(IMAGE) python
-  PY_DEP :=
-else
-  RUN_PY := $(PYTHON)
-  PY_DEP := $(PYTHON)
-endif
-# llama.cpp's llama-server (the engine Ollama >= 0.30 runs): the deployment check and `make serve` use it.
-# Built from the submodule on first use (make llama-tools); in the container it is on PATH. LLAMA_SERVER=path
-# names another build.
-LLAMA_SERVER_BUILD := build/llama.cpp-$(FLAVOUR)/bin/llama-server
-LLAMA_SERVER ?= $(CURDIR)/$(LLAMA_SERVER_BUILD)
-export LLAMA_SERVER
-# the build is a prerequisite only when it is the one used (not in the container, not another LLAMA_SERVER)
-LLAMA_SERVER_DEP := $(if $(filter docker,$(RUN)),,$(if $(filter $(CURDIR)/$(LLAMA_SERVER_BUILD),$(LLAMA_SERVER)),$(LLAMA_SERVER_BUILD)))
-ifeq ($(MAKELEVEL),0)
-  $(info ftkit: stages run $(if $(filter docker,$(RUN)),in the container $(IMAGE),locally in $(VENV)) (RUN=$(RUN); RUN=docker|local to choose))
-endif
+# --- where the stages run: locally in .venv, or in the CUDA image (docker/container.mk) ----------------------
+include docker/container.mk
 
 # --- the settings: resolved once, in Python ---------------------------------------------------------------
 # A setting you give on the command line is recorded in .ftkit/settings.mk and used by every later make until you
@@ -92,7 +49,7 @@ $(shell rm -f $(RESOLVED))
 
 help: ## list the targets
 	@echo "ftkit — make TARGET [VAR=value ...]"
-	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(filter Makefile %.mk,$(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "main settings (any can be set: make train EPOCHS=1; RUN=$(RUN) FLAVOUR=$(FLAVOUR)):"
 	@$(CONFIG_PY) -m ftkit.config.make --help-lines -- $(COMMAND_LINE)
 	@echo "settings you give are remembered in .ftkit/settings.mk: make settings shows where each value comes from"
@@ -212,15 +169,6 @@ HOST_PY = $(if $(wildcard $(PYTHON)),$(PYTHON),PYTHONPATH=$(CURDIR) python3)
 ollama: $(MODELFILE) ## ollama create + smoke test, on this machine (prints the commands when ollama is absent)
 	$(HOST_PY) scripts/ollama_create.py --model-name $(MODEL_NAME) --modelfile $(MODELFILE)
 
-# the fine-tuned GGUF behind llama-server's OpenAI-compatible API, until Ctrl-C (in the container: published
-# on SERVE_HOST:SERVE_PORT of this machine)
-SERVE_GGUF ?=
-ifeq ($(RUN),docker)
-  SERVE_PY = mkdir -p $(HF_CACHE) && $(subst docker run --rm,docker run --rm --init -p $(SERVE_HOST):$(SERVE_PORT):$(SERVE_PORT),$(DOCKER_RUN)) \
-    $(IMAGE) python scripts/serve.py --host 0.0.0.0
-else
-  SERVE_PY := $(PYTHON) scripts/serve.py --host $(SERVE_HOST)
-endif
 serve: $(MODELFILE) | $(PY_DEP) $(LLAMA_SERVER_DEP) ## serve the fine-tuned GGUF with llama-server's OpenAI API (SERVE_HOST= SERVE_PORT= SERVE_GGUF=)
 	$(SERVE_PY) --port $(SERVE_PORT) --modelfile $(MODELFILE) $(if $(SERVE_GGUF),--gguf $(SERVE_GGUF)) \
 	  --n-gpu-layers $(N_GPU_LAYERS) --alias $(MODEL_NAME)
@@ -236,38 +184,8 @@ acceptance: | $(PY_DEP) $(LLAMA_SERVER_DEP) ## check every item of the guide's a
 # would break the run's chain of digests
 all: data train eval merge gguf $(if $(wildcard $(ADAPTER_GGUF)),gguf-adapter) eval-general ollama report acceptance ## the whole pipeline on RAW_DATA (default: the sample data)
 
-# --- benchmarks (bench/) ---------------------------------------------------------------------------
-BENCH_RECORDS ?= 1000000
-bench-eval: $(ADAPTER) | $(PY_DEP) ## benchmark batched vs one-by-one generation (tokens/s, identical outputs)
-	$(RUN_PY) bench/bench_eval.py --base-model $(BASE_MODEL) --test-data $(TEST_FILE)
-	$(RUN_PY) bench/bench_eval.py --base-model $(BASE_MODEL) --lora-model $(MODEL_DIR)/lora_adapter --test-data $(TEST_FILE)
-
-bench-eval-general: $(TOKENIZER_DEP) | $(PY_DEP) ## benchmark the general check (one pass per question, batched) against one forward pass per option, one at a time
-	$(RUN_PY) bench/bench_eval_general.py --base-model $(BASE_MODEL) --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) \
-	  --format $(GENERAL_FORMAT) --batch-size $(EVAL_BATCH) $(FAMILY_FLAG)
-
-bench: $(GGUF_MAIN) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
-	$(RUN_PY) bench/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \
-	  --test-data $(TEST_FILE) --records $(BENCH_RECORDS) --n-gpu-layers $(N_GPU_LAYERS) --output $(REPORT_DIR)/bench.json
-
-DRY_RUN ?=
-gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B (DRY_RUN=1: tiny, on the CPU)
-	$(RUN_PY) bench/gpu_check.py $(if $(DRY_RUN),--dry-run) --output $(REPORT_DIR)/gpu_check.json
-
-bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
-	$(RUN_PY) bench/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN) --n-gpu-layers $(N_GPU_LAYERS)
-
-# the Llama-2 and the Qwen vocabulary (32k vs 152k): where the output layer matters
-BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5
-bench-train: $(foreach m,$(BENCH_TRAIN_MODELS),$(if $(filter models/tiny-%,$(m)),$(m)/config.json)) | $(PY_DEP) ## benchmark train_lora.py (sparse and dense output layer) against a plain TRL recipe, per model
-	for model in $(BENCH_TRAIN_MODELS); do $(RUN_PY) bench/bench_train.py --base-model $$model || exit 1; done
-
-BENCH_SCALE_MODELS ?= tinyllama-1.1b,qwen2.5-0.5b,llama3.2-1b
-bench-scale: | $(PY_DEP) ## export at real scale: random TinyLlama-1.1B / Qwen2.5-0.5B / Llama-3.2-1B (131k context) shapes by Hub id through merge, GGUF, Q4_K_M, checks (time, peak RSS)
-	$(RUN_PY) bench/bench_scale.py --models $(BENCH_SCALE_MODELS) --output $(REPORT_DIR)/bench_scale.json
-
-bench-data: | $(PY_DEP) ## benchmark the data stage on BENCH_RECORDS generated records (records/s, memory)
-	$(RUN_PY) bench/bench_data.py --records $(BENCH_RECORDS) --tokenizer $(BASE_MODEL)
+# the benchmarks and the GPU check (bench/bench.mk)
+include bench/bench.mk
 
 demo: setup ## set up, then the whole pipeline on a tiny model (FAMILY=qwen2.5 ...) and the sample data, ending in the acceptance table
 	@echo "demo: embedded tiny random $(or $(FAMILY),llama2) model + 240 sample records, preset configs/tiny-cpu.yaml (high learning rate for a random model)"
@@ -292,12 +210,6 @@ lock: ## re-pin constraints.txt to what .venv holds now (after changing requirem
 	@{ sed -n '1,2p' constraints.txt; $(PYTHON) -m pip freeze --all --exclude-editable \
 	  | grep -v -i -E '^(torch|pip|setuptools|wheel)==' | sort -f; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins"
-
-image: llama.cpp ## build the CUDA image (Dockerfile): pinned toolchain, llama.cpp built with CUDA
-	docker build -t $(IMAGE) --build-arg CUDA_ARCHS="$(CUDA_ARCHS)" .
-
-shell: ## open a shell in the container, with data/, models/ and reports/ mounted
-	$(subst docker run --rm,docker run --rm -it,$(DOCKER_RUN)) $(IMAGE) bash
 
 LLAMA_TOOLS ?= llama-quantize llama-server llama-cli llama-perplexity
 llama-tools: llama.cpp ## build llama.cpp's tools from the submodule on this host (LLAMA_TOOLS=...; FLAVOUR=cuda with CUDA)

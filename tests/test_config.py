@@ -131,7 +131,8 @@ def test_each_default_is_written_in_one_place():
     train = (ROOT / "ftkit" / "stages" / "train" / "train.py").read_text(encoding="utf-8")
     for field in ("epochs", "batch_size", "learning_rate", "lora_r", "lora_alpha", "max_length", "seed", "output_dir"):
         assert re.search(rf"^    {field}: .* = option\(defaults\.", train, re.M), field
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    makefile = "".join((ROOT / name).read_text(encoding="utf-8")
+                       for name in ("Makefile", "docker/container.mk", "bench/bench.mk"))
     assigned = set(re.findall(r"^([A-Z_]+)\s*[:?]?=", makefile, re.M))
     assert not assigned & set(BY_NAME), assigned & set(BY_NAME)
     assert "TRAIN_CONFIG) 2>/dev/null" not in makefile and "$(eval" not in makefile  # no YAML read, no eval tricks

@@ -167,7 +167,7 @@ def test_the_image_builds_on_ubuntu_24_04_and_runs_on_any_cpu_and_gpu_generation
     assert DOCKERFILE.index("COPY docker/install_python_deps.sh") < DOCKERFILE.index("install_python_deps.sh /opt/venv")
     assert DOCKERFILE.index("COPY docker/build_llama_cpp.sh") > DOCKERFILE.index("install_python_deps.sh /opt/venv")
     # Blackwell (sm_100, sm_120), which CUDA 12.8 builds, in the image and in make image
-    for source in (DOCKERFILE, (ROOT / "Makefile").read_text()):
+    for source in (DOCKERFILE, (ROOT / "docker" / "container.mk").read_text()):
         assert re.search(r"CUDA_ARCHS\s*\??=\s*\"?80;86;89;90;100;120", source)
 
 
