@@ -54,7 +54,7 @@ ifeq ($(RUN),docker)
   SERVE_PY = mkdir -p $(HF_CACHE) && $(subst docker run --rm,docker run --rm --init -p $(SERVE_HOST):$(SERVE_PORT):$(SERVE_PORT),$(DOCKER_RUN)) \
     $(IMAGE) python scripts/serve.py --host 0.0.0.0
 else
-  SERVE_PY := $(PYTHON) scripts/serve.py --host $(SERVE_HOST)
+  SERVE_PY = $(PYTHON) scripts/serve.py --host $(SERVE_HOST)
 endif
 
 image: llama.cpp ## build the CUDA image (Dockerfile): pinned toolchain, llama.cpp built with CUDA

@@ -35,7 +35,8 @@ from ftkit.verify.general_margins import DEFAULT_MARGINS
 
 @dataclass
 class GeneralConfig:
-    benchmark: str = option(str(SHIPPED), "benchmark folder (C-Eval's layout; default: the shipped set)")
+    benchmark: str | None = option(None, "benchmark folder, C-Eval's layout (none: the shipped set, "
+                                   "ftkit/assets/general_zh)")
     base_model: str = option(defaults.TINY_MODEL, "base model folder or Hub id")
     lora_model: str = option(defaults.ADAPTER_DIR, "LoRA adapter")
     quant_report: str | None = option(None, "quant_report.json of `make gguf`: every GGUF type it lists is scored too")
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     from ftkit.stages.evaluate import general_eval
 
     check_model_source(args.base_model)
-    result = general_eval.evaluate(args.benchmark, args.base_model, args.lora_model, args.output, args.shots, args.format,
+    result = general_eval.evaluate(args.benchmark or str(SHIPPED), args.base_model, args.lora_model, args.output, args.shots, args.format,
                                    args.per_subject, args.seed, args.batch_size, args.quant_report, args.family,
                                    args.n_gpu_layers, {"warn": args.warn_margin / 100, "fail": args.fail_margin / 100},
                                    with_base=args.base)
