@@ -330,6 +330,14 @@ def test_too_few_records_unless_the_threshold_is_lowered(finished_run):
     assert not_passing(finished_run, min_records=10) == {}
 
 
+def demo_settings(run: Path, tiny_model_dir: Path) -> list[str]:
+    """The make variables that point make at a copy of the demo's run (its own settings)."""
+    return [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
+            f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
+            f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft",
+            f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}", "RUN=local"]
+
+
 def test_make_all_skips_finished_stages_and_reruns_what_a_changed_input_affects(finished_run, tiny_model_dir, tmp_path):
     import os
 
@@ -337,10 +345,7 @@ def test_make_all_skips_finished_stages_and_reruns_what_a_changed_input_affects(
 
     run = copy_of(finished_run, tmp_path)
     raw = run / "data" / "sample_data.json"
-    variables = [f"RAW_DATA={raw}", f"BASE_MODEL={tiny_model_dir}", f"TINY_MODEL={tiny_model_dir}",
-                 f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"REPORT_DIR={run / 'reports'}",
-                 f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft", f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}",
-                 "RUN=local"]  # the demo's own settings
+    variables = demo_settings(run, tiny_model_dir)
     stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
     planned = run_make("-n", "all", *variables).stdout
     assert not [s for s in stages if s in planned], planned  # everything is up to date
@@ -367,10 +372,7 @@ def test_make_remembers_the_epochs_retrains_once_and_acceptance_walks_the_chain_
 
     run = copy_of(finished_run, tmp_path)
     project = scratch_project(tmp_path / "project")
-    variables = [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
-                 f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
-                 f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft",
-                 f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}", "RUN=local"]  # the demo's own settings
+    variables = demo_settings(run, tiny_model_dir)
     stages = ("prepare_data.py", "train_lora.py", "evaluate_model.py", "merge_lora.py", "convert_to_gguf.py")
 
     def make(*args):
@@ -424,10 +426,7 @@ def test_after_an_adapter_export_a_retrain_by_make_all_leaves_no_export_of_the_o
 
     run = copy_of(finished_run, tmp_path)
     project = scratch_project(tmp_path / "project")
-    variables = [f"RAW_DATA={run / 'data' / 'sample_data.json'}", f"BASE_MODEL={tiny_model_dir}",
-                 f"TINY_MODEL={tiny_model_dir}", f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}",
-                 f"REPORT_DIR={run / 'reports'}", f"GGUF_DIR={run / 'gguf'}", "MODEL_NAME=tiny-ft",
-                 f"HUMAN_SHEET={run / 'reports' / 'sheet.csv'}", "RUN=local"]  # the demo's own settings
+    variables = demo_settings(run, tiny_model_dir)
     run_make("gguf-adapter", *variables, project=project)
     assert chain(run).status == "PASS"
     retrained = run_make("all", *variables, "EPOCHS=2", project=project, check=False)  # acceptance may fail
