@@ -2,11 +2,10 @@
 stamps that make a stage re-run when a setting that shapes its output changes.
 
 The Makefile runs this once per make, passing what you typed (NAME=value ...), and includes what it prints:
-`NAME := value` lines. A make that builds (not a dry run, not only targets that build nothing, not a sub-make)
-records the settings you gave and rewrites the stamps whose text changed.
+`NAME := value` lines. A make that builds (not a dry run, not only targets that build nothing) rewrites the stamps
+whose text changed; one typed by you (not a sub-make) also records the settings you gave.
 
-usage: python -m ftkit.config.make [--goals "train"] [--flags MAKEFLAGS] [--level N] [--show|--help-lines]
-       -- NAME=value ...
+usage: python -m ftkit.config.make [--goals "train"] [--dry nqt] [--level N] [--show|--help-lines] -- NAME=value ...
 """
 from __future__ import annotations
 
