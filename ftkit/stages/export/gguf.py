@@ -6,9 +6,9 @@ type is quantized from it by the llama-cpp-python binding of llama.cpp's quantiz
 the llama-quantize binary), also in a subprocess so its log can be read. That log reveals k-quant
 fallback (tensor rows not a multiple of 256 silently become Q5_0/Q8_0/F16), which is reported.
 
-Verification per file: the prompt's token ids in llama.cpp equal the HF tokenizer's for the same
-rendered prompt (BOS once); the F16 file's greedy continuation equals the merged HF model's token
-for token; each quant's top-1 agreement and mean KL divergence against F16 over test-set positions.
+Each file is then verified by ftkit.verify.gguf_checks: the prompt's token ids in llama.cpp equal the HF
+tokenizer's for the same rendered prompt (BOS once); the F16 file's greedy continuation equals the merged HF
+model's token for token; each quant's top-1 agreement and mean KL divergence against F16 over test-set positions.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 from ftkit import ROOT
-from ftkit.config import defaults
 from ftkit.core import faults
 from ftkit.core.artifacts import merged_digest
 from ftkit.core.cli import UserError
@@ -36,7 +35,6 @@ from ftkit.verify.gguf_checks import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUANTS = defaults.GGUF_TYPES
 # the guide's FAQ: sizes of a 7B model's files, in GB
 GUIDE_7B_SIZES_GB = {"Q4_K_M": 4, "Q5_K_M": 5, "Q8_0": 8}
 KNOWN_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K")
