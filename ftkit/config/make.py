@@ -52,6 +52,7 @@ class Plan:
     def __init__(self, s: Resolved):
         self.s = s
         self.family = f"--family {quoted(s['FAMILY'])}" if s["FAMILY"] else ""
+        self.adapter_dir = quoted(f"{s['MODEL_DIR']}/lora_adapter")
 
     def sample(self) -> str:
         s = self.s
@@ -99,7 +100,7 @@ class Plan:
     def evaluate(self) -> str:
         s = self.s
         return joined("scripts/evaluate_model.py --base-model", quoted(s["BASE_MODEL"]), "--lora-model",
-                      quoted(f"{s['MODEL_DIR']}/lora_adapter"), "--test-data", quoted(s["TEST_FILE"]), "--output",
+                      self.adapter_dir, "--test-data", quoted(s["TEST_FILE"]), "--output",
                       quoted(s["EVAL_OUTPUT"]), "--max-new-tokens", s["MAX_NEW_TOKENS"], "--batch-size", s["EVAL_BATCH"],
                       s["HUMAN_SHEET"] and f"--human-sheet {quoted(s['HUMAN_SHEET'])}", self.family)
 
@@ -110,13 +111,17 @@ class Plan:
         s = self.s
         return joined("scripts/eval_general.py --benchmark", quoted(s["GENERAL_EVAL"]), "--shots", s["GENERAL_SHOTS"],
                       "--format", s["GENERAL_FORMAT"], "--per-subject", s["GENERAL_PER_SUBJECT"], "--base-model",
-                      quoted(s["BASE_MODEL"]), "--lora-model", quoted(f"{s['MODEL_DIR']}/lora_adapter"), "--batch-size",
+                      quoted(s["BASE_MODEL"]), "--lora-model", self.adapter_dir, "--batch-size",
                       s["EVAL_BATCH"], "--output", quoted(self.general_json()), self.family)
+
+    def general_in_eval(self) -> str:
+        """The general check `make eval` runs too when you gave GENERAL_EVAL (HF models only)."""
+        return self.general() if self.s.user_set("GENERAL_EVAL") else ""
 
     def merge(self) -> str:
         s = self.s
         return joined("scripts/merge_lora.py --base-model", quoted(s["BASE_MODEL"]), "--lora-model",
-                      quoted(f"{s['MODEL_DIR']}/lora_adapter"), "--output", quoted(s["MERGED_DIR"]))
+                      self.adapter_dir, "--output", quoted(s["MERGED_DIR"]))
 
     def gguf(self) -> str:
         s = self.s
@@ -124,19 +129,21 @@ class Plan:
                       words(s["GGUF_TYPES"]), "--output-dir", quoted(s["GGUF_DIR"]), "--model-name",
                       quoted(s["MODEL_NAME"]), "--test-data", quoted(s["TEST_FILE"]), self.family)
 
-    def modelfile_flags(self) -> str:
-        """The Modelfile's own settings: they re-render the Modelfile alone."""
+    def modelfile_settings(self) -> str:
+        """The Modelfile's own settings (both exports write one): they re-render the Modelfile alone."""
         s = self.s
-        return joined("--create-modelfile", s["SYSTEM_PROMPT"] and f"--system {quoted(s['SYSTEM_PROMPT'])}",
+        return joined(s["SYSTEM_PROMPT"] and f"--system {quoted(s['SYSTEM_PROMPT'])}",
                       s["OLLAMA_VERSION"] and f"--ollama-version {quoted(s['OLLAMA_VERSION'])}")
+
+    def modelfile_flags(self) -> str:
+        return joined("--create-modelfile", self.modelfile_settings())
 
     def adapter(self) -> str:
         s = self.s
-        return joined("scripts/convert_to_gguf.py --lora-adapter", quoted(f"{s['MODEL_DIR']}/lora_adapter"),
-                      "--base-model", quoted(s["BASE_MODEL"]), "--output-dir", quoted(s["GGUF_DIR"]), "--model-name",
+        return joined("scripts/convert_to_gguf.py --lora-adapter", self.adapter_dir, "--base-model",
+                      quoted(s["BASE_MODEL"]), "--output-dir", quoted(s["GGUF_DIR"]), "--model-name",
                       quoted(s["MODEL_NAME"]), "--test-data", quoted(s["TEST_FILE"]), "--n-gpu-layers",
-                      s["N_GPU_LAYERS"], s["SYSTEM_PROMPT"] and f"--system {quoted(s['SYSTEM_PROMPT'])}",
-                      s["OLLAMA_VERSION"] and f"--ollama-version {quoted(s['OLLAMA_VERSION'])}", self.family)
+                      s["N_GPU_LAYERS"], self.modelfile_settings(), self.family)
 
     def artifact_flags(self) -> str:
         s = self.s
@@ -151,13 +158,12 @@ class Plan:
     def stamps(self) -> dict[str, tuple[str, str]]:
         """stage -> (stamp file, the text that shapes its output: its command without the interpreter)."""
         s, eval_dir = self.s, str(Path(self.s["EVAL_OUTPUT"]).parent)
-        general_step = self.general() if s.user_set("GENERAL_EVAL") else ""
         return {
             "SAMPLE": (f"{s['SAMPLE_DIR']}/.settings-sample", self.sample()),
             "DATA": (f"{s['DATA_DIR']}/.settings-data", self.data()),
             "TRAIN": (f"{s['MODEL_DIR']}/.settings-train",
                       joined(self.train_shape(), self.train_flags().replace(" --resume", ""))),
-            "EVAL": (f"{eval_dir}/.settings-eval", joined(self.evaluate(), general_step)),
+            "EVAL": (f"{eval_dir}/.settings-eval", joined(self.evaluate(), self.general_in_eval())),
             "GENERAL": (f"{eval_dir}/.settings-general", self.general()),
             "MERGE": (f"{s['MODEL_DIR']}/.settings-merge", self.merge()),
             "GGUF": (f"{s['GGUF_DIR']}/.settings-gguf", self.gguf()),
@@ -195,12 +201,11 @@ def assignments(s: Resolved, writes_state: bool) -> list[str]:
     lines = [f"{setting.name} := {make_escaped(s[setting.name])}" for setting in SETTINGS]
     launch, launch_error = plan.launch()
     commands = {
-        "USE_QLORA": "1" if s.qlora else "",
         "FAMILY_FLAG": plan.family,
         "SAMPLE_CMD": plan.sample(), "DATA_CMD": plan.data(), "TRAIN_FLAGS": plan.train_flags(),
         "TRAIN_LAUNCH_ARGS": launch, "TRAIN_LAUNCH_ERROR": launch_error, "EVAL_CMD": plan.evaluate(),
         "GENERAL_JSON": plan.general_json(), "GENERAL_CMD": plan.general(),
-        "EVAL_GENERAL_STEP": plan.general() if s.user_set("GENERAL_EVAL") else "",
+        "EVAL_GENERAL_STEP": plan.general_in_eval(),
         "MERGE_CMD": plan.merge(), "GGUF_CMD": plan.gguf(), "MODELFILE_FLAGS": plan.modelfile_flags(),
         "ADAPTER_CMD": plan.adapter(), "ARTIFACT_FLAGS": plan.artifact_flags(), "GGUF_MAIN": plan.gguf_main(),
     }
@@ -243,7 +248,7 @@ def help_lines(s: Resolved) -> str:
         f"REPORT_DIR={s['REPORT_DIR']}",
         f"  OLLAMA_VERSION={s['OLLAMA_VERSION']} (empty: the newest checked) SERVE_HOST={s['SERVE_HOST']} "
         f"SERVE_PORT={s['SERVE_PORT']}",
-        "  every setting, its default and what it does: `make settings`, docs/settings.md",
+        "  every setting and where its value comes from: `make settings` (docs/settings.md explains them)",
     ])
 
 

@@ -66,12 +66,9 @@ def build_parser(schema, description: str, **kwargs) -> argparse.ArgumentParser:
             shown = " ".join(map(str, f.default)) if isinstance(f.default, list | tuple) else \
                 f.default if f.default is not None else "none"
         shown = f"{shown}{_bounds_text(f.metadata)}"
-        element = _list_of(kind)
-        if element is not None:  # several values: --input a.json b.csv, or the flag repeated
-            parser.add_argument(flag, type=element, nargs="+", action="extend", default=None,
-                                help=f"{help_text} (default: {shown})", **meta)
-            continue
-        parser.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {shown})", **meta)
+        element = _list_of(kind)  # several values: --input a.json b.csv, or the flag repeated
+        how = {"type": element, "nargs": "+", "action": "extend"} if element is not None else {"type": kind}
+        parser.add_argument(flag, default=None, help=f"{help_text} (default: {shown})", **how, **meta)
     return parser
 
 

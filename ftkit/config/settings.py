@@ -212,8 +212,9 @@ class Resolved:
 
     def __init__(self, command_line: dict[str, str], environment: dict[str, str] | None = None,
                  recorded: dict[str, tuple[str, str]] | None = None, quiet: bool = False):
+        environment = os.environ if environment is None else environment
         self.command_line = command_line
-        self.environment = {k: v for k, v in (os.environ if environment is None else environment).items()
+        self.environment = {k: v for k, v in environment.items()
                             if k in BY_NAME and k != "COLUMNS"}  # COLUMNS there is the terminal's width
         self.recorded = recorded or {}
         self.quiet = quiet
@@ -221,7 +222,7 @@ class Resolved:
         self.origins: dict[str, str] = {}
         self._preset: dict[str, str] | None = None
         for name, message in REFUSED.items():
-            value = command_line.get(name, os.environ.get(name, "") if environment is None else environment.get(name, ""))
+            value = command_line.get(name, environment.get(name, ""))
             if value:
                 raise SettingError(message.format(value=value))
 
