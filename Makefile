@@ -72,7 +72,7 @@ llama.cpp: ## populate the llama.cpp/ submodule at its pinned commit (offline, f
 	@PYTHON=$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bash docker/fetch_llama_cpp.sh
 
 # the code each stage runs (ftkit/: core below the stages, verify between): a change re-runs the stage and what follows
-RENDERER := ftkit/core/prompts.py ftkit/core/families.py
+RENDERER := ftkit/core/prompts.py $(wildcard ftkit/core/families/*.py)
 TINY_SOURCES := $(wildcard ftkit/tiny/*.py) $(RENDERER) ftkit/stages/data/sample_data.py ftkit/assets/tokenizer_corpus.txt
 DATA_SOURCES := ftkit/stages/data/prepare.py ftkit/core/readers.py $(RENDERER)
 TRAIN_SOURCES := $(wildcard ftkit/stages/train/*.py) $(RENDERER)
@@ -83,13 +83,13 @@ EXPORT_SOURCES := ftkit/stages/export/gguf.py ftkit/core/ollama.py $(RENDERER) $
   tests/go/ollama_chat.go
 
 $(TINY_MODEL)/config.json: $(TINY_SOURCES) | $(PY_DEP)
-	$(RUN_PY) scripts/build_tiny_model.py --family $(or $(FAMILY),llama2) --output-dir $(TINY_MODEL)
+	$(RUN_PY) scripts/build_tiny_model.py $(if $(filter models/tiny-%,$(TINY_MODEL)),--tiny $(patsubst models/tiny-%,%,$(TINY_MODEL)),--family $(or $(FAMILY),llama2)) --output-dir $(TINY_MODEL)
 
-# every family's tiny model by its folder name (models/tiny-llama is the llama2 one)
+# every tiny model by its folder name, models/tiny-<name>, as the family files name them
 models/tiny-%/config.json: $(TINY_SOURCES) | $(PY_DEP)
-	$(RUN_PY) scripts/build_tiny_model.py --family $(if $(filter llama,$*),llama2,$*) --output-dir $(@D)
+	$(RUN_PY) scripts/build_tiny_model.py --tiny $* --output-dir $(@D)
 
-tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=llama2|llama3|qwen2.5|qwen3|qwen3.5)
+tiny-model: $(TINY_MODEL)/config.json ## build an embedded tiny model under models/ (FAMILY=..., or TINY_MODEL=models/tiny-qwen3-moe)
 
 $(SAMPLE_DIR)/sample_data.json: ftkit/stages/data/sample_data.py ftkit/commands/create_sample_data.py $(STAMP_SAMPLE) | $(PY_DEP)
 	$(RUN_PY) $(SAMPLE_CMD)

@@ -20,8 +20,8 @@ gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B 
 bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
 	$(RUN_PY) bench/bench_gguf.py --merged-model $(MERGED_DIR) --gguf $(GGUF_MAIN) --n-gpu-layers $(N_GPU_LAYERS)
 
-# the Llama-2 and the Qwen vocabulary (32k vs 152k): where the output layer matters
-BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5
+# the Llama-2 and the Qwen vocabulary (32k vs 152k): where the output layer matters; and a mixture of experts
+BENCH_TRAIN_MODELS ?= models/tiny-llama models/tiny-qwen2.5 models/tiny-qwen3-moe
 bench-train: $(foreach m,$(BENCH_TRAIN_MODELS),$(if $(filter models/tiny-%,$(m)),$(m)/config.json)) | $(PY_DEP) ## benchmark train_lora.py (sparse and dense output layer) against a plain TRL recipe, per model
 	for model in $(BENCH_TRAIN_MODELS); do $(RUN_PY) bench/bench_train.py --base-model $$model || exit 1; done
 

@@ -167,12 +167,14 @@ def tables():
     """(start, end), the renderer and the record of every generated table: benchmarks, export at scale,
     training, the general check, the measured times."""
     from ftkit import timings  # above both: its table is one of them
+    from ftkit.core import families
 
     return (((START, END), render_table, "benchmarks.json"),
             ((SCALE_START, SCALE_END), render_scale_table, "bench_scale.json"),
             ((TRAIN_START, TRAIN_END), render_train_table, "bench_train.json"),
             ((GENERAL_START, GENERAL_END), render_general_table, "bench_eval_general.json"),
-            ((timings.START, timings.END), timings.render_table, "timings.json"))
+            ((timings.START, timings.END), timings.render_table, "timings.json"),
+            ((families.TABLE_START, families.TABLE_END), families.markdown_table, None))
 
 
 def write_tables(root: str | Path, records: str | Path | None = None) -> None:
@@ -180,5 +182,5 @@ def write_tables(root: str | Path, records: str | Path | None = None) -> None:
     records = Path(records) if records else Path(root) / "docs"
     for (start, end), render, name in tables():
         page = page_with(root, start)
-        text = _replace(page.read_text(encoding="utf-8"), start, end, render(load_runs(records / name)))
+        text = _replace(page.read_text(encoding="utf-8"), start, end, render(load_runs(records / name) if name else None))
         page.write_text(text, encoding="utf-8")

@@ -88,7 +88,7 @@ def tiny_model_dir(run_folder) -> Path:
 
 @pytest.fixture(scope="session")
 def family_model(run_folder):
-    """family name -> the embedded tiny model of that family (qwen2.5, qwen3, llama3), built once on first use."""
+    """family or tiny model name -> that embedded tiny model (qwen2.5, qwen3-moe, ...), built once on first use."""
     from ftkit.tiny.tiny_model import build_family
 
     return lambda name: built_once(run_folder, f"tiny-{name}", lambda target: build_family(target, name))
@@ -209,13 +209,17 @@ def kept_output(folder: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def family_run(family_model, run_folder):
-    """family name -> (run folder, make's output, the make variables): `make all FAMILY=<name>` on its tiny model
+    """family or tiny model name -> (run folder, make's output, the make variables): `make all FAMILY=<family>` on
+    its tiny model
     and the sample data, every output under one temporary folder, exactly as a user runs it. A family's tests
     share one worker (pytest_collection_modifyitems), and the run is made once whoever asks."""
+    from ftkit.core import families
+
     def get(name: str, thinking: str = "off"):
         key = name if thinking == "off" else f"{name}-thinking-{thinking}"
         run = run_folder / f"run-{key}"
-        variables = [f"FAMILY={name}", f"TINY_MODEL={family_model(name)}", f"SAMPLE_DIR={run / 'sample'}",
+        family, tiny = families.tiny_model(name)  # a family's own tiny model, or another by its name (qwen3-moe)
+        variables = [f"FAMILY={family.name}", f"TINY_MODEL={family_model(tiny.name)}", f"SAMPLE_DIR={run / 'sample'}",
                      f"DATA_DIR={run / 'data'}", f"MODEL_DIR={run / 'model'}", f"GGUF_DIR={run / 'gguf'}",
                      f"REPORT_DIR={run / 'reports'}", "RUN=local",
                      # lighter than the demo, the same stages: the general check on 45 of the shipped

@@ -19,14 +19,18 @@ from ftkit.core import families, ollama, prompts
 from ftkit.core.cli import UserError
 from ftkit.verify import deploy_parity
 
-FAMILIES = ("llama2", "llama3", "qwen2.5", "qwen3")
-ARCHITECTURE = {"llama2": "llama", "llama3": "llama", "qwen2.5": "qwen2", "qwen3": "qwen3"}
+FAMILIES = ("llama2", "llama3", "qwen2.5", "qwen3", "deepseek-r1")
+# the families whose make all (tests/test_families.py) trains with thinking off: llama-server is asked here
+# directly; the others' runs prove every path per think value in their own deployment check
+SERVED = ("llama2", "llama3", "qwen2.5", "qwen3")
+ARCHITECTURE = {"llama2": "llama", "llama3": "llama", "qwen2.5": "qwen2", "qwen3": "qwen3", "deepseek-r1": "qwen2"}
 # where each family's Modelfile (as ftkit writes it) sends a chat on Ollama 0.33, by OLLAMA_GO_TEMPLATE
 EXPECTED_PATHS = {
     "llama2": {"": "go_template", "0": "llama_server", "1": "go_template"},   # no capability to prefer
     "llama3": {"": "llama_server", "0": "llama_server", "1": "go_template"},  # the GGUF template mentions tools
     "qwen2.5": {"": "llama_server", "0": "llama_server", "1": "go_template"},
     "qwen3": {"": "go_template", "0": "go_template", "1": "go_template"},     # PARSER passthrough keeps the TEMPLATE
+    "deepseek-r1": {"": "go_template", "0": "go_template", "1": "go_template"},  # so does DeepSeek-R1's
 }
 
 
@@ -205,7 +209,7 @@ def f16_gguf(name: str, family_run, request=None) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", SERVED)
 def test_llama_server_renders_every_family_gguf_template_as_trained(name, family_run, request, tokenizer_of):
     """Four shapes x enable_thinking unset/false/true x the runtime's date and a foreign one, straight from
     llama-server's chat path (/apply-template) and its tokenizer."""

@@ -12,18 +12,21 @@ from conftest import generate_alone, go_render
 
 from ftkit.core import families, ollama, prompts
 from ftkit.core.cli import UserError
+from ftkit.core.families import qwen2_5
 from ftkit.tiny.tiny_tokenizers import reference_cases
 
 ROOT = Path(__file__).resolve().parents[1]
-BPE_FAMILIES = ("qwen2.5", "qwen3", "qwen3.5", "llama3")
-VOCAB_FILES = {"qwen2.5": "ggml-vocab-qwen2.gguf", "qwen3": "ggml-vocab-qwen2.gguf", "qwen3.5": "ggml-vocab-qwen35.gguf",
-               "llama3": "ggml-vocab-llama-bpe.gguf"}
+# every family file's family and tiny model runs in every test below: a new file needs no edit here
+BPE_FAMILIES = tuple(name for name, family in families.FAMILIES.items() if not family.meta_renderer)
+TINY_MODELS = tuple(t.name for f in families.FAMILIES.values() for t in f.tiny_models if t.vocab)  # qwen3-moe too
+VOCAB_FILES = {name: families.get(name).tiny_models[0].vocab.vocab_file for name in BPE_FAMILIES}
 # what the converter recognises in each tiny tokenizer: the family's own pre-tokenizer, except for Qwen3.5, whose
 # vocabulary the submodule ships only as Qwen2's under Qwen3.5's split (ftkit/tiny/tiny_tokenizers.py): its hash is Qwen2's
 TINY_PRE = {"qwen3.5": "qwen2"}
-# one `make all` per family in make test; Qwen3.5's trains with THINKING=mixed, so the same run proves a thinking
-# mode end to end (tests/test_thinking.py); thinking off is the other families' (Qwen3's) and the unit tests'
-RUN_THINKING = {"qwen3.5": "mixed"}
+# one `make all` per tiny model in make test. Qwen3.5's trains with THINKING=mixed and DeepSeek-R1's with on, so the
+# same runs prove thinking modes end to end (tests/test_thinking.py); thinking off is the other families' (Qwen3's)
+# and the unit tests'
+RUN_THINKING = {"qwen3.5": "mixed", "deepseek-r1": "on"}
 # llama.cpp's converter text for the pre-tokenizer hash (conversion/base.py, get_vocab_base_pre)
 CHKTXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
           '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
@@ -61,20 +64,28 @@ REAL_IDS = {
     "llama3": {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|finetune_right_pad_id|>": 128004,
                "<|start_header_id|>": 128006, "<|eom_id|>": 128008, "<|eot_id|>": 128009, "<|python_tag|>": 128010,
                "<|reserved_special_token_247|>": 128255},
+    "deepseek-r1": {"<｜end▁of▁sentence｜>": 151643, "<｜User｜>": 151644, "<｜Assistant｜>": 151645,
+                    "<｜begin▁of▁sentence｜>": 151646, "<think>": 151648, "</think>": 151649, "<|file_sep|>": 151664},
 }
+# (model type, vocabulary, context, tied embeddings) of each family's real checkpoint
+REAL_CONFIGS = {"qwen2.5": ("qwen2", 151936, 32768, True), "qwen3": ("qwen3", 151936, 40960, True),
+                "qwen3.5": ("qwen3_5_text", 151936, 262144, True), "llama3": ("llama", 128256, 131072, False),
+                "deepseek-r1": ("qwen2", 151936, 131072, False)}
 
 
 @pytest.mark.parametrize("name", BPE_FAMILIES)
 def test_special_tokens_at_their_real_ids_and_the_real_architecture(name, family_model, family_tokenizer):
     tokenizer = family_tokenizer(name)
-    for token, token_id in REAL_IDS[name].items():
+    family = families.get(name)
+    for token in (family.end_of_turn, *family.stops, *filter(None, [family.bos_text])):
+        assert len(tokenizer.encode(token, add_special_tokens=False)) == 1, token  # every marker is one token
+    for token, token_id in REAL_IDS.get(name, {}).items():
         assert tokenizer.convert_tokens_to_ids(token) == token_id, token
         assert tokenizer.encode(token, add_special_tokens=False) == [token_id]  # one token, never split
     config = json.loads((family_model(name) / "config.json").read_text())
-    expected = {"qwen2.5": ("qwen2", 151936, 32768, True), "qwen3": ("qwen3", 151936, 40960, True),
-                "qwen3.5": ("qwen3_5_text", 151936, 262144, True), "llama3": ("llama", 128256, 131072, False)}[name]
     assert (config["model_type"], config["vocab_size"], config["max_position_embeddings"],
-            config["tie_word_embeddings"]) == expected
+            config["tie_word_embeddings"]) == REAL_CONFIGS.get(name, (config["model_type"], len(tokenizer), *[
+                config[k] for k in ("max_position_embeddings", "tie_word_embeddings")]))
     assert config["num_key_value_heads"] < config["num_attention_heads"]  # grouped-query attention
     if name == "llama3":
         assert config["rope_parameters"]["rope_type"] == "llama3"
@@ -82,7 +93,7 @@ def test_special_tokens_at_their_real_ids_and_the_real_architecture(name, family
 
     with safe_open(family_model(name) / "model.safetensors", "pt") as f:
         keys = set(f.keys())
-    assert ("model.layers.0.self_attn.q_proj.bias" in keys) == (name == "qwen2.5")  # Qwen2: q/k/v bias
+    assert ("model.layers.0.self_attn.q_proj.bias" in keys) == (name in ("qwen2.5", "deepseek-r1"))  # Qwen2: q/k/v bias
     assert ("model.layers.0.self_attn.q_norm.weight" in keys) == (name == "qwen3")  # Qwen3: q/k norms
     if name == "qwen3.5":  # hybrid: Gated DeltaNet layers, then gated attention (q_proj twice as wide: the gate)
         assert config["layer_types"] == ["linear_attention"] * 3 + ["full_attention"]
@@ -103,14 +114,69 @@ def test_family_is_detected_from_the_model(name, family_tokenizer):
     assert families.family_of(family_tokenizer(name)).name == name
 
 
-def test_llama2_and_unknown_templates(tiny_tokenizer, family_model):
-    from ftkit.core.loading import load_tokenizer
+# a real ChatML model of no known family, with a default system prompt of its own (the issue's new user)
+OWN_CHATML = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Xiaoyu, a helpful assistant.<|im_end|>\n"
+              "{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def model_copy(source: Path, folder: Path, template: str | None = None) -> Path:
+    """A model folder like `source` (its tokenizer and config, no weights) with another chat template."""
+    folder.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "chat_template.jinja"):
+        if (source / name).exists():
+            shutil.copy(source / name, folder / name)
+    if template is not None:
+        (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
+    return folder
+
+
+def test_llama2_is_detected_without_a_template_and_a_model_of_no_family_stops_the_first_stage(
+        tiny_tokenizer, family_model, tmp_path):
+    import subprocess
+    import sys
+
+    from ftkit.core.io import write_json_atomic
+    from ftkit.stages.data import sample_data
 
     assert families.detect(tiny_tokenizer).name == "llama2"
-    other = load_tokenizer(str(family_model("qwen2.5")))
-    other.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-                           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    assert families.detect(other).name == "template"  # ChatML without Qwen's default system: not claimed
+    model = model_copy(family_model("qwen2.5"), tmp_path / "xiaoyu-7b-chat", OWN_CHATML)
+    write_json_atomic(tmp_path / "raw.json", sample_data.generate(num=20))
+    script = [sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "--input", str(tmp_path / "raw.json"),
+              "--tokenizer", str(model), "--output-dir", str(tmp_path / "data")]
+    for family in ([], ["--family", "qwen2.5"]):  # detected as none; named as one it does not render as
+        result = subprocess.run(script + family, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0
+        [line] = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+        assert "xiaoyu-7b-chat" in line and "ftkit/core/families/" in line and "FAMILY=" in line, line
+        assert ", ".join(families.FAMILIES) in line or "You are Xiaoyu" in line, line
+        assert not any((tmp_path / "data").glob("*.jsonl"))  # nothing written
+
+
+def test_a_model_named_as_an_alias_is_detected_as_its_family_and_the_log_says_so(family_model, tmp_path, caplog):
+    import logging
+
+    from ftkit.core.loading import load_tokenizer
+
+    model = model_copy(family_model("qwen3.5"), tmp_path / "Qwen3.8-9B")  # Qwen3.8: Qwen3.5's architecture and template
+    with caplog.at_level(logging.INFO):
+        assert families.family_of(load_tokenizer(str(model))).name == "qwen3.5"
+    assert "qwen3.8 is an alias of qwen3.5" in caplog.text
+    assert families.get("Qwen3.8").name == "qwen3.5" and families.tiny_model("qwen3.8")[1].name == "qwen3.5"
+
+
+def test_a_family_file_is_all_a_new_family_needs(family_model, tmp_path, monkeypatch):
+    """The registry collects every file of the package: one more file, and a model of that format is known."""
+    from ftkit.core.loading import load_tokenizer
+
+    (tmp_path / "xiaoyu.py").write_text(
+        "from ftkit.core.families._family import Family\n"
+        "FAMILY = Family('xiaoyu', 'Xiaoyu (ChatML)', '<|im_end|>', ('<|im_start|>', '<|im_end|>'), 'TEMPLATE',\n"
+        "                detects=lambda template, config: 'You are Xiaoyu' in template)\n", encoding="utf-8")
+    monkeypatch.setattr(families, "__path__", [*families.__path__, str(tmp_path)])
+    monkeypatch.setattr(families, "FAMILIES", families._collect())
+    model = model_copy(family_model("qwen2.5"), tmp_path / "xiaoyu-7b-chat", OWN_CHATML)
+    assert families.family_of(load_tokenizer(str(model))).name == "xiaoyu"
 
 
 def test_a_wrong_family_override_is_refused(family_model):
@@ -136,7 +202,7 @@ def test_labels_cover_the_answer_and_its_end_of_turn_and_the_prompt_is_the_gener
     asked = prompts.render_ids(conv.without_last_answer(), tokenizer)
     assert rendered.prompt_ids == asked.prompt_ids  # trained on exactly the prompt used at inference
     assert rendered.answer_ids[-1] == tokenizer.convert_tokens_to_ids(family.end_of_turn)
-    assert tokenizer.decode(rendered.answer_ids[:-1]) == "日本的首都是东京。"
+    assert tokenizer.decode(rendered.answer_ids[:-1]).strip() == "日本的首都是东京。"  # DeepSeek-R1: after "\n\n"
     # the same ids as the model's own (unpinned) chat template, rendered by transformers with the training's choices
     real = tokenizer.apply_chat_template(DIALOG[:-1], add_generation_prompt=True, tokenize=False,
                                          chat_template=families.original_template(tokenizer.chat_template), **family.pins)
@@ -158,7 +224,7 @@ def test_qwen3_thinking_off_agrees_between_training_and_inference(family_tokeniz
 def test_qwen25_default_system_is_in_the_training_text(family_tokenizer):
     tokenizer = family_tokenizer("qwen2.5")
     text = prompts.render_text(prompts.from_alpaca({"instruction": "你好", "output": "你好！"}), tokenizer)
-    assert text.startswith(f"<|im_start|>system\n{families.QWEN25_DEFAULT_SYSTEM}<|im_end|>\n")
+    assert text.startswith(f"<|im_start|>system\n{qwen2_5.DEFAULT_SYSTEM}<|im_end|>\n")
 
 
 @pytest.mark.slow
@@ -217,7 +283,7 @@ def test_ollama_template_renders_the_training_prompt_byte_for_byte(name, shape, 
 def test_the_harness_catches_a_template_without_the_default_system(family_tokenizer):
     tokenizer = family_tokenizer("qwen2.5")
     messages = SHAPES["one turn, default system"][0]
-    broken = families.QWEN25_OLLAMA_TEMPLATE.replace(families.QWEN25_DEFAULT_SYSTEM, "")
+    broken = qwen2_5.OLLAMA_TEMPLATE.replace(qwen2_5.DEFAULT_SYSTEM, "")
     assert go_render(broken, messages) != generation_prompt("qwen2.5", tokenizer, messages)
 
 
@@ -228,12 +294,6 @@ def test_modelfile_has_the_family_template_and_every_stop(name, tmp_path):
     assert ollama.template_of(path) == family.ollama_template
     assert ollama.stops_of(path) == list(family.stops) and family.end_of_turn in family.stops
     assert ollama.family_of_modelfile(path) == name
-
-
-def test_a_model_outside_the_registry_gets_a_loud_unproven_modelfile(tmp_path, caplog):
-    path = ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m.gguf"), family=families.TEMPLATE_ONLY)
-    assert ollama.template_of(path) is None and "UNPROVEN" in path.read_text()
-    assert "outside the family registry" in caplog.text
 
 
 # --- the whole pipeline, per family ------------------------------------------------------------------
@@ -255,7 +315,7 @@ def modelfile_ok(run: Path) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", BPE_FAMILIES)
+@pytest.mark.parametrize("name", TINY_MODELS)
 def test_make_all_passes_acceptance_for_the_family(name, family_run):
     run, result, _ = family_run(name, RUN_THINKING.get(name, "off"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -265,7 +325,7 @@ def test_make_all_passes_acceptance_for_the_family(name, family_run):
     # 15 test records)
     assert modelfile_ok(run) and statuses["deploy.quality"] in ("PASS", "WARN")
     assert statuses["deploy.parity"] == "PASS"  # every Ollama path and llama-server render the training prompt
-    assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == name
+    assert ollama.family_of_modelfile(run / "gguf" / "Modelfile") == families.tiny_model(name)[0].name
     general = json.loads((run / "reports" / "eval_general.json").read_text())  # the family's chat template asked
     assert list(general["models"]) == ["base", "fine-tuned", "F16", "Q4_K_M"] and general["benchmark"]["format"] == "chat"
     assert general["benchmark"]["questions"] == 45 and statuses["eval.forgetting"] in ("PASS", "WARN")
@@ -352,9 +412,8 @@ def test_a_modelfile_without_a_stop_or_the_default_system_fails_acceptance(name,
 
     assert modelfile_status(original) == "PASS"
     assert modelfile_status(original.replace(f'PARAMETER stop "{family.end_of_turn}"\n', "")) == "FAIL"
-    shifted = original.replace("<|im_start|>assistant\n", "<|im_start|>assistant\n\n", 1) if "qwen" in name else \
-        original.replace("<|end_header_id|>\n\n", "<|end_header_id|>\n", 1)
-    assert modelfile_status(shifted) == "FAIL"  # one newline moved
+    template = ollama.template_of(modelfile)
+    assert modelfile_status(original.replace(template, template.replace("\n", "\n\n", 1))) == "FAIL"  # one newline more
     if family.default_system:
         assert modelfile_status(original.replace(family.default_system, "")) == "FAIL"
 
@@ -379,3 +438,25 @@ def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches
     batched = model.generate(ids, Decoding(max_new_tokens=24), batch_size=len(ids))
     assert [g.token_ids for g in batched] == reference
     assert len({len(r) for r in reference}) > 1  # answers of different lengths: rows really left the batch early
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("family-qwen3-moe")
+def test_the_mixture_of_experts_trains_attention_experts_and_router_with_its_loss_and_converts_as_qwen3moe(family_run):
+    """make all on the tiny Qwen3 MoE (FAMILY=qwen3): LoRA adapts attention, every expert's fused weights and the
+    router (PEFT's all-linear on transformers' MoE layout), training adds the router's load-balancing loss, and
+    llama.cpp converts the merged model as qwen3moe with its experts."""
+    from llama_cpp import Llama
+
+    run, result, _ = family_run("qwen3-moe")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((run / "model" / "run_manifest.json").read_text())
+    assert manifest["lora_dropout_used"] == 0 < manifest["arguments"]["lora_dropout"]  # PEFT's expert adapters need 0
+    assert {"self_attn.q_proj", "self_attn.o_proj", "mlp.experts.gate_up_proj", "mlp.experts.down_proj",
+            "mlp.gate"} <= set(manifest["lora_modules"]), manifest["lora_modules"]
+    steps = [json.loads(line) for line in (run / "model" / "train_log.jsonl").read_text().splitlines()]
+    assert [s["aux_loss"] for s in steps if "loss" in s] and all(s["aux_loss"] > 0 for s in steps if "loss" in s)
+    report = json.loads((run / "gguf" / "quant_report.json").read_text())
+    meta = Llama(model_path=report["files"]["F16"]["path"], vocab_only=True, verbose=False).metadata
+    assert meta["general.architecture"] == "qwen3moe"
+    assert (int(meta["qwen3moe.expert_count"]), int(meta["qwen3moe.expert_used_count"])) == (4, 2)

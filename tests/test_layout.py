@@ -27,6 +27,9 @@ def layer(module: str) -> str:
 
 # what each layer may import (besides itself); the stages may import core, config and verify only
 ALLOWED = {"core": {"config"}, "config": set(), "verify": {"core", "config"}}
+# and one module below its layer: the settings name each family's tiny model from the family files (which import
+# nothing but the standard library and ftkit.core.cli)
+BELOW = {"config": ("ftkit.core.families", "ftkit.core.cli")}
 
 
 def test_no_stage_imports_another_and_shared_code_lives_below():
@@ -40,7 +43,7 @@ def test_no_stage_imports_another_and_shared_code_lives_below():
                 continue
             if own.startswith("stages.") and (other.startswith("stages.") or other not in ("core", "config", "verify")):
                 wrong.append(f"{module} imports {imported}")
-            elif own in ALLOWED and other not in ALLOWED[own]:
+            elif own in ALLOWED and other not in ALLOWED[own] and not imported.startswith(BELOW.get(own, ("-",))):
                 wrong.append(f"{module} imports {imported}")
     assert wrong == []
 

@@ -152,17 +152,15 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['cont
           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def test_model_with_its_own_chat_template_uses_it(tiny_model_dir):
+def test_a_chat_template_of_no_family_is_never_rendered(tiny_model_dir):
+    """A plain ChatML template that no family file claims: refused at once, naming where a family is added."""
     from transformers import AutoTokenizer
+
+    from ftkit.core.cli import UserError
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.chat_template = CHATML
-    assert not prompts.uses_llama2_format(tokenizer)
-    conv = prompts.from_messages(DIALOGS["mixed with system"])
-    text = prompts.render_text(conv, tokenizer)
-    assert text.startswith("<|im_start|>system\n你是一个helpful assistant。<|im_end|>\n")
-    rendered = prompts.render_ids(conv, tokenizer)
-    full = tokenizer.encode(text, add_special_tokens=False)
-    assert rendered.input_ids[: len(full)] == full
-    assert rendered.answer_ids[-1] == tokenizer.eos_token_id
-    assert tokenizer.decode(rendered.prompt_ids).endswith("<|im_start|>assistant\n")
+    with pytest.raises(UserError, match="no family ftkit knows .* ftkit/core/families/"):
+        prompts.render_text(prompts.from_messages(DIALOGS["mixed with system"]), tokenizer)
+
+

@@ -9,6 +9,8 @@ from transformers import AutoTokenizer
 
 from ftkit.core import families, ollama, prompts
 from ftkit.core.cli import UserError
+from ftkit.core.families import deepseek_r1
+from ftkit.core.families.qwen3 import EMPTY_THINK
 from ftkit.stages.data.prepare import PrepareConfig, prepare
 from ftkit.verify import deploy_parity
 
@@ -125,14 +127,15 @@ def test_a_thinking_mode_is_refused_for_a_family_that_does_not_think(family, fam
 
 
 def test_a_record_the_template_cannot_split_is_rejected_and_counted_not_fatal(family_model, tmp_path):
-    # a template that renders the final answer apart from its generation prompt (as Qwen3's did with an inline
-    # <think> block before traces were read): the split fails for that record only
+    # a Qwen2.5 template that renders some final answers apart from their generation prompt (as Qwen3's did with
+    # an inline <think> block before traces were read): the split fails for that record only
     model = tmp_path / "odd-template"
     tokenizer = AutoTokenizer.from_pretrained(family_model("qwen2.5"))
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|im_start|>"
-        "{{ 'bot' if m.role == 'assistant' and '！' in m.content else m.role }}\n{{ m.content }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tokenizer.chat_template = tokenizer.chat_template.replace(
+        "{{- '<|im_start|>' + message.role + '\\n' + message.content",
+        "{{- '<|im_start|>' + ('bot' if message.role == 'assistant' and '！' in message.content else message.role)"
+        " + '\\n' + message.content", 1)
+    assert "'bot'" in tokenizer.chat_template
     tokenizer.save_pretrained(model)
     raw = write_jsonl(tmp_path / "raw.jsonl", [{"instruction": "你好", "output": "你好！"}, {"instruction": "在吗", "output": "在。"}])
     summary = prepare(PrepareConfig(inputs=[str(raw)], output_dir=str(tmp_path / "out"), tokenizer=str(model),
@@ -182,31 +185,93 @@ def test_a_thinking_run_renders_as_the_real_template_renders_a_reasoning_turn(na
     if conv.turns[-1].reasoning:
         assert answer == f"{opened}{conv.turns[-1].reasoning}\n</think>\n\n{conv.turns[-1].answer}<|im_end|>"
     elif mode == "on":  # the empty block is the answer's: the model learns to close it itself
-        empty_block = families.QWEN3_EMPTY_THINK.removeprefix("<think>\n" if not opened else "")
+        empty_block = EMPTY_THINK.removeprefix("<think>\n" if not opened else "")
         assert answer == f"{empty_block}{conv.turns[-1].answer}<|im_end|>"
         if not opened:  # the prompt ends inside the "\n\n" token of the whole text: the rest is encoded as generated
             assert ids.answer_ids[:2] == tokenizer.encode("\n</think>", add_special_tokens=False)
     else:  # mixed: the empty block sits in the prompt, as think=false renders it
-        assert answer == f"{conv.turns[-1].answer}<|im_end|>" and expected_prompt.endswith(families.QWEN3_EMPTY_THINK)
+        assert answer == f"{conv.turns[-1].answer}<|im_end|>" and expected_prompt.endswith(EMPTY_THINK)
     if record is HISTORY:
         assert "英国首都伦敦" not in prompts.render_text(conv, tokenizer)
+
+
+@pytest.mark.parametrize("mode", ("off", "on", "mixed"))
+@pytest.mark.parametrize("record", (TRACED, PLAIN, HISTORY), ids=("trace", "no-trace", "history"))
+def test_deepseek_r1_trains_its_generation_prompt_then_the_answer_as_the_model_writes_it(mode, record, thinker):
+    """DeepSeek-R1's template renders every past answer without its reasoning, the last one too: the training text
+    is the template's history and generation prompt, then the answer as the model writes it after that prompt."""
+    tokenizer = thinker("deepseek-r1", mode)
+    conv = conversation(record)
+    messages = conv.to_messages()
+    thinking = mode == "on" or (mode == "mixed" and conv.turns[-1].reasoning is not None)
+    prompt = real(tokenizer, messages[:-1], True, enable_thinking=thinking)
+    ids = prompts.render_ids(conv, tokenizer)
+    assert tokenizer.decode(ids.prompt_ids) == prompt
+    assert prompt.endswith("<｜Assistant｜><think>\n" if thinking else "<｜Assistant｜><think>\n</think>")
+    last = conv.turns[-1]
+    trace = last.reasoning if mode != "off" else None
+    expected = (f"{trace or ''}\n</think>\n\n" if thinking else "\n\n") + f"{last.answer}<｜end▁of▁sentence｜>"
+    assert tokenizer.decode(ids.answer_ids) == expected
+    assert prompts.render_text(conv, tokenizer) == prompt + expected
+    assert "英国首都伦敦" not in prompt  # past reasoning dropped, as the template drops it
+
+
+HUB_DEEPSEEK = "{% if not enable_thinking %}{{- '</think>' -}}{% endif %}"  # the switch llama.cpp's copy adds
+
+
+def test_a_deepseek_r1_template_without_the_switch_trains_thinking_only_and_ollama_always_opens_the_block(
+        family_model, tmp_path):
+    """The Hub's DeepSeek-R1-Distill template always opens a think block: THINKING=on is the one mode it allows
+    (off and mixed are refused, naming it), and its Modelfile opens the block whatever think says."""
+    import shutil
+
+    from ftkit.core.loading import load_tokenizer
+
+    model = tmp_path / "DeepSeek-R1-Distill-Qwen-1.5B"
+    shutil.copytree(family_model("deepseek-r1"), model, ignore=shutil.ignore_patterns("*.safetensors"))
+    template = (model / "chat_template.jinja").read_text(encoding="utf-8")
+    assert HUB_DEEPSEEK in template
+    (model / "chat_template.jinja").write_text(template.replace(HUB_DEEPSEEK, ""), encoding="utf-8")
+    for mode in ("off", "mixed"):
+        with pytest.raises(UserError, match=f"THINKING={mode}: .*always opens a think block.*THINKING=on"):
+            load_tokenizer(str(model), thinking=mode)
+    tokenizer = load_tokenizer(str(model), thinking="on")
+    family = families.family_of(tokenizer)
+    assert family.ollama_template == deepseek_r1.ALWAYS_THINKING_OLLAMA_TEMPLATE
+    path = ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m.gguf"), family=family)
+    modelfile = ollama.read_modelfile(path)
+    chat = [{"role": "user", "content": "你好"}]
+    cases = [dict(ollama_case(modelfile, tokenizer.chat_template, chat, think, env), model_family="qwen2")
+             for think in (None, True, False) for env in ("", "1")]
+    for case, result in zip(cases, deploy_parity.ollama_routes(cases), strict=True):
+        rendered = result.get("prompt") or real(tokenizer, chat, True, **result["llama_server"]["chat_template_kwargs"])
+        # (llama-server's rendering writes BOS as text, and tokenizes it as the BOS id llama.cpp would add)
+        assert rendered.removeprefix(family.bos_text) == real(tokenizer, chat, True).removeprefix(family.bos_text), (
+            case["think"], result["path"])
+        assert rendered.endswith("<｜Assistant｜><think>\n")
 
 
 def test_thinking_off_trains_the_answer_alone_even_when_a_trace_is_given(qwen3_dir):
     tokenizer = qwen3(qwen3_dir, "off")
     ids = prompts.render_ids(conversation(TRACED), tokenizer)
-    assert tokenizer.decode(ids.prompt_ids).endswith("<|im_start|>assistant\n" + families.QWEN3_EMPTY_THINK)
+    assert tokenizer.decode(ids.prompt_ids).endswith("<|im_start|>assistant\n" + EMPTY_THINK)
     assert tokenizer.decode(ids.answer_ids) == "等于2。<|im_end|>"
 
 
+def closes_the_block(prompt: str) -> bool:
+    """A direct-answer prompt: the think block closed in it (Qwen3: empty block; DeepSeek-R1: `<think>\\n</think>`)."""
+    return prompt.rstrip().endswith("</think>")
+
+
 @pytest.mark.parametrize("think", (None, True, False))
-@pytest.mark.parametrize("name", ("qwen3", "qwen3.5"))
+@pytest.mark.parametrize("name", families.THINKERS)
 def test_an_open_chat_gets_the_prompt_of_its_think_request(name, think, thinker):
     tokenizer = thinker(name, "mixed")
     chat = prompts.from_alpaca({"instruction": "你好"})._replace(think=think)
-    expected = real(tokenizer, chat.to_messages(), True, **({} if think is None else {"enable_thinking": think}))
+    expected = real(tokenizer, chat.to_messages(), True, **({"enable_thinking": True} if think is None else
+                                                           {"enable_thinking": think}))
     assert prompts.render_text(chat, tokenizer) == expected
-    assert expected.endswith(families.QWEN3_EMPTY_THINK) == (think is False)
+    assert closes_the_block(expected) == (think is False)
 
 
 def test_the_mode_travels_in_the_template_and_survives_save_and_reload(qwen3_dir, tmp_path):
@@ -236,11 +301,11 @@ def ollama_case(modelfile: ollama.Modelfile, gguf_template: str, chat, think, en
             "env": {"OLLAMA_GO_TEMPLATE": env}, "messages": chat, "think": think}
 
 
-ARCHITECTURE = {"qwen3": "qwen3", "qwen3.5": "qwen35"}  # what Ollama reads from the GGUF
+ARCHITECTURE = {"qwen3": "qwen3", "qwen3.5": "qwen35", "deepseek-r1": "qwen2"}  # what Ollama reads from the GGUF
 
 
 @pytest.mark.parametrize("mode", ("off", "on", "mixed"))
-@pytest.mark.parametrize("name", ("qwen3", "qwen3.5"))
+@pytest.mark.parametrize("name", families.THINKERS)
 def test_each_think_value_renders_its_training_prompt_on_every_ollama_path(name, mode, thinker, tmp_path):
     tokenizer = thinker(name, mode)
     family = families.family_of(tokenizer)
@@ -269,9 +334,10 @@ def test_each_think_value_renders_its_training_prompt_on_every_ollama_path(name,
         else:  # 0.30+: the GGUF's own template in llama-server, told the think value
             assert thinks and result["path"] == "llama_server" and case["env"]["OLLAMA_GO_TEMPLATE"] == ""
             assert result["llama_server"]["chat_template_kwargs"] == {"enable_thinking": think}
-            assert real(tokenizer, case["messages"], True, enable_thinking=think) == trained
-        # think=false: the direct prompt, after the empty block; think=true: the thinking prompt
-        assert trained.endswith(families.QWEN3_EMPTY_THINK) == (not think)
+            # (its text has the BOS that llama.cpp adds as an id: DeepSeek-R1's)
+            assert real(tokenizer, case["messages"], True, enable_thinking=think).removeprefix(family.bos_text or "") == trained
+        # think=false: the direct prompt, after the closed block; think=true: the thinking prompt
+        assert closes_the_block(trained) == (not think)
     assert {r["path"] for r in routes} == ({"go_template", "llama_server"} if thinks else {"go_template", "refused"})
 
 

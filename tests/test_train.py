@@ -175,7 +175,7 @@ def test_without_the_portable_kernel_qlora_gradients_vanish_after_an_evaluation_
     from ftkit.stages.train.train import TrainConfig, load_model, lora_config
 
     config = TrainConfig(base_model=str(tiny_model_dir), use_quantization=True, lora_r=8)
-    model = get_peft_model(load_model(config, "fp32"), lora_config(config))
+    model = get_peft_model(load_model(config, "fp32"), lora_config(config, config.lora_dropout))
     for layer in model.modules():
         if isinstance(layer, Linear4bit):
             layer.support_avx512bf16_for_cpu = True  # undo keep_4bit_gradients_on_cpu
@@ -200,7 +200,7 @@ def test_qlora_on_cpu_keeps_lora_gradients_after_an_evaluation_pass(tiny_model_d
     from ftkit.stages.train.train import TrainConfig, load_model, lora_config
 
     config = TrainConfig(base_model=str(tiny_model_dir), use_quantization=True, lora_r=8, learning_rate=1e-2)
-    model = get_peft_model(load_model(config, "fp32"), lora_config(config))
+    model = get_peft_model(load_model(config, "fp32"), lora_config(config, config.lora_dropout))
     conv = prompts.from_alpaca({"instruction": "中国的首都是哪里？", "output": "中国的首都是北京。"})
     ids = prompts.render_ids(conv, tiny_tokenizer)
     batch = {"input_ids": torch.tensor([ids.input_ids]),

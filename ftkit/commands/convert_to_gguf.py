@@ -40,7 +40,7 @@ from ftkit.config import defaults
 from ftkit.config import schema as options
 from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
-from ftkit.core.families import FAMILIES
+from ftkit.core.families import NAMES
 from ftkit.core.ollama import CHECKED_VERSION, MIN_VERSION, PARSER_SINCE, REQUIRES_SINCE
 from ftkit.stages.export.gguf import KNOWN_QUANTS
 from ftkit.verify.gguf_checks import DEFAULT_MARGINS
@@ -60,7 +60,7 @@ class ExportConfig:
                                   "check's questions again)")
     system: str | None = option(None, "SYSTEM prompt for the Modelfile")
     family: str | None = option(None, "chat format family: the Modelfile's TEMPLATE and stops (none: detected from "
-                                "the model)", choices=tuple(FAMILIES))
+                                "the model)", choices=NAMES)
     ollama_version: str | None = option(None, f"write the Modelfile for this Ollama version (none: the newest checked, "
                                         f"{CHECKED_VERSION}; PARSER from {PARSER_SINCE}, REQUIRES from "
                                         f"{REQUIRES_SINCE}; older than {MIN_VERSION}: refused)", metavar="X.Y.Z")

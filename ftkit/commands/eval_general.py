@@ -27,7 +27,7 @@ from ftkit.config import defaults
 from ftkit.config import schema as options
 from ftkit.config.schema import option
 from ftkit.core.cli import UserError, check_model_source, setup_logging
-from ftkit.core.families import FAMILIES
+from ftkit.core.families import NAMES
 from ftkit.stages.evaluate.general_eval import FORMATS
 from ftkit.stages.evaluate.general_set import SHIPPED
 from ftkit.verify.general_margins import DEFAULT_MARGINS
@@ -50,7 +50,7 @@ class GeneralConfig:
     batch_size: int = option(defaults.EVAL_BATCH, "HF prompts per forward pass", minimum=1)
     warn_margin: float = option(100 * DEFAULT_MARGINS["warn"], "accuracy points lost that WARN", minimum=0)
     fail_margin: float = option(100 * DEFAULT_MARGINS["fail"], "accuracy points lost that FAIL", minimum=0)
-    family: str | None = option(None, "chat format family (none: detected)", choices=tuple(FAMILIES))
+    family: str | None = option(None, "chat format family (none: detected)", choices=NAMES)
     n_gpu_layers: int = option(defaults.N_GPU_LAYERS, "GGUF layers on the GPU (-1: all)")
     output: str = option(f"{defaults.REPORT_DIR}/eval_general.json", "result JSON")
 

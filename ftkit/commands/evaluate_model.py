@@ -32,7 +32,7 @@ from ftkit.config import defaults
 from ftkit.config import schema as options
 from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
-from ftkit.core.families import FAMILIES
+from ftkit.core.families import NAMES
 
 
 @dataclass
@@ -46,7 +46,7 @@ class EvalConfig:
                                "a CPU build of llama.cpp)")
     base: bool = option(True, "evaluate the base model too (--no-base: faster, no comparison)")
     family: str | None = option(None, "chat format family (none: detected from the model's chat template)",
-                                choices=tuple(FAMILIES))
+                                choices=NAMES)
     trust_remote_code: bool = option(False, "allow the model repository's own code")
     allow_pickle: bool = option(False, "load pickled weights (*.bin) when there are no safetensors")
     # what to do

@@ -29,7 +29,7 @@ from ftkit.config import defaults
 from ftkit.config import schema as options
 from ftkit.config.schema import option
 from ftkit.core.cli import UserError, log, setup_logging
-from ftkit.core.families import FAMILIES, THINKING_MODES
+from ftkit.core.families import NAMES, THINKING_MODES
 from ftkit.core.readers import ENCODINGS, FORMATS
 from ftkit.stages.data.prepare import FORMAT_TYPES, percentiles
 
@@ -53,7 +53,7 @@ class DataConfig:
     max_length: int = option(defaults.MAX_LENGTH, "reject records whose prompt + answer exceed this many tokens",
                              minimum=1)
     family: str | None = option(None, "chat format family of the tokenizer's model (none: detected from its chat "
-                                "template)", choices=tuple(FAMILIES))
+                                "template)", choices=NAMES)
     thinking: str = option(defaults.THINKING, "off: train answers only, traces dropped (counted); on: every answer "
                            "after a think block (empty when a record has no trace); mixed: records with a trace "
                            "think, the others answer directly", choices=THINKING_MODES)

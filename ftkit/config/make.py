@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import ftkit.core.families as families
 from ftkit.config.settings import (
     READ_ONLY_GOALS,
     SETTINGS,
@@ -237,8 +238,8 @@ def _or_unread(s: Resolved, name: str) -> str | None:
 def help_lines(s: Resolved) -> str:
     """The values `make help` shows: those training really uses ([file]: from that preset)."""
     return "\n".join([
-        f"  FAMILY={s['FAMILY']} (llama2 llama3 qwen2.5 qwen3 qwen3.5; empty: detected) THINKING={s['THINKING']} "
-        "(off on mixed: qwen3, qwen3.5)",
+        f"  FAMILY={s['FAMILY']} ({' '.join(families.FAMILIES)}; empty: detected) THINKING={s['THINKING']} "
+        f"(off on mixed: {', '.join(families.THINKERS)})",
         f"  BASE_MODEL={s['BASE_MODEL']} RAW_DATA={s['RAW_DATA']}",
         f"  DATA_DIR={s['DATA_DIR']} MODEL_DIR={s['MODEL_DIR']}",
         f"  training (the values used; [file]: from that preset): {s.shown('EPOCHS')} {s.shown('BATCH_SIZE')}",

@@ -4,7 +4,8 @@ Order, first found wins: the command line (make train EPOCHS=1), then recorded (
 in .ftkit/settings.mk), then the environment, then the training preset (TRAIN_CONFIG: training's
 hyperparameters only), then the default (ftkit.config.defaults, or one worked out from other settings).
 
-Standard library only, except PyYAML for the presets (read when a preset value is needed).
+Standard library only, except PyYAML for the presets (read when a preset value is needed); the family registry
+(ftkit.core.families, also standard library) names each family's tiny model.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ftkit.core.families as families  # the family files say each family's tiny model (standard library only)
 from ftkit.config import defaults as d
 
 SETTINGS_FILE = ".ftkit/settings.mk"
@@ -41,19 +43,23 @@ class Setting:
 
 
 def _tiny_model(s: Resolved) -> str:
-    family = s["FAMILY"]
-    return f"models/tiny-{family}" if family and family != "llama2" else d.TINY_MODEL
+    """The family's embedded tiny model, as its family file names it."""
+    return families.get(s["FAMILY"]).tiny_model if s["FAMILY"] else d.TINY_MODEL
 
 
 def _model_name(s: Resolved) -> str:
-    """An embedded tiny model's family (llama2-finetuned), else the base model's own name, lowercased (-ft)."""
-    base = s["BASE_MODEL"]
-    if base == s["TINY_MODEL"]:
-        return f"{s['FAMILY'] or 'llama2'}-finetuned"
+    """An embedded tiny model's name (llama2-finetuned, qwen3-moe-finetuned), else the base model's own name,
+    lowercased (-ft)."""
+    base = s["BASE_MODEL"].rstrip("/")
     if base.startswith("models/tiny-"):
-        family = base.removeprefix("models/tiny-").rstrip("/")
-        return f"{'llama2' if family == 'llama' else family}-finetuned"
-    name = Path(base.rstrip("/")).name.lower()
+        try:
+            family, tiny = families.tiny_model(base)
+            return f"{family.name if tiny is family.tiny_models[0] else tiny.name}-finetuned"
+        except families.UserError:  # a folder of one's own under models/
+            pass
+    if base == s["TINY_MODEL"].rstrip("/") and s["FAMILY"]:
+        return f"{families.get(s['FAMILY']).name}-finetuned"
+    name = Path(base).name.lower()
     return re.sub(r"[^a-z0-9._-]", "-", name) + "-ft"
 
 
@@ -70,9 +76,10 @@ def _train_config(s: Resolved) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("FAMILY", "", "chat format and embedded tiny model: llama2 llama3 qwen2.5 qwen3 qwen3.5 (empty: detected "
+    Setting("FAMILY", "", f"chat format and embedded tiny model: {' '.join(families.FAMILIES)} (empty: detected "
             "from BASE_MODEL's chat template)"),
-    Setting("THINKING", d.THINKING, "off|on|mixed, for a family that thinks (qwen3, qwen3.5): off trains answers only; on: "
+    Setting("THINKING", d.THINKING, f"off|on|mixed, for a family that thinks "
+            f"({', '.join(families.THINKERS)}): off trains answers only; on: "
             "every answer after its think block; mixed: records with a trace think, the others answer directly"),
     Setting("BASE_MODEL", lambda s: s["TINY_MODEL"], "the model to fine-tune: a local folder or a Hub id "
             "(meta-llama/Llama-2-7b-chat-hf); default: the embedded tiny model"),

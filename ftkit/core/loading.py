@@ -42,13 +42,14 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, family: str | Non
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the tokenizer of {name} ({str(err).splitlines()[0]})") from None
-    if tokenizer.pad_token is None:
-        # Llama-2 and Llama-3 ship no pad token. Labels of padding are -100 and attention masks them, so
-        # any id works; one that is not EOS keeps the end of a turn unambiguous.
-        spare = next((t for t in ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>")
-                      if t in tokenizer.get_vocab()), None)
-        tokenizer.pad_token = tokenizer.unk_token or spare or tokenizer.eos_token
     families.bind(tokenizer, family, thinking)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == families.end_of_turn_id(tokenizer):
+        # Llama-2 and Llama-3 ship no pad token; DeepSeek-R1-Distill pads with its end of turn. Labels of padding
+        # are -100 and attention masks them, so any id works; one that is not the end of a turn keeps it unambiguous.
+        vocab = tokenizer.get_vocab()
+        spare = next((t for t in ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>", "<|vision_pad|>",
+                                  tokenizer.unk_token) if t in vocab), None)  # never a token the vocabulary lacks
+        tokenizer.pad_token = spare or tokenizer.eos_token
     return tokenizer
 
 

@@ -93,7 +93,7 @@ def directives_for(family: families.Family, version: str) -> tuple[str | None, s
     """(PARSER, REQUIRES) of the family's Modelfile for Ollama `version`: the parser where the version knows
     the command, and REQUIRES only where the file needs more than MIN_VERSION and the version knows REQUIRES
     (the line itself would make an older Ollama refuse the file)."""
-    parser = family.ollama_parser if family.proven and at_least(version, PARSER_SINCE) else None
+    parser = family.ollama_parser if at_least(version, PARSER_SINCE) else None
     requires = REQUIRES_SINCE if parser and at_least(version, REQUIRES_SINCE) else None
     return parser, requires
 
@@ -118,23 +118,15 @@ def modelfile_text(gguf_file: str, tokenizer=None, system: str | None = None, nu
              f"FROM ./{Path(gguf_file).name}"]
     if adapter:
         lines.append(f"ADAPTER ./{Path(adapter).name}")
-    if family.proven:
-        lines.append(f"TEMPLATE {_triple_quoted(family.ollama_template, 'the template')}")
-        if parser:
-            lines.append(f"PARSER {parser}")
-        if requires:
-            lines.append(f"REQUIRES {requires}")
-        # an explicit stop list replaces the one Ollama would detect, so it lists every marker
-        lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
-    else:
-        # Ollama before 0.30 guesses a template of its own (or uses {{ .Prompt }}); from 0.30 llama-server
-        # renders the GGUF's Jinja template, which nothing here has compared with the training text
-        lines.append("# UNPROVEN: no TEMPLATE: this model's chat format is not in ftkit's family registry; Ollama "
-                     "will guess a template or render the GGUF's own. Check that it renders exactly the training text "
-                     "before serving.")
-        log.warning("ollama: %s: the model's chat format is outside the family registry (%s): the Modelfile has "
-                    "no proven TEMPLATE, and Ollama may render prompts differently from training", gguf_file,
-                    ", ".join(families.FAMILIES))
+    # every family has a TEMPLATE proven to render the training text (a model of no family is refused at the
+    # first stage)
+    lines.append(f"TEMPLATE {_triple_quoted(family.ollama_template, 'the template')}")
+    if parser:
+        lines.append(f"PARSER {parser}")
+    if requires:
+        lines.append(f"REQUIRES {requires}")
+    # an explicit stop list replaces the one Ollama would detect, so it lists every marker
+    lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
     lines.append(f"PARAMETER num_ctx {int(num_ctx)}")
     for key, value in (sampling or {}).items():
         if key not in SAMPLING:

@@ -353,13 +353,24 @@ def _text_after(tokenizer, prompt_text: str, full_text: str) -> list[int]:
     return _encode(tokenizer, full_text[len(prompt_text):])
 
 
+def _full_text(conv: Conversation, tokenizer, family: families.Family, prompt_text: str, kwargs: dict) -> str:
+    """The whole answered conversation as text: the template's rendering, or, for a family whose template
+    renders a past answer otherwise than the model writes it (DeepSeek-R1 drops its reasoning), the prompt and
+    the final answer as the model writes it after that prompt."""
+    if family.answer_after_prompt is None:
+        return _apply_template(tokenizer, conv.to_messages(), False, kwargs)
+    last = conv.turns[-1]
+    return prompt_text + family.answer_after_prompt(last.reasoning, last.answer, kwargs.get("enable_thinking", False))
+
+
 def _render_template_ids(conv: Conversation, tokenizer) -> RenderedIds:
-    conv, kwargs = _template_input(conv, families.family_of(tokenizer))
+    family = families.family_of(tokenizer)
+    conv, kwargs = _template_input(conv, family)
     prompt_text = _apply_template(tokenizer, conv.without_last_answer().to_messages(), True, kwargs)
     prompt = _encode(tokenizer, prompt_text)
     if conv.is_open:
         return RenderedIds(prompt)  # the template writes its special tokens (and any BOS) as text
-    full_text = _apply_template(tokenizer, conv.to_messages(), False, kwargs)
+    full_text = _full_text(conv, tokenizer, family, prompt_text, kwargs)
     full = _encode(tokenizer, full_text)
     answer = full[len(prompt):] if full[: len(prompt)] == prompt else _text_after(tokenizer, prompt_text, full_text)
     # supervise the answer and the token that ends the turn; what the template writes after it
@@ -381,5 +392,9 @@ def render_text(conv: Conversation, tokenizer=None) -> str:
     """The conversation as text: the Llama-2 format, or the family's rendering with the model's template."""
     if tokenizer is None or uses_llama2_format(tokenizer):
         return render_llama2_text(conv)
-    conv, kwargs = _template_input(conv, families.family_of(tokenizer))
-    return _apply_template(tokenizer, conv.to_messages(), conv.is_open, kwargs)
+    family = families.family_of(tokenizer)
+    conv, kwargs = _template_input(conv, family)
+    if conv.is_open or family.answer_after_prompt is None:
+        return _apply_template(tokenizer, conv.to_messages(), conv.is_open, kwargs)
+    prompt_text = _apply_template(tokenizer, conv.without_last_answer().to_messages(), True, kwargs)
+    return _full_text(conv, tokenizer, family, prompt_text, kwargs) + family.end_of_turn

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ftkit import ASSETS
-from ftkit.core import prompts
+from ftkit.core import families, prompts
+from ftkit.core.families import TinyModel
 from ftkit.core.io import atomic_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,9 @@ def build(out_dir: str | Path, spec: TinyLlamaSpec = TinyLlamaSpec()) -> Path:
     return out_dir
 
 
+SPEC_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
 # --- the other families: the real tokenizer and chat template, a tiny body of the real architecture --
 
 @dataclass(frozen=True)
@@ -154,77 +158,22 @@ class TinyFamilySpec:
     seed: int = 0
 
 
-# Qwen3.5's hybrid stack: three Gated DeltaNet (linear attention) layers, then one full attention layer,
-# as in every Qwen3.5 checkpoint (full_attention_interval 4)
-QWEN35_LAYER_TYPES = ["linear_attention"] * 3 + ["full_attention"]
+def family_config(tiny: TinyModel, spec: TinyFamilySpec):
+    """transformers config of the tiny model's real architecture, at a tiny size (its family file says how)."""
+    import transformers
+
+    shape = {k: getattr(spec, k) for k in SPEC_KEYS}
+    return getattr(transformers, tiny.architecture)(**tiny.config(shape))
 
 
-def family_config(family: str, spec: TinyFamilySpec):
-    """transformers config of the family's real architecture, at a tiny size."""
-    from transformers import LlamaConfig, Qwen2Config, Qwen3_5TextConfig, Qwen3Config
-
-    shape = {"hidden_size": spec.hidden_size, "intermediate_size": spec.intermediate_size,
-             "num_hidden_layers": spec.num_hidden_layers, "num_attention_heads": spec.num_attention_heads,
-             "num_key_value_heads": spec.num_key_value_heads}
-    if family == "qwen2.5":  # Qwen2.5-0.5B/7B-Instruct: q/k/v bias, tied embeddings (0.5B), 32k context
-        return Qwen2Config(vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                           tie_word_embeddings=True, use_sliding_window=False, bos_token_id=151643,
-                           eos_token_id=151645, **shape)
-    if family == "qwen3":  # Qwen3-0.6B: q/k norms, explicit head_dim, tied embeddings, 40k context
-        return Qwen3Config(vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                           head_dim=spec.hidden_size // spec.num_attention_heads, tie_word_embeddings=True,
-                           attention_bias=False, bos_token_id=151643, eos_token_id=151645, **shape)
-    if family == "qwen3.5":
-        # Qwen3.5's text model: every config field of the real one (gated attention with a quarter of each head
-        # rotated, q/k norms, Gated DeltaNet layers with their own head counts and a 4-wide causal convolution,
-        # tied embeddings, 262k context) at a tiny size; the linear-attention value width (heads x head dim)
-        # is a multiple of 256, like the hidden size, so k-quants apply to its output projection too
-        heads = spec.num_attention_heads
-        return Qwen3_5TextConfig(
-            vocab_size=151936, max_position_embeddings=262144, rms_norm_eps=1e-6, tie_word_embeddings=True,
-            head_dim=spec.hidden_size // heads, layer_types=QWEN35_LAYER_TYPES * max(1, spec.num_hidden_layers // 4),
-            linear_num_key_heads=max(1, heads // 2), linear_num_value_heads=heads,
-            linear_key_head_dim=spec.hidden_size // heads, linear_value_head_dim=spec.hidden_size // heads,
-            linear_conv_kernel_dim=4, rope_parameters={"rope_type": "default", "rope_theta": 10000000.0,
-                                                       "partial_rotary_factor": 0.25},
-            bos_token_id=151643, eos_token_id=151645, architectures=["Qwen3_5ForCausalLM"],
-            **{**shape, "num_hidden_layers": 4 * max(1, spec.num_hidden_layers // 4)})
-    if family == "llama3":  # Llama-3.1-8B-Instruct: llama3 rope scaling, 128k context, untied output layer
-        return LlamaConfig(vocab_size=128256, max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                           rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                            "original_max_position_embeddings": 8192},
-                           bos_token_id=128000, eos_token_id=[128001, 128008, 128009], **shape)
-    raise ValueError(f"no tiny model for family {family!r}")
-
-
-# what the Hub checkpoints put in tokenizer_config.json / generation_config.json
-_TOKENIZER_SETTINGS = {
-    "qwen2.5": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-                "model_max_length": 131072},
-    "qwen3": {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-              "model_max_length": 131072},
-    # transformers' own class for Qwen3.5 (Qwen2Tokenizer would impose Qwen2's split pattern on loading)
-    "qwen3.5": {"tokenizer_class": "Qwen3_5Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-                "model_max_length": 262144},
-    "llama3": {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-               "model_max_length": 131072},
-}
-_GENERATION_EOS = {"qwen2.5": [151645, 151643], "qwen3": [151645, 151643], "qwen3.5": [151645, 151643],
-                   "llama3": [128001, 128008, 128009]}
-
-
-def write_family_tokenizer(family: str, out_dir: Path) -> None:
+def write_family_tokenizer(tiny: TinyModel, template_file: str, out_dir: Path) -> None:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from ftkit.core import families
     from ftkit.tiny import tiny_tokenizers
 
-    source = {"llama3": tiny_tokenizers.LLAMA3, "qwen3.5": tiny_tokenizers.QWEN35}.get(family, tiny_tokenizers.QWEN2)
-    settings = _TOKENIZER_SETTINGS[family]
-    template_file = families.get(family).template_file
+    settings = tiny.tokenizer_config
     template = (tiny_tokenizers.ROOT / "llama.cpp" / "models" / "templates" / template_file).read_text(encoding="utf-8")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizers.build_tokenizer(family, source),
+    fast = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizers.build_tokenizer(tiny),
                                    **{k: v for k, v in settings.items() if k != "tokenizer_class"},
                                    clean_up_tokenization_spaces=False, chat_template=template)
     fast.save_pretrained(out_dir)
@@ -235,33 +184,32 @@ def write_family_tokenizer(family: str, out_dir: Path) -> None:
     AutoTokenizer.from_pretrained(out_dir)  # it must load the way a user's model does
 
 
-def build_family(out_dir: str | Path, family: str, spec: TinyFamilySpec = TinyFamilySpec()) -> Path:
-    """The tiny model of a family (qwen2.5, qwen3, qwen3.5, llama3) into `out_dir` (replaced atomically)."""
+def build_family(out_dir: str | Path, name: str, spec: TinyFamilySpec = TinyFamilySpec()) -> Path:
+    """The tiny model `name` (a family's, e.g. qwen2.5, or another of its tiny models, e.g. qwen3-moe) into
+    `out_dir` (replaced atomically)."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
+    family, tiny = families.tiny_model(name)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        log.info("tiny-model: %s tokenizer from llama.cpp's vocab file", family)
-        write_family_tokenizer(family, tmp)
-        config = family_config(family, spec)
+        log.info("tiny-model: %s tokenizer from llama.cpp's vocab file", tiny.name)
+        write_family_tokenizer(tiny, family.template_file, tmp)
+        config = family_config(tiny, spec)
         log.info("tiny-model: random %s weights (seed %d, vocab %d)", config.model_type, spec.seed, config.vocab_size)
         torch.manual_seed(spec.seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        eos = _GENERATION_EOS[family]
-        model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=eos,
-                                                   pad_token_id=eos[-1] if family != "llama3" else None, do_sample=False)
+        model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=list(tiny.generation_eos),
+                                                   pad_token_id=tiny.generation_pad, do_sample=False)
         model.save_pretrained(tmp, safe_serialization=True)
-        manifest = {"family": family, "spec": asdict(spec), "parameters": sum(p.numel() for p in model.parameters()),
-                    "vocab_size": config.vocab_size}
+        manifest = {"family": family.name, "tiny_model": tiny.name, "spec": asdict(spec),
+                    "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": config.vocab_size}
         (tmp / "tiny_model.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info("tiny-model: wrote %s (%s, %d parameters)", out_dir, family, manifest["parameters"])
+    log.info("tiny-model: wrote %s (%s, %d parameters)", out_dir, tiny.name, manifest["parameters"])
     return out_dir
 
 
 # --- random models of real shapes (benchmarks, the GPU check) ----------------------------------------
-
-SPEC_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
 
 
 def build_random_model(out_dir: str | Path, family: str, shape: dict, dtype: str = "bf16") -> int:
@@ -281,11 +229,11 @@ def build_random_model(out_dir: str | Path, family: str, shape: dict, dtype: str
             tokenizer_dir = build(Path(tmp) / "tiny")
             AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
             shutil.copy(tokenizer_dir / "tokenizer.model", out_dir / "tokenizer.model")
-        config = LlamaConfig(**{"rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3,
-                                "tie_word_embeddings": False, **shape})
+        config = LlamaConfig(**{**families.get("llama2").tiny_models[0].config(shape), **shape})
     else:
-        write_family_tokenizer(family, out_dir)
-        config = family_config(family, TinyFamilySpec(**{k: shape[k] for k in SPEC_KEYS if k in shape}))
+        owner, tiny = families.tiny_model(family)
+        write_family_tokenizer(tiny, owner.template_file, out_dir)
+        config = family_config(tiny, TinyFamilySpec(**{k: shape[k] for k in SPEC_KEYS if k in shape}))
         for key, value in shape.items():  # what the spec does not set: derived sizes (head_dim) stay consistent
             if key not in SPEC_KEYS:
                 setattr(config, key, value)

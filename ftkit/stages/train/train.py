@@ -72,10 +72,10 @@ class TrainConfig:
     max_steps: int = option(-1, "stop after N optimizer steps (overrides --epochs when > 0)")
     trust_remote_code: bool = option(False, "allow the model repository's own Python code to run")
     allow_pickle: bool = option(False, "load weights from pickle files (*.bin) when there are no safetensors")
-    family: str | None = option(None, "chat format family (llama2, llama3, qwen2.5, qwen3, qwen3.5; default: detected "
-                                      "from the model's chat template)", choices=tuple(families.FAMILIES))
-    thinking: str = option(defaults.THINKING, "thinking mode, for a family that thinks (qwen3, qwen3.5): off trains answers only; on: every "
-                                  "answer after its think block (empty without a trace); mixed: records with a trace "
+    family: str | None = option(None, f"chat format family ({', '.join(families.FAMILIES)}; default: detected "
+                                      "from the model's chat template)", choices=families.NAMES)
+    thinking: str = option(defaults.THINKING, f"thinking mode, for a family that thinks ({', '.join(families.THINKERS)}): "
+                                  "off trains answers only; on: every answer after its think block (empty without a trace); mixed: records with a trace "
                                   "think, the others answer directly", choices=families.THINKING_MODES)
     allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "
                                     "at this CPU's measured speed it takes days)")
@@ -304,12 +304,28 @@ def score_supervised_positions_only(enabled: bool = True) -> None:
     tiles.TOKEN_CHUNK_SIZE = SUPERVISED_TILE_POSITIONS if enabled else original_tile
 
 
-def lora_config(config: TrainConfig):
+def has_fused_experts(model) -> bool:
+    """A mixture of experts as transformers 5 lays it out: each layer's experts in one 3-D weight tensor, which
+    PEFT's all-linear adapts (ParamWrapper) along with the router."""
+    return any(p.dim() == 3 for name, p in model.named_parameters() if ".experts." in name)
+
+
+def lora_dropout(config: TrainConfig, model) -> float:
+    """The LoRA dropout the run can use: PEFT adapts fused expert weights only without dropout, so a mixture of
+    experts trains with none (said once, and recorded in the run manifest)."""
+    if config.lora_dropout and has_fused_experts(model):
+        log.warning("train: LoRA dropout %s -> 0: PEFT adapts a mixture of experts' expert weights and router only "
+                    "without dropout (set LORA_DROPOUT=0 to say so)", config.lora_dropout)
+        return 0.0
+    return config.lora_dropout
+
+
+def lora_config(config: TrainConfig, dropout: float):
     from peft import LoraConfig
 
     targets = config.target_modules
     targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
 
 
@@ -429,12 +445,13 @@ def _run_training(config: TrainConfig) -> dict:
     processes = distributed.roll_call(digests)
     model = load_model(config, precision)
     score_supervised_positions_only(config.sparse_logits)
+    dropout = lora_dropout(config, model)
     logger = JsonlLogger(out / "train_log.jsonl", resume_step=_checkpoint_step(resume_from))
     callbacks = [logger, EpochSummary(), FaultInjection()]
     if config.early_stopping_patience and val:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = distributed.rank_zero_writes_checkpoints(SFTTrainer)(
-        model=model, args=args, processing_class=tokenizer, peft_config=lora_config(config),
+        model=model, args=args, processing_class=tokenizer, peft_config=lora_config(config, dropout),
         train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(val.rows) if val else None, callbacks=callbacks)
     trainer.remove_callback(ProgressCallback)
@@ -442,7 +459,9 @@ def _run_training(config: TrainConfig) -> dict:
     if config.use_quantization:
         keep_4bit_gradients_on_cpu(trainer.model)
 
-    manifest = dict(train_outputs.manifest(config, precision, trainer, train, val, digests),
+    adapted = train_outputs.adapted_modules(trainer.model)
+    log.info("train: LoRA on %s", ", ".join(f"{kind} ({count} layers)" for kind, count in adapted.items()))
+    manifest = dict(train_outputs.manifest(config, precision, trainer, train, val, digests), lora_dropout_used=dropout,
                     num_nodes=len({p["node"] for p in processes}), world_size=len(processes),
                     ranks=[p["rank"] for p in processes], processes=processes)
     if trainer.is_world_process_zero():

@@ -50,6 +50,8 @@ class JsonlLogger(TrainerCallback):
             entry.update(loss=logs["loss"], learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                          tokens_seen=tokens,
                          tokens_per_second=round((tokens - self._last[1]) / elapsed, 1) if elapsed > 0 else None)
+            if "aux_loss" in logs:  # a mixture of experts: the router's load-balancing loss, unweighted
+                entry["aux_loss"] = logs["aux_loss"]
             self._last = (now, tokens)
         elif "eval_loss" in logs:
             entry.update(eval_loss=logs["eval_loss"])

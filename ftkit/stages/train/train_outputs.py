@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -44,6 +45,21 @@ def hardware() -> dict:
     return info
 
 
+def adapted_modules(model) -> dict[str, int]:
+    """Each kind of module LoRA adapts, by its name inside a layer (self_attn.q_proj; a mixture of experts' fused
+    expert weights as mlp.experts.gate_up_proj, its router as mlp.gate) -> in how many layers."""
+    from peft.tuners.lora import LoraLayer
+
+    kinds: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            kind = re.sub(r"^.*?\.layers\.\d+\.", "", name).replace(".base_layer", "")
+            parameter = getattr(module, "parameter_name", None)  # PEFT's ParamWrapper: LoRA on a weight tensor
+            kind = f"{kind}.{parameter}" if parameter not in (None, "weight") and not kind.endswith(parameter) else kind
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
 def manifest(config, precision: str, trainer, train, val, digests: dict[str, str]) -> dict:
     model = trainer.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -60,6 +76,7 @@ def manifest(config, precision: str, trainer, train, val, digests: dict[str, str
         "seed": config.seed,
         "data": data,
         "parameters": {"trainable": trainable, "total": total},
+        "lora_modules": adapted_modules(model),
         # what accelerate really ran (NO, MULTI_GPU, MULTI_CPU, FSDP, DEEPSPEED): it shards only on GPUs
         "distributed_type": trainer.accelerator.distributed_type.value,
         "versions": package_versions(),
