@@ -442,7 +442,8 @@ def test_shrinking_greedy_batches_equal_generate_through_linear_attention_caches
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("family-qwen3-moe")
-def test_the_mixture_of_experts_trains_attention_experts_and_router_with_its_loss_and_converts_as_qwen3moe(family_run):
+def test_the_mixture_of_experts_trains_attention_experts_and_router_with_its_loss_and_converts_as_qwen3moe(
+        family_run, family_model):
     """make all on the tiny Qwen3 MoE (FAMILY=qwen3): LoRA adapts attention, every expert's fused weights and the
     router (PEFT's all-linear on transformers' MoE layout), training adds the router's load-balancing loss, and
     llama.cpp converts the merged model as qwen3moe with its experts."""
@@ -460,3 +461,8 @@ def test_the_mixture_of_experts_trains_attention_experts_and_router_with_its_los
     meta = Llama(model_path=report["files"]["F16"]["path"], vocab_only=True, verbose=False).metadata
     assert meta["general.architecture"] == "qwen3moe"
     assert (int(meta["qwen3moe.expert_count"]), int(meta["qwen3moe.expert_used_count"])) == (4, 2)
+    # llama.cpp's adapter converter cannot carry LoRA on weight tensors: the adapter export says so before it starts
+    from ftkit.stages.export.adapter_export import check_convertible
+
+    with pytest.raises(UserError, match="mixture of experts.*make gguf"):
+        check_convertible(run / "model" / "lora_adapter", family_model("qwen3-moe"))

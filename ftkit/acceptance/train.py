@@ -86,9 +86,14 @@ def adapter(run: Run) -> str:
         raise Fail("the adapter differs from the one this training run recorded", "re-run `make train`")
     weights = load_file(adapter / "adapter_model.safetensors")
     config = json.loads((adapter / "adapter_config.json").read_text())
-    ranks = {t.shape[0] for k, t in weights.items() if "lora_A" in k}
-    if ranks != {config.get("r")}:
-        raise Fail(f"adapter weights have rank {sorted(ranks)} but its config says r={config.get('r')}", "re-run `make train`")
+    # r, or a rank_pattern's (PEFT doubles it for a mixture of experts' fused gate_up_proj); fused expert weights
+    # hold one rank-r adapter per expert, stacked
+    allowed = {config.get("r"), *(config.get("rank_pattern") or {}).values()}
+    ranks = {t.shape[0] for k, t in weights.items() if "lora_A" in k and ".experts." not in k}
+    stacked = {t.shape[0] for k, t in weights.items() if "lora_A" in k and ".experts." in k}
+    if not ranks <= allowed or any(all(rows % rank for rank in allowed) for rows in stacked):
+        raise Fail(f"adapter weights have rank {sorted(ranks | stacked)} but its config says r={config.get('r')}",
+                   "re-run `make train`")
     return f"{adapter}: {len(weights)} tensors, r={config.get('r')}, digest matches run_manifest.json"
 
 

@@ -55,6 +55,10 @@ def check_convertible(adapter: Path, base_model_dir: Path) -> list[str]:
         raise UserError(f"{adapter}: the adapter trains {', '.join(sorted(set(trained_whole + embedding_lora)))} "
                         "(the embeddings or the output layer), which llama.cpp's adapter converter cannot carry; "
                         "export the merged model instead (make gguf)")
+    if config.get("target_parameters"):  # PEFT's LoRA on weight tensors: a mixture of experts' experts and router
+        raise UserError(f"{adapter}: the adapter adapts weight tensors ({', '.join(config['target_parameters'])}: a "
+                        "mixture of experts' experts or router), which llama.cpp's adapter converter cannot carry; "
+                        "export the merged model instead (make gguf)")
     base_vocab = json.loads((base_model_dir / "config.json").read_text()).get("vocab_size")
     tokenizer_file = adapter / "tokenizer.json"
     if base_vocab and tokenizer_file.is_file():
