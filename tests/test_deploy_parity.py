@@ -19,11 +19,12 @@ from ftkit.core import families, ollama, prompts
 from ftkit.core.cli import UserError
 from ftkit.verify import deploy_parity
 
-FAMILIES = ("llama2", "llama3", "qwen2.5", "qwen3", "deepseek-r1")
+FAMILIES = ("llama2", "llama3", "qwen2.5", "qwen3", "deepseek-r1", "gemma4")
 # the families whose make all (tests/test_families.py) trains with thinking off: llama-server is asked here
 # directly; the others' runs prove every path per think value in their own deployment check
-SERVED = ("llama2", "llama3", "qwen2.5", "qwen3")
-ARCHITECTURE = {"llama2": "llama", "llama3": "llama", "qwen2.5": "qwen2", "qwen3": "qwen3", "deepseek-r1": "qwen2"}
+SERVED = ("llama2", "llama3", "qwen2.5", "qwen3", "gemma4")
+ARCHITECTURE = {"llama2": "llama", "llama3": "llama", "qwen2.5": "qwen2", "qwen3": "qwen3", "deepseek-r1": "qwen2",
+                "gemma4": "gemma4"}
 # where each family's Modelfile (as ftkit writes it) sends a chat on Ollama 0.33, by OLLAMA_GO_TEMPLATE
 EXPECTED_PATHS = {
     "llama2": {"": "go_template", "0": "llama_server", "1": "go_template"},   # no capability to prefer
@@ -31,6 +32,7 @@ EXPECTED_PATHS = {
     "qwen2.5": {"": "llama_server", "0": "llama_server", "1": "go_template"},
     "qwen3": {"": "go_template", "0": "go_template", "1": "go_template"},     # PARSER passthrough keeps the TEMPLATE
     "deepseek-r1": {"": "go_template", "0": "go_template", "1": "go_template"},  # so does DeepSeek-R1's
+    "gemma4": {"": "llama_server", "0": "llama_server", "1": "go_template"},  # its GGUF template has tool calls
 }
 
 

@@ -47,8 +47,10 @@ def test_tokenizer_is_the_real_one_as_llama_cpp_knows_it(name, family_tokenizer)
     tokenizer = family_tokenizer(name)
     family = families.get(name)
     digest = hashlib.sha256(str(tokenizer.encode(CHKTXT)).encode()).hexdigest()
-    # the converter will accept it (and write this pre-tokenizer into the GGUF)
-    assert converter_pre_tokenizers().get(digest) == TINY_PRE.get(name, family.llama_cpp_pre)
+    # the converter will accept it (and write this pre-tokenizer into the GGUF); it writes a SentencePiece-style
+    # vocabulary (Gemma 4's) itself, naming its tokenizer model, with no hash
+    if not family.tiny_models[0].vocab.sentencepiece_style:
+        assert converter_pre_tokenizers().get(digest) == TINY_PRE.get(name, family.llama_cpp_pre)
     # transformers normalizes to NFC (Qwen) where llama.cpp does not: text that NFC changes is left out
     cases = [(text, ids) for text, ids in reference_cases(VOCAB_FILES[name]) if unicodedata.normalize("NFC", text) == text]
     assert len(cases) > 40
@@ -66,11 +68,13 @@ REAL_IDS = {
                "<|reserved_special_token_247|>": 128255},
     "deepseek-r1": {"<｜end▁of▁sentence｜>": 151643, "<｜User｜>": 151644, "<｜Assistant｜>": 151645,
                     "<｜begin▁of▁sentence｜>": 151646, "<think>": 151648, "</think>": 151649, "<|file_sep|>": 151664},
+    "gemma4": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<|think|>": 98, "<|channel>": 100, "<channel|>": 101,
+               "<|turn>": 105, "<turn|>": 106},
 }
 # (model type, vocabulary, context, tied embeddings) of each family's real checkpoint
 REAL_CONFIGS = {"qwen2.5": ("qwen2", 151936, 32768, True), "qwen3": ("qwen3", 151936, 40960, True),
                 "qwen3.5": ("qwen3_5_text", 151936, 262144, True), "llama3": ("llama", 128256, 131072, False),
-                "deepseek-r1": ("qwen2", 151936, 131072, False)}
+                "deepseek-r1": ("qwen2", 151936, 131072, False), "gemma4": ("gemma4_text", 262144, 262144, True)}
 
 
 @pytest.mark.parametrize("name", BPE_FAMILIES)
@@ -94,7 +98,7 @@ def test_special_tokens_at_their_real_ids_and_the_real_architecture(name, family
     with safe_open(family_model(name) / "model.safetensors", "pt") as f:
         keys = set(f.keys())
     assert ("model.layers.0.self_attn.q_proj.bias" in keys) == (name in ("qwen2.5", "deepseek-r1"))  # Qwen2: q/k/v bias
-    assert ("model.layers.0.self_attn.q_norm.weight" in keys) == (name == "qwen3")  # Qwen3: q/k norms
+    assert ("model.layers.0.self_attn.q_norm.weight" in keys) == (name in ("qwen3", "gemma4"))  # q/k norms
     if name == "qwen3.5":  # hybrid: Gated DeltaNet layers, then gated attention (q_proj twice as wide: the gate)
         assert config["layer_types"] == ["linear_attention"] * 3 + ["full_attention"]
         assert {"model.layers.0.linear_attn.in_proj_qkv.weight", "model.layers.0.linear_attn.conv1d.weight",
@@ -353,8 +357,15 @@ def test_the_gguf_tokenizes_like_hf_and_ends_turns_like_the_family(name, family_
     family = families.get(name)
     llm = Llama(model_path=report["files"]["F16"]["path"], vocab_only=True, verbose=False)
     meta = llm.metadata
-    assert meta["tokenizer.ggml.pre"] == TINY_PRE.get(name, family.llama_cpp_pre)  # the converter recognised it
-    assert int(meta["tokenizer.ggml.eos_token_id"]) == families.end_of_turn_id(tokenizer)
+    pre = meta.get("tokenizer.ggml.pre", meta["tokenizer.ggml.model"])  # Gemma 4: its tokenizer model is its own
+    assert pre == TINY_PRE.get(name, family.llama_cpp_pre)  # the converter recognised it
+    # llama.cpp ends generation at the end of a turn: it is the GGUF's EOS, or one llama.cpp knows as an end
+    # (Gemma 4's EOS is <eos>, and <turn|> ends a turn)
+    import llama_cpp
+
+    end = families.end_of_turn_id(tokenizer)
+    assert llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), end)
+    assert int(meta["tokenizer.ggml.eos_token_id"]) in (end, tokenizer.eos_token_id)
     # llama.cpp's own tokenizer: a conversation's generation prompt gives HF's ids, BOS once
     conv = prompts.from_messages(DIALOG[:-1])
     text = prompts.render_text(conv, tokenizer)

@@ -258,9 +258,10 @@ def test_thinking_off_trains_the_answer_alone_even_when_a_trace_is_given(qwen3_d
     assert tokenizer.decode(ids.answer_ids) == "等于2。<|im_end|>"
 
 
-def closes_the_block(prompt: str) -> bool:
-    """A direct-answer prompt: the think block closed in it (Qwen3: empty block; DeepSeek-R1: `<think>\\n</think>`)."""
-    return prompt.rstrip().endswith("</think>")
+def closes_the_block(prompt: str, tokenizer) -> bool:
+    """A direct-answer prompt: the think block closed in it (Qwen3: empty block; DeepSeek-R1: `<think>\\n</think>`;
+    Gemma 4: an empty thought channel)."""
+    return prompt.rstrip().endswith(prompts.think_tags(tokenizer)[1])
 
 
 @pytest.mark.parametrize("think", (None, True, False))
@@ -271,7 +272,7 @@ def test_an_open_chat_gets_the_prompt_of_its_think_request(name, think, thinker)
     expected = real(tokenizer, chat.to_messages(), True, **({"enable_thinking": True} if think is None else
                                                            {"enable_thinking": think}))
     assert prompts.render_text(chat, tokenizer) == expected
-    assert closes_the_block(expected) == (think is False)
+    assert closes_the_block(expected, tokenizer) == (think is False)
 
 
 def test_the_mode_travels_in_the_template_and_survives_save_and_reload(qwen3_dir, tmp_path):
@@ -301,7 +302,7 @@ def ollama_case(modelfile: ollama.Modelfile, gguf_template: str, chat, think, en
             "env": {"OLLAMA_GO_TEMPLATE": env}, "messages": chat, "think": think}
 
 
-ARCHITECTURE = {"qwen3": "qwen3", "qwen3.5": "qwen35", "deepseek-r1": "qwen2"}  # what Ollama reads from the GGUF
+ARCHITECTURE = {"qwen3": "qwen3", "qwen3.5": "qwen35", "deepseek-r1": "qwen2", "gemma4": "gemma4"}  # what Ollama reads from the GGUF
 
 
 @pytest.mark.parametrize("mode", ("off", "on", "mixed"))
@@ -312,8 +313,9 @@ def test_each_think_value_renders_its_training_prompt_on_every_ollama_path(name,
     path = ollama.write_modelfile(tmp_path / "Modelfile", str(tmp_path / "m-Q8_0.gguf"), family=family)
     modelfile = ollama.read_modelfile(path)
     thinks = mode != "off"
-    # a thinking run declares thinking (the TEMPLATE's .Thinking) and keeps no PARSER; off keeps passthrough
-    assert (modelfile.parser is None) == thinks and ("{{ .Thinking }}" in modelfile.template) == thinks
+    # a thinking run declares thinking (the TEMPLATE's .Thinking) and keeps no PARSER; off keeps the family's
+    assert modelfile.parser == (None if thinks else families.get(name).ollama_parser)
+    assert ("{{ .Thinking }}" in modelfile.template) == thinks
     chats = [[{"role": "user", "content": "日本的首都是哪里？"}],
              [{"role": "user", "content": "中国的首都是哪里？"}, {"role": "assistant", "content": "北京。"},
               {"role": "user", "content": "日本的呢？"}]]
@@ -331,14 +333,20 @@ def test_each_think_value_renders_its_training_prompt_on_every_ollama_path(name,
         trained, _ = deploy_parity.training_prompt(tokenizer, case["messages"], think)
         if result["path"] == "go_template":
             assert result["prompt"] == trained, (case["think"], case["env"], case["ollama_version"])
-        else:  # 0.30+: the GGUF's own template in llama-server, told the think value
-            assert thinks and result["path"] == "llama_server" and case["env"]["OLLAMA_GO_TEMPLATE"] == ""
-            assert result["llama_server"]["chat_template_kwargs"] == {"enable_thinking": think}
-            # (its text has the BOS that llama.cpp adds as an id: DeepSeek-R1's)
-            assert real(tokenizer, case["messages"], True, enable_thinking=think).removeprefix(family.bos_text or "") == trained
+        else:  # 0.30+: the GGUF's own template in llama-server (a thinking run's told the think value)
+            assert result["path"] == "llama_server" and case["env"]["OLLAMA_GO_TEMPLATE"] == ""
+            kwargs = result["llama_server"].get("chat_template_kwargs") or {}
+            assert kwargs == ({"enable_thinking": think} if thinks or case["think"] is not None else {})
+            # the GGUF carries the tokenizer's template (pinned, or marked); its text has the BOS llama.cpp adds
+            gguf = tokenizer.apply_chat_template(case["messages"], tokenize=False, add_generation_prompt=True, **kwargs)
+            assert gguf.removeprefix(family.bos_text or "") == trained
         # think=false: the direct prompt, after the closed block; think=true: the thinking prompt
-        assert closes_the_block(trained) == (not think)
-    assert {r["path"] for r in routes} == ({"go_template", "llama_server"} if thinks else {"go_template", "refused"})
+        assert closes_the_block(trained, tokenizer) == (not think)
+    # which path Ollama takes is its decision (the GGUF's template wins where it declares more, e.g. Gemma 4's
+    # tools when thinking is off); every one taken rendered the training prompt above, and only a run trained
+    # without thinking refuses think=true
+    paths = {r["path"] for r in routes}
+    assert "go_template" in paths and ("refused" in paths) == (not thinks)
 
 
 def test_a_thinking_run_fails_the_check_when_ollama_would_refuse_think(qwen3_dir, tmp_path):

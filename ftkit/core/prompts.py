@@ -153,22 +153,31 @@ def split_reasoning(text: str, what: str) -> tuple[str | None, str]:
     return trace or None, answer
 
 
+def think_tags(tokenizer) -> tuple[str, str]:
+    """What opens and closes a trace in what this tokenizer's model writes (<think>…</think>; Gemma 4: its
+    thought channel)."""
+    return families.family_of(tokenizer).think_tags
+
+
 def opens_thinking(tokenizer, prompt_ids: list[int]) -> bool:
     """The prompt itself opens the think block (Qwen3.5's thinking prompt ends "<think>\n"): what the model
     generates starts inside it."""
-    return tokenizer.decode(prompt_ids[-3:]).rstrip().endswith(THINK_OPEN)
+    return tokenizer.decode(prompt_ids[-4:]).rstrip().endswith(think_tags(tokenizer)[0].rstrip())
 
 
-def split_generation(text: str, opened: bool = False) -> tuple[str | None, str]:
+def split_generation(text: str, opened: bool = False, tags: tuple[str, str] = (THINK_OPEN, THINK_CLOSE)
+                     ) -> tuple[str | None, str]:
     """What a model generated -> (trace or None, answer); never fails: an unclosed trace (the token budget ran
-    out while thinking) leaves an empty answer. `opened`: the prompt opened the think block."""
-    text = THINK_OPEN + text if opened else text.lstrip()
-    if text.startswith(THINK_OPEN) and THINK_CLOSE not in text:
-        return text[len(THINK_OPEN):].strip() or None, ""
-    head, closed, answer = text.partition(THINK_CLOSE)
+    out while thinking) leaves an empty answer. `opened`: the prompt opened the think block. `tags`: the model's
+    own (think_tags)."""
+    start, end = tags
+    text = start + text if opened else text.lstrip()
+    if text.startswith(start) and end not in text:
+        return text[len(start):].strip() or None, ""
+    head, closed, answer = text.partition(end)
     if not closed:
         return None, text.strip()
-    return head.partition(THINK_OPEN)[2].strip() or head.strip() or None, answer.strip()
+    return head.partition(start)[2].strip() or head.strip() or None, answer.strip()
 
 
 def _field_reasoning(holder: dict, what: str) -> str | None:

@@ -49,12 +49,35 @@ def read_vocab_file(path: Path) -> tuple[list[str], list[int], list[str]]:
             fields["tokenizer.ggml.merges"].contents())
 
 
+def _sentencepiece_style(tokens: list[str], merges: list[str], added: list[tuple[int, str, bool]]):
+    """Gemma 4's tokenizer: BPE over raw UTF-8 with spaces as ▁ and byte fallback, every token in the vocabulary
+    (llama.cpp src/llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_GEMMA4). It matches every reference tokenization beside
+    the vocab file; llama.cpp's converter writes the tokenizer itself for this family, without a pre-tokenizer hash."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+
+    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split(" ", 1)) for m in merges],
+                                     byte_fallback=True, unk_token="<unk>", fuse_unk=False))
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    for token_id, text, special in added:  # already in the vocabulary: they keep their ids
+        tokenizer.add_tokens([AddedToken(text, special=special, normalized=False)])
+        if tokenizer.token_to_id(text) != token_id:
+            raise ValueError(f"{text}: got id {tokenizer.token_to_id(text)}, expected {token_id}")
+    return tokenizer
+
+
 def build_tokenizer(tiny: TinyModel):
     """A `tokenizers.Tokenizer` with the tiny model's real vocabulary, merges, rules and added tokens."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     source = tiny.vocab
     tokens, types, merges = read_vocab_file(ROOT / "llama.cpp" / "models" / source.vocab_file)
+    if source.sentencepiece_style:
+        tokenizer = _sentencepiece_style(tokens, merges, tiny.added_tokens(tokens, types))
+        bos = (source.add_bos, tokenizer.token_to_id(source.add_bos))
+        tokenizer.post_processor = processors.TemplateProcessing(single=f"{bos[0]} $A", pair=f"{bos[0]} $A {bos[0]} $B",
+                                                                 special_tokens=[bos])
+        return tokenizer
     normal = {token: i for i, token in enumerate(tokens) if types[i] == 1}
     pairs = [tuple(m.split(" ", 1)) for m in merges]
     tokenizer = Tokenizer(models.BPE(vocab=normal, merges=pairs, ignore_merges=source.ignore_merges,

@@ -21,6 +21,7 @@ class TestCase:
     prompt_ids: list[int]
     answer_ids: list[int]
     opens_thinking: bool = False  # the prompt opened the think block: the generation starts inside it
+    think_tags: tuple[str, str] = (prompts.THINK_OPEN, prompts.THINK_CLOSE)  # the model's own (Gemma 4: a channel)
 
 
 def load_test_cases(path: str, tokenizer, system: str | None = None) -> list[TestCase]:
@@ -37,7 +38,7 @@ def load_test_cases(path: str, tokenizer, system: str | None = None) -> list[Tes
             raise UserError(f"{path}: record {i + 1} has no reference answer")
         cases.append(TestCase(str(record.get("id", i + 1)), record.get("instruction", conv.turns[-1].user),
                               record.get("input", ""), conv.turns[-1].answer, ids.prompt_ids, ids.answer_ids,
-                              prompts.opens_thinking(tokenizer, ids.prompt_ids)))
+                              prompts.opens_thinking(tokenizer, ids.prompt_ids), prompts.think_tags(tokenizer)))
     if not cases:
         raise UserError(f"{path}: no test records")
     return cases
@@ -52,7 +53,7 @@ def run_model(model, cases: list[TestCase], decoding: Decoding, batch_size: int,
     rows = []
     for case, generation, loss in zip(cases, generations, losses, strict=True):
         # a thinking model's trace is not its answer: the answer is scored, the trace's length reported
-        reasoning, answer = prompts.split_generation(generation.text, case.opens_thinking)
+        reasoning, answer = prompts.split_generation(generation.text, case.opens_thinking, case.think_tags)
         row = scorer.score(answer, case.reference)
         row.update(answer=answer, loss=loss, perplexity=perplexity(loss), generated_tokens=len(generation.token_ids),
                    reasoning_chars=len(reasoning or ""), latency_s=generation.seconds)

@@ -104,9 +104,9 @@ def markdown_table(_records=None) -> str:
     for f in FAMILIES.values():
         tiny = "; ".join(f"`{t.folder}`" + (f" ({t.note})" if t.note else "") for t in f.tiny_models)
         ollama = "TEMPLATE, stops" + (f", `PARSER {f.ollama_parser}` (thinking off)" if f.ollama_parser else "")
-        rows.append(f"| `{f.name}`{f' ({code(f.aliases)})' if f.aliases else ''} | {code(f.examples)} | "
-                    f"{f.format_note} | {', '.join(f.thinking_modes(''))} | {tiny} | {ollama} | "
-                    f"{code(f.presets) or 'by size'} |")
+        cells = [f"`{f.name}`{f' ({code(f.aliases)})' if f.aliases else ''}", code(f.examples), f.format_note,
+                 ", ".join(f.thinking_modes("")), tiny, ollama, code(f.presets) or "by size"]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")  # a | inside a cell
     return "\n".join(rows)
 
 

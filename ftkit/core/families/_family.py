@@ -30,7 +30,10 @@ class VocabSource:
     split_regex: str
     nfc: bool                  # Qwen2 normalises to NFC; Llama-3 does not normalise
     ignore_merges: bool        # Llama-3 takes a word found whole in the vocab without merging
-    add_bos: str | None        # a post-processor that adds this BOS (Llama-3, DeepSeek-R1-Distill)
+    add_bos: str | None        # a post-processor that adds this BOS (Llama-3, DeepSeek-R1-Distill, Gemma 4)
+    # SentencePiece-style BPE (Gemma 4): spaces become ▁, merges run on raw UTF-8, unknown bytes fall back to
+    # <0x..> tokens, and the added tokens are already in the vocabulary; else byte-level BPE (GPT-2's byte map)
+    sentencepiece_style: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Family:
     # answer otherwise (DeepSeek-R1 drops the reasoning of every answer, the last too): (trace, answer,
     # thinking) -> text. None: the template's own rendering of the whole conversation has the prompt as prefix.
     answer_after_prompt: Callable[[str | None, str, bool], str] | None = None
+    think_tags: tuple[str, str] = ("<think>", "</think>")  # what opens and closes a trace in what the model writes
     # for the family table (README.md, made by `make docs`): Hub ids to pass as BASE_MODEL, the chat format in a
     # line, and the family's training presets
     examples: tuple[str, ...] = ()

@@ -51,7 +51,7 @@ FAMILY = Family(
     bos_text="<|begin_of_text|>", llama_cpp_pre="llama-bpe", template_file="meta-llama-Llama-3.1-8B-Instruct.jinja",
     extra_stop_tokens=("<|end_of_text|>", "<|eom_id|>"),
     examples=("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-3B-Instruct"),
-    format_note=f"header blocks; the `Cutting Knowledge Date` system header pinned to `{DATE}`; `<\\|eot_id\\|>`",
+    format_note=f"header blocks; the `Cutting Knowledge Date` system header pinned to `{DATE}`; `<|eot_id|>`",
     presets=("configs/llama3-8b-lora.yaml",),
     tiny_models=(TinyModel("llama3", "LlamaConfig", tiny_config, VOCAB, added_tokens,
                            {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",

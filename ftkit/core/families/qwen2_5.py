@@ -34,7 +34,7 @@ FAMILY = Family(
     default_system=DEFAULT_SYSTEM, llama_cpp_pre="qwen2", template_file="Qwen-Qwen2.5-7B-Instruct.jinja",
     extra_stop_tokens=("<|endoftext|>",),
     examples=("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"),
-    format_note="ChatML; Qwen's default system prompt when none is given; `<\\|im_end\\|>`",
+    format_note="ChatML; Qwen's default system prompt when none is given; `<|im_end|>`",
     presets=("configs/qwen2.5-7b-lora.yaml",),
     tiny_models=(TinyModel("qwen2.5", "Qwen2Config", tiny_config, QWEN2_VOCAB, added_after_vocab(None, QWEN25_ADDED),
                            QWEN_TOKENIZER, QWEN_GENERATION_EOS, generation_pad=QWEN_GENERATION_EOS[-1]),))

@@ -61,7 +61,7 @@ FAMILY = Family(
     "qwen3", "Qwen3 (ChatML, thinking off)", "<|im_end|>", CHATML_STOPS, OLLAMA_TEMPLATE, detects=detects,
     pins={"enable_thinking": False}, llama_cpp_pre="qwen2", template_file="Qwen-Qwen3-0.6B.jinja",
     extra_stop_tokens=("<|endoftext|>",), examples=("Qwen/Qwen3-8B", "Qwen/Qwen3-30B-A3B"),
-    format_note="ChatML; thinking off: the answer follows an empty `<think>\\n\\n</think>\\n\\n`; `<\\|im_end\\|>`",
+    format_note="ChatML; thinking off: the answer follows an empty `<think>\\n\\n</think>\\n\\n`; `<|im_end|>`",
     presets=("configs/qwen3-8b-lora.yaml",),
     # the GGUF's template has <think> and tools: without a PARSER, Ollama >= 0.30 would prefer it and turn thinking
     # on by default; passthrough declares neither (think=true is refused, not ignored)

@@ -22,9 +22,10 @@ class ThinkingPrinter:
     """Prints a streamed answer, its think block set apart: "(thinking) …" on its own lines, then the answer.
     `opened`: the prompt itself opened the think block (Qwen3.5's thinking prompt ends with "<think>\n")."""
 
-    def __init__(self, say_piece, opened: bool = False):
+    def __init__(self, say_piece, opened: bool = False, tags: tuple[str, str] = (prompts.THINK_OPEN, prompts.THINK_CLOSE)):
         self.say_piece, self.shown = say_piece, 0
-        self.text = prompts.THINK_OPEN if opened else ""
+        self.tags = tags  # the model's own (prompts.think_tags)
+        self.text = tags[0] if opened else ""
 
     def feed(self, piece: str) -> None:
         self.text += piece
@@ -34,16 +35,16 @@ class ThinkingPrinter:
         self._show(final=True)
 
     def _show(self, final: bool) -> None:
-        text = self.text
-        opening = text.lstrip().startswith(prompts.THINK_OPEN) or prompts.THINK_OPEN.startswith(text.lstrip())
-        if not final and opening and text.strip() and prompts.THINK_CLOSE not in text:
+        text, (start, end) = self.text, self.tags
+        opening = text.lstrip().startswith(start) or start.startswith(text.lstrip())
+        if not final and opening and text.strip() and end not in text:
             # inside a think block (or maybe starting one): show the trace as it comes, after a label
-            trace = text.lstrip()[len(prompts.THINK_OPEN):] if text.lstrip().startswith(prompts.THINK_OPEN) else ""
+            trace = text.lstrip()[len(start):] if text.lstrip().startswith(start) else ""
             self._emit("(thinking) " + trace.strip())  # trailing whitespace waits: the answer may follow it
             return
         if not final and not text.strip():
             return
-        reasoning, answer = prompts.split_generation(text)
+        reasoning, answer = prompts.split_generation(text, tags=self.tags)
         shown = (f"(thinking) {reasoning}\n" if reasoning else "") + (answer if reasoning or final else text)
         self._emit(shown)
 
@@ -121,12 +122,12 @@ class ChatSession:
             print(f"[{name}] ", end="", file=self.out, flush=True)
             prompt_ids = self._prompt_ids(name, question)
             printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True),
-                                      prompts.opens_thinking(self.tokenizer, prompt_ids))
+                                      prompts.opens_thinking(self.tokenizer, prompt_ids), prompts.think_tags(self.tokenizer))
             for piece in model.stream(prompt_ids, self.decoding):
                 printer.feed(piece)
             printer.close()
             self.say()
-            answer = prompts.split_generation(printer.text)[1]
+            answer = prompts.split_generation(printer.text, tags=printer.tags)[1]
             self.history[name].append(prompts.Turn(question, answer or "…"))
             answers[name] = answer
         return answers
