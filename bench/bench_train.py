@@ -85,6 +85,8 @@ def plain_trl(args, train: list[dict], val: list[dict], out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from ftkit.stages.train.train import has_fused_experts
+
     tokenizer = AutoTokenizer.from_pretrained(args.base_model)
 
     def as_prompt_completion(records):
@@ -99,7 +101,9 @@ def plain_trl(args, train: list[dict], val: list[dict], out: Path) -> dict:
                        bf16=False, gradient_checkpointing=False, use_cpu=True, report_to=[], save_strategy="no",
                        eval_strategy="no", logging_steps=10, lr_scheduler_type="cosine", warmup_steps=0.03,
                        include_num_input_tokens_seen="non_padding", disable_tqdm=True)
-    peft = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    # the same LoRA as ftkit's runs: no dropout on a mixture of experts (PEFT's expert adapters allow none)
+    dropout = 0.0 if has_fused_experts(model) else 0.05
+    peft = LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=as_prompt_completion(train),
                          eval_dataset=as_prompt_completion(val), processing_class=tokenizer, peft_config=peft)
     result = trainer.train()

@@ -9,7 +9,7 @@ keeps Ollama on that TEMPLATE where the GGUF's own template would otherwise win,
 converter must recognise, and the tiny models it builds (`TinyModel`). Files whose name starts with `_` hold what
 several families share. Adding a family is adding a file: every generic test then runs it.
 
-Thinking: a family that thinks (Qwen3, Qwen3.5, DeepSeek-R1) trains with THINKING=off (the default: thinking
+Thinking: a family that thinks (Qwen3, Qwen3.5, DeepSeek-R1, Gemma 4) trains with THINKING=off (the default: thinking
 pinned off), on or mixed, as its template allows (`Family.with_thinking`): then enable_thinking stays the
 caller's, the saved template is marked with the mode instead of pinned, and the Ollama TEMPLATE declares thinking.
 
@@ -40,9 +40,9 @@ from ftkit.core.families._pinning import (
     write_original_template,
 )
 
-__all__ = ["FAMILIES", "NAMES", "ORIGINAL_TEMPLATE_FILE", "THINKERS", "THINKING_MODES", "Family", "TinyModel", "VocabSource", "bind",
-           "detect", "end_of_turn_id", "family_of", "get", "is_pinned_for", "original_template", "pin_template",
-           "pinned", "stop_token_ids", "thinking_mark", "tiny_model", "write_original_template"]
+__all__ = ["FAMILIES", "NAMES", "ORIGINAL_TEMPLATE_FILE", "THINKERS", "THINKING_MODES", "Family", "TinyModel",
+           "VocabSource", "bind", "detect", "end_of_turn_id", "family_of", "get", "is_pinned_for", "original_template",
+           "pin_template", "pinned", "stop_token_ids", "thinking_mark", "tiny_model", "write_original_template"]
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parents[3] / "llama.cpp" / "models" / "templates"
@@ -123,10 +123,12 @@ def _model_label(tokenizer) -> str:
     return str(getattr(tokenizer, "name_or_path", "") or "the model")
 
 
+HOW_TO_ADD = ("If it is one of them, set FAMILY=<name>; otherwise add a family file under ftkit/core/families/ "
+              "(docs/models.md, 'Adding a family') - ftkit will not train a format it cannot serve as trained")
+
+
 def unsupported_message(tokenizer) -> str:
-    return (f"{_model_label(tokenizer)}: its chat template is of no family ftkit knows ({', '.join(FAMILIES)}). "
-            "If it is one of them, set FAMILY=<name>; otherwise add a family file under ftkit/core/families/ "
-            "(docs/models.md, 'Adding a family') - ftkit will not train a format it cannot serve as trained")
+    return f"{_model_label(tokenizer)}: its chat template is of no family ftkit knows ({', '.join(FAMILIES)}). {HOW_TO_ADD}"
 
 
 def detect(tokenizer) -> Family:
@@ -173,12 +175,12 @@ def renders_as_family(tokenizer, family: Family) -> str | None:
         log.warning("family: %s is missing (llama.cpp submodule not checked out?): the chat template of %s is not "
                     "compared with %s's", real, _model_label(tokenizer), family.name)
         return None
-    own = original_template(template_text(tokenizer))
+    own, real_text = original_template(template_text(tokenizer)), real.read_text(encoding="utf-8")
     for variables in _probe_variables(family, own):
         for messages in _probe_conversations():
             kwargs = {"tokenize": False, "add_generation_prompt": True, **variables}
             mine = tokenizer.apply_chat_template(messages, chat_template=own, **kwargs)
-            theirs = tokenizer.apply_chat_template(messages, chat_template=real.read_text(encoding="utf-8"), **kwargs)
+            theirs = tokenizer.apply_chat_template(messages, chat_template=real_text, **kwargs)
             if mine != theirs:
                 at = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
                           min(len(mine), len(theirs)))
@@ -206,7 +208,7 @@ def bind(tokenizer, name: str | None = None, thinking: str | None = None) -> Fam
         if difference:
             raise UserError(f"{_model_label(tokenizer)}: its chat template renders a chat otherwise than "
                             f"{family.title}'s ({difference}); ftkit would train one format and Ollama would be "
-                            f"given another. {unsupported_message(tokenizer).split('. ', 1)[1]}")
+                            f"given another. {HOW_TO_ADD}")
     if family.pins or family.thinking != "off":
         tokenizer.chat_template = pinned(tokenizer.chat_template, family)
     tokenizer.ftkit_family = family

@@ -22,7 +22,8 @@ class ThinkingPrinter:
     """Prints a streamed answer, its think block set apart: "(thinking) …" on its own lines, then the answer.
     `opened`: the prompt itself opened the think block (Qwen3.5's thinking prompt ends with "<think>\n")."""
 
-    def __init__(self, say_piece, opened: bool = False, tags: tuple[str, str] = (prompts.THINK_OPEN, prompts.THINK_CLOSE)):
+    def __init__(self, say_piece, opened: bool = False,
+                 tags: tuple[str, str] = (prompts.THINK_OPEN, prompts.THINK_CLOSE)):
         self.say_piece, self.shown = say_piece, 0
         self.tags = tags  # the model's own (prompts.think_tags)
         self.text = tags[0] if opened else ""
@@ -122,7 +123,8 @@ class ChatSession:
             print(f"[{name}] ", end="", file=self.out, flush=True)
             prompt_ids = self._prompt_ids(name, question)
             printer = ThinkingPrinter(lambda text: print(text, end="", file=self.out, flush=True),
-                                      prompts.opens_thinking(self.tokenizer, prompt_ids), prompts.think_tags(self.tokenizer))
+                                      prompts.opens_thinking(self.tokenizer, prompt_ids),
+                                      prompts.think_tags(self.tokenizer))
             for piece in model.stream(prompt_ids, self.decoding):
                 printer.feed(piece)
             printer.close()

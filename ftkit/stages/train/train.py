@@ -75,8 +75,9 @@ class TrainConfig:
     family: str | None = option(None, f"chat format family ({', '.join(families.FAMILIES)}; default: detected "
                                       "from the model's chat template)", choices=families.NAMES)
     thinking: str = option(defaults.THINKING, f"thinking mode, for a family that thinks ({', '.join(families.THINKERS)}): "
-                                  "off trains answers only; on: every answer after its think block (empty without a trace); mixed: records with a trace "
-                                  "think, the others answer directly", choices=families.THINKING_MODES)
+                                  "off trains answers only; on: every answer after its think block (empty without a "
+                                  "trace); mixed: records with a trace think, the others answer directly",
+                           choices=families.THINKING_MODES)
     allow_cpu: bool = option(False, "train a model over 1 B parameters without a GPU anyway (refused by default: "
                                     "at this CPU's measured speed it takes days)")
     dist_timeout: int = option(defaults.DIST_TIMEOUT, "under accelerate launch: seconds a process waits for the others (to join, at "
@@ -459,11 +460,10 @@ def _run_training(config: TrainConfig) -> dict:
     if config.use_quantization:
         keep_4bit_gradients_on_cpu(trainer.model)
 
-    adapted = train_outputs.adapted_modules(trainer.model)
-    log.info("train: LoRA on %s", ", ".join(f"{kind} ({count} layers)" for kind, count in adapted.items()))
     manifest = dict(train_outputs.manifest(config, precision, trainer, train, val, digests), lora_dropout_used=dropout,
                     num_nodes=len({p["node"] for p in processes}), world_size=len(processes),
                     ranks=[p["rank"] for p in processes], processes=processes)
+    log.info("train: LoRA on %s", ", ".join(f"{kind} ({count} layers)" for kind, count in manifest["lora_modules"].items()))
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "run_manifest.json", dict(manifest, status="running"))
