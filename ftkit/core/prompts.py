@@ -13,10 +13,11 @@ are built the way Meta builds them: for each completed turn
 `[BOS] + encode(f"[INST] {user} [/INST]")`, where `encode` applies sentencepiece's dummy prefix (the
 first piece is "▁["). BOS/EOS are ids, never text, so BOS is never duplicated.
 
-Other families (Llama-3, Qwen2.5, Qwen3, or a model outside the registry that ships a chat template)
-are rendered with the model's own chat template, pinned to the variables its family fixes
-(ftkit.core.families: Llama-3.1's date, Qwen3's thinking off): the prompt is the template's generation
-prompt, and the answer runs up to and including the family's end-of-turn token.
+Other families (Llama-3, Qwen, DeepSeek-R1, Gemma 4: one file each in ftkit.core.families) are rendered with
+the model's own chat template, pinned to the variables its family fixes (Llama-3.1's date, Qwen3's thinking off):
+the prompt is the template's generation prompt, and the answer runs up to and including the family's end-of-turn
+token. Where the template writes a past answer otherwise than the model writes it after that prompt (DeepSeek-R1
+and Gemma 4 drop its reasoning), the answer is written as the family file says (`answer_after_prompt`).
 
 Reasoning. An answer may carry a reasoning trace (a `reasoning_content` field, or `<think>…</think>`
 before the answer). A run that trains thinking (THINKING=on|mixed, families that think) renders it as
