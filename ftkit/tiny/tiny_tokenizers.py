@@ -49,39 +49,29 @@ def read_vocab_file(path: Path) -> tuple[list[str], list[int], list[str]]:
             fields["tokenizer.ggml.merges"].contents())
 
 
-def _sentencepiece_style(tokens: list[str], merges: list[str], added: list[tuple[int, str, bool]]):
+def _sentencepiece_style(tokens: list[str], merges: list[str]):
     """Gemma 4's tokenizer: BPE over raw UTF-8 with spaces as ▁ and byte fallback, every token in the vocabulary
     (llama.cpp src/llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_GEMMA4). It matches every reference tokenization beside
     the vocab file; llama.cpp's converter writes the tokenizer itself for this family, without a pre-tokenizer hash."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+    from tokenizers import Tokenizer, decoders, models, normalizers
 
     tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split(" ", 1)) for m in merges],
                                      byte_fallback=True, unk_token="<unk>", fuse_unk=False))
     tokenizer.normalizer = normalizers.Replace(" ", "▁")
     tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
-    for token_id, text, special in added:  # already in the vocabulary: they keep their ids
-        tokenizer.add_tokens([AddedToken(text, special=special, normalized=False)])
-        if tokenizer.token_to_id(text) != token_id:
-            raise ValueError(f"{text}: got id {tokenizer.token_to_id(text)}, expected {token_id}")
     return tokenizer
 
 
-def build_tokenizer(tiny: TinyModel):
-    """A `tokenizers.Tokenizer` with the tiny model's real vocabulary, merges, rules and added tokens."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+def _byte_level(tokens: list[str], types: list[int], merges: list[str], source, first_added: int):
+    """Qwen's, Llama-3's and DeepSeek's: byte-level BPE over the normal tokens, split by the family's pattern;
+    the added tokens (from `first_added` on) follow the normal ones."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-    source = tiny.vocab
-    tokens, types, merges = read_vocab_file(ROOT / "llama.cpp" / "models" / source.vocab_file)
-    if source.sentencepiece_style:
-        tokenizer = _sentencepiece_style(tokens, merges, tiny.added_tokens(tokens, types))
-        bos = (source.add_bos, tokenizer.token_to_id(source.add_bos))
-        tokenizer.post_processor = processors.TemplateProcessing(single=f"{bos[0]} $A", pair=f"{bos[0]} $A {bos[0]} $B",
-                                                                 special_tokens=[bos])
-        return tokenizer
     normal = {token: i for i, token in enumerate(tokens) if types[i] == 1}
-    pairs = [tuple(m.split(" ", 1)) for m in merges]
-    tokenizer = Tokenizer(models.BPE(vocab=normal, merges=pairs, ignore_merges=source.ignore_merges,
-                                     byte_fallback=False, fuse_unk=False))
+    if first_added != len(normal):
+        raise ValueError(f"{source.vocab_file}: normal tokens are not contiguous")
+    tokenizer = Tokenizer(models.BPE(vocab=normal, merges=[tuple(m.split(" ", 1)) for m in merges],
+                                     ignore_merges=source.ignore_merges, byte_fallback=False, fuse_unk=False))
     if source.nfc:
         tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
@@ -89,10 +79,20 @@ def build_tokenizer(tiny: TinyModel):
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    return tokenizer
+
+
+def build_tokenizer(tiny: TinyModel):
+    """A `tokenizers.Tokenizer` with the tiny model's real vocabulary, merges, rules and added tokens."""
+    from tokenizers import AddedToken, processors
+
+    source = tiny.vocab
+    tokens, types, merges = read_vocab_file(ROOT / "llama.cpp" / "models" / source.vocab_file)
     added = tiny.added_tokens(tokens, types)
-    if added[0][0] != len(normal):
-        raise ValueError(f"{source.vocab_file}: normal tokens are not contiguous")
-    for token_id, text, special in added:  # one at a time, in id order: each gets the next id
+    tokenizer = (_sentencepiece_style(tokens, merges) if source.sentencepiece_style
+                 else _byte_level(tokens, types, merges, source, added[0][0]))
+    # one at a time, in id order: each gets the next id (or keeps its vocabulary id, SentencePiece-style)
+    for token_id, text, special in added:
         tokenizer.add_tokens([AddedToken(text, special=special, normalized=False)])
         if tokenizer.token_to_id(text) != token_id:
             raise ValueError(f"{text}: got id {tokenizer.token_to_id(text)}, expected {token_id}")
