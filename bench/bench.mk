@@ -9,9 +9,13 @@ bench-eval-general: $(TOKENIZER_DEP) | $(PY_DEP) ## benchmark the general check 
 	$(RUN_PY) bench/bench_eval_general.py --base-model $(BASE_MODEL) --benchmark $(GENERAL_EVAL) --shots $(GENERAL_SHOTS) \
 	  --format $(GENERAL_FORMAT) --batch-size $(EVAL_BATCH) $(FAMILY_FLAG)
 
-bench: $(GGUF_MAIN) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
+# the model whose 152k-column output layer `make bench` measures (sparse against the full logits)
+BENCH_LARGE_VOCAB_MODEL ?= models/tiny-qwen2.5
+bench: $(GGUF_MAIN) $(if $(filter models/tiny-%,$(BENCH_LARGE_VOCAB_MODEL)),$(BENCH_LARGE_VOCAB_MODEL)/config.json) | $(PY_DEP) ## all benchmarks, each beside its baseline: reports/bench.json and a table
 	$(RUN_PY) bench/bench_all.py --base-model $(BASE_MODEL) --model-dir $(MODEL_DIR) --gguf $(GGUF_MAIN) \
-	  --test-data $(TEST_FILE) --records $(BENCH_RECORDS) --n-gpu-layers $(N_GPU_LAYERS) --output $(REPORT_DIR)/bench.json
+	  --test-data $(TEST_FILE) --train-data $(TRAIN_FILE) --val-data $(VAL_FILE) \
+	  --large-vocab-model $(BENCH_LARGE_VOCAB_MODEL) --records $(BENCH_RECORDS) --n-gpu-layers $(N_GPU_LAYERS) \
+	  --output $(REPORT_DIR)/bench.json
 
 DRY_RUN ?=
 gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B (DRY_RUN=1: tiny, on the CPU)

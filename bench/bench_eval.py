@@ -2,10 +2,15 @@
 """Benchmark evaluation's generation: batched (left padding, length-sorted) vs one prompt at a time.
 
 Both runs use the same model, prompts (the test split, topped up with sample questions to --prompts)
-and greedy decoding, in this one process. Prints generated tokens/s for both, the ratio, and how many
-outputs are identical (greedy decoding must not change with batching).
+and greedy decoding, in this one process. Prints generated tokens/s for both, the ratio, how long the
+answers were, and how many outputs are identical (greedy decoding must not change with batching).
+
+The batched run sorts prompts by length, drops each row from the batch at its end of turn, projects only
+the prompt's last position onto the vocabulary, and decodes a batch into a key/value cache allocated once.
+A longer-answer set: --max-new-tokens 160 on the tiny random base, whose answers rarely end early.
 
 example: python bench/bench_eval.py --base-model models/tiny-llama --lora-model models/finetuned/lora_adapter
+         python bench/bench_eval.py --base-model models/tiny-llama --max-new-tokens 160
 """
 import argparse
 import json
@@ -13,6 +18,8 @@ import time
 from pathlib import Path
 
 from ftkit.core.cli import log, run, setup_logging
+
+LONG_ANSWER = 128  # tokens: an answer this long counts towards the longer-answer set
 
 
 def parse_args(argv=None):
@@ -60,16 +67,22 @@ def main():
     names = list(timings)
     tokens = {n: sum(len(g.token_ids) for g in outputs[n]) for n in names}
     same = sum(a.token_ids == b.token_ids for a, b in zip(outputs[names[0]], outputs[names[1]], strict=True))
+    lengths = [len(g.token_ids) for g in outputs[names[0]]]
+    long_answers = sum(n >= LONG_ANSWER for n in lengths)
     print(f"\neval generation benchmark: {args.lora_model or args.base_model}, {len(ids)} prompts, greedy, "
           f"{args.max_new_tokens} new tokens max")
     print(f"{'':22}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}")
     for n in names:
         print(f"{n:22}{tokens[n]:>8}{timings[n]:>9.2f}{tokens[n] / timings[n]:>10.1f}")
     ratio = (tokens[names[1]] / timings[names[1]]) / (tokens[names[0]] / timings[names[0]])
+    print(f"answers: {tokens[names[0]] / len(ids):.1f} tokens on average, the longest {max(lengths)}, "
+          f"{long_answers} of {len(ids)} of {LONG_ANSWER} tokens or more")
     print(f"speed-up: {ratio:.1f}x (target >= 10x); identical outputs: {same}/{len(ids)}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": args.lora_model or args.base_model, "prompts": len(ids), "identical": same,
+            "max_new_tokens": args.max_new_tokens, "mean_answer_tokens": tokens[names[0]] / len(ids),
+            "longest_answer": max(lengths), "long_answers": long_answers,
             "batched_tokens_per_s": tokens[names[1]] / timings[names[1]],
             "one_by_one_tokens_per_s": tokens[names[0]] / timings[names[0]], "speedup": ratio}, indent=2))
 

@@ -1,29 +1,32 @@
 #!/usr/bin/env python3
-"""Benchmark the training stage against a plain TRL recipe: same model, data, hyperparameters, steps.
+"""Benchmark the training stage: against a plain TRL recipe, and its output layer against the full logits.
 
-Three runs train the same LoRA (r=8, all linear layers) on the same generated Chinese Q&A data whose
-answers vary from 20 to 600 characters, for the same number of optimizer steps, in fp32 without
+The runs train the same LoRA (r=8, all linear layers) on the same data, by default generated Chinese Q&A
+whose answers vary from 20 to 600 characters, for the same number of optimizer steps, in fp32 without
 gradient checkpointing:
 
-  baseline  TRL SFTTrainer as a competent user would write it for a CPU: a prompt/completion dataset
-            (conversational for a model with its own chat template), the default collator (pads each
-            batch to its longest example), random batches, bf16 and gradient checkpointing off
-            (SFTConfig's defaults cost 1.5x each on a CPU)
-  dense     scripts/train_lora.py's code path with --no-sparse-logits: the output layer at every
-            position, as TRL does off CUDA
-  ftkit     scripts/train_lora.py's code path as it runs by default (output layer at supervised
-            positions only)
+  baseline      TRL SFTTrainer as a competent user would write it for a CPU: a prompt/completion dataset
+                (conversational for a model with its own chat template), the default collator (pads each
+                batch to its longest example), random batches, bf16 and gradient checkpointing off
+                (SFTConfig's defaults cost 1.5x each on a CPU)
+  dense         scripts/train_lora.py with --no-sparse-logits: the full logits at every position, then
+                torch's cross-entropy, as transformers' own loss (and LLaMA-Factory) computes it
+  ftkit         scripts/train_lora.py as it runs by default (the output layer at supervised positions only)
+  padding_free  the same with --padding-free: each batch one row, sequences kept apart by position ids
 
 Each run is a child process of this command (so each has its own peak memory and none inherits
 another's warm caches). It prints useful (non-padding) tokens/s, the ratios, the final eval losses
 and each run's peak memory (the whole process's, weights included).
 
 example: python bench/bench_train.py --base-model models/tiny-llama --examples 480
-         python bench/bench_train.py --base-model models/tiny-qwen2.5 --examples 240
+         python bench/bench_train.py --base-model models/tiny-qwen2.5 --variants dense,ftkit --runs none
+         python bench/bench_train.py --base-model models/tiny-qwen2.5 --train-data data/finetune/train_train.jsonl \
+             --val-data data/finetune/train_validation.jsonl --variants dense,ftkit --runs none
 """
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +35,8 @@ from pathlib import Path
 from ftkit.benchmarks import LARGE_VOCAB
 from ftkit.core.cli import log, run, setup_logging
 
-RUNS = ("baseline", "dense", "ftkit")
+RUNS = {"baseline": "plain TRL recipe", "dense": "train_lora.py --no-sparse-logits",
+        "ftkit": "train_lora.py", "padding_free": "train_lora.py --padding-free"}
 
 
 def parse_args(argv=None):
@@ -44,11 +48,16 @@ def parse_args(argv=None):
     ap.add_argument("--epochs", type=int, default=1, help="epochs (default: %(default)s)")
     ap.add_argument("--learning-rate", type=float, default=1e-3, help="learning rate (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="data and training seed (default: %(default)s)")
+    ap.add_argument("--variants", default=",".join(RUNS),
+                    help="which runs, of " + ", ".join(RUNS) + " (default: all; ftkit is always run)")
+    ap.add_argument("--train-data", default=None,
+                    help="a training split to use instead of the generated data (with --val-data)")
+    ap.add_argument("--val-data", default=None, help="its validation split")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--runs", default="docs/bench_train.json",
                     help="the project's record of runs this one is appended to; `make docs` makes the docs' training "
                          "table from it ('none': do not record; default: %(default)s)")
-    ap.add_argument("--only", choices=RUNS, help=argparse.SUPPRESS)  # one run, in a child
+    ap.add_argument("--only", choices=list(RUNS), help=argparse.SUPPRESS)  # one run, in a child
     ap.add_argument("--work-dir", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -111,13 +120,14 @@ def plain_trl(args, train: list[dict], val: list[dict], out: Path) -> dict:
             "steps": trainer.state.global_step, "eval_loss": trainer.evaluate()["eval_loss"]}
 
 
-def ftkit_run(args, train_path: Path, val_path: Path, out: Path, sparse: bool) -> dict:
+def ftkit_run(args, train_path: Path, val_path: Path, out: Path, which: str) -> dict:
     from ftkit.stages.train.train import TrainConfig, run_training
 
     config = TrainConfig(base_model=args.base_model, train_data=str(train_path), val_data=str(val_path),
                          output_dir=str(out), epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, lora_r=8, lora_alpha=16, seed=args.seed,
-                         eval_strategy="no", logging_steps=10, precision="fp32", sparse_logits=sparse)
+                         eval_strategy="no", logging_steps=10, precision="fp32", sparse_logits=which != "dense",
+                         padding_free=which == "padding_free")
     metrics = run_training(config)
     return {"tokens": metrics["tokens_seen"], "seconds": metrics["train_runtime_s"], "steps": metrics["optimizer_steps"],
             "eval_loss": metrics["final_eval_loss"]}
@@ -136,7 +146,7 @@ def child(args) -> None:
                    for name in ("train.jsonl", "val.jsonl")}
         figures = plain_trl(args, records["train.jsonl"], records["val.jsonl"], work / "baseline")
     else:
-        figures = ftkit_run(args, work / "train.jsonl", work / "val.jsonl", work / args.only, args.only == "ftkit")
+        figures = ftkit_run(args, work / "train.jsonl", work / "val.jsonl", work / args.only, args.only)
     print(json.dumps(dict(figures, peak_mib=peak_memory_mib())))
 
 
@@ -158,38 +168,34 @@ def main():
     import torch
     from transformers import AutoConfig
 
+    variants = [v for v in RUNS if v in {x.strip() for x in args.variants.split(",")} | {"ftkit"}]
     vocab = AutoConfig.from_pretrained(args.base_model).vocab_size
-    args.examples = args.examples or (160 if vocab > LARGE_VOCAB else 480)
-    records = varied_records(args.examples + 64, args.seed)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        write_jsonl(work / "train.jsonl", records[:args.examples])
-        write_jsonl(work / "val.jsonl", records[args.examples:])
-        for which, what in zip(RUNS, ("plain TRL recipe", "train_lora.py --no-sparse-logits", "train_lora.py"),
-                               strict=True):
-            log.info("bench-train: %s (%s)", which, what)
+        if args.train_data:
+            shutil.copy(args.train_data, work / "train.jsonl")
+            shutil.copy(args.val_data or args.train_data, work / "val.jsonl")
+            args.examples = sum(1 for _ in open(args.train_data, encoding="utf-8"))
+            data = args.train_data
+        else:
+            args.examples = args.examples or (160 if vocab > LARGE_VOCAB else 480)
+            records = varied_records(args.examples + 64, args.seed)
+            write_jsonl(work / "train.jsonl", records[:args.examples])
+            write_jsonl(work / "val.jsonl", records[args.examples:])
+            data = "generated, answers 20-600 chars"
+        for which in variants:
+            log.info("bench-train: %s (%s)", which, RUNS[which])
             results[which] = run_child(args, which, work)
-    rate = {k: r["tokens"] / r["seconds"] for k, r in results.items()}
-    base, dense, ours = results["baseline"], results["dense"], results["ftkit"]
-    figures = {"model": args.base_model, "vocab_size": vocab, **results,
-               "speedup": rate["ftkit"] / rate["baseline"],
-               "eval_loss_gap": (ours["eval_loss"] - base["eval_loss"]) / base["eval_loss"],
-               "sparse_speedup": rate["ftkit"] / rate["dense"],
-               "sparse_memory_ratio": ours["peak_mib"] / dense["peak_mib"],
-               "sparse_eval_loss_gap": (ours["eval_loss"] - dense["eval_loss"]) / dense["eval_loss"]}
-    print(f"\ntraining benchmark: {args.base_model} (vocabulary {vocab:,}), {args.examples} examples (answers 20-600 "
-          f"chars), batch {args.batch_size}, {args.epochs} epoch(s), fp32, CPU threads {torch.get_num_threads()}")
+    figures = compare(args.base_model, vocab, results)
+    print(f"\ntraining benchmark: {args.base_model} (vocabulary {vocab:,}), {args.examples} examples ({data}), "
+          f"batch {args.batch_size}, {args.epochs} epoch(s), fp32, CPU threads {torch.get_num_threads()}")
     print(f"{'':34}{'steps':>6}{'useful tok/s':>14}{'seconds':>9}{'eval loss':>11}{'peak MiB':>10}")
-    for name, key in (("plain TRL recipe", "baseline"), ("train_lora.py --no-sparse-logits", "dense"),
-                      ("train_lora.py", "ftkit")):
-        r = results[key]
-        print(f"{name:34}{r['steps']:>6}{rate[key]:>14,.0f}{r['seconds']:>9.1f}{r['eval_loss']:>11.4f}{r['peak_mib']:>10.0f}")
-    print(f"vs plain TRL: {figures['speedup']:.2f}x tokens/s (target >= 1.5x), eval loss {figures['eval_loss_gap']:+.1%} "
-          f"(target within 3%)")
-    target = ">= 1.6x tokens/s, <= 0.6x peak memory" if vocab > LARGE_VOCAB else "no slower"
-    print(f"sparse vs dense output layer: {figures['sparse_speedup']:.2f}x tokens/s, {figures['sparse_memory_ratio']:.2f}x "
-          f"peak memory, eval loss {figures['sparse_eval_loss_gap']:+.2%} (target {target}, eval loss within 0.5%)")
+    for key, r in results.items():
+        print(f"{RUNS[key]:34}{r['steps']:>6}{r['tokens'] / r['seconds']:>14,.0f}{r['seconds']:>9.1f}"
+              f"{r['eval_loss']:>11.4f}{r['peak_mib']:>10.0f}")
+    for line in summary_lines(figures):
+        print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     if args.runs != "none":
@@ -198,11 +204,52 @@ def main():
         from ftkit.benchmarks import add_run
         from ftkit.stages.train.train_outputs import hardware
 
+        if set(variants) != set(RUNS) or args.train_data:
+            log.warning("bench-train: not recorded in %s: the record holds runs of every variant on the generated "
+                        "data (use --runs none for a partial run)", args.runs)
+            return
         run = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "hardware": hardware(),
                "examples": args.examples, "batch_size": args.batch_size, "epochs": args.epochs,
                "threads": torch.get_num_threads(), "figures": figures}
-        log.info("bench-train: %d run(s) now in %s (make docs puts the latest per model in README.md)",
+        log.info("bench-train: %d run(s) now in %s (make docs puts the latest per model in docs/train.md)",
                  len(add_run(args.runs, run, "make bench-train")), args.runs)
+
+
+def compare(model: str, vocab: int, results: dict) -> dict:
+    """The runs' figures and their ratios: ftkit against each other run that was made."""
+    rate = {k: r["tokens"] / r["seconds"] for k, r in results.items()}
+    ours = results["ftkit"]
+    figures = {"model": model, "vocab_size": vocab, "dense_path": "full logits", **results}
+    if "baseline" in results:
+        base = results["baseline"]
+        figures.update(speedup=rate["ftkit"] / rate["baseline"],
+                       eval_loss_gap=(ours["eval_loss"] - base["eval_loss"]) / base["eval_loss"])
+    if "dense" in results:
+        dense = results["dense"]
+        figures.update(sparse_speedup=rate["ftkit"] / rate["dense"],
+                       sparse_memory_ratio=ours["peak_mib"] / dense["peak_mib"],
+                       sparse_eval_loss_gap=(ours["eval_loss"] - dense["eval_loss"]) / dense["eval_loss"])
+    if "padding_free" in results:
+        figures["padding_free_speedup"] = rate["padding_free"] / rate["ftkit"]
+    return figures
+
+
+def summary_lines(figures: dict) -> list[str]:
+    from ftkit.benchmarks import SPARSE_SPEEDUP_TARGET
+
+    lines = []
+    if "speedup" in figures:
+        lines.append(f"vs plain TRL: {figures['speedup']:.2f}x tokens/s (target >= 1.5x), eval loss "
+                     f"{figures['eval_loss_gap']:+.1%} (target within 3%)")
+    if "sparse_speedup" in figures:
+        target = (f">= {SPARSE_SPEEDUP_TARGET}x tokens/s, <= 0.6x peak memory" if figures["vocab_size"] > LARGE_VOCAB
+                  else "no slower")
+        lines.append(f"sparse output layer vs full logits: {figures['sparse_speedup']:.2f}x tokens/s, "
+                     f"{figures['sparse_memory_ratio']:.2f}x peak memory, eval loss {figures['sparse_eval_loss_gap']:+.2%} "
+                     f"(target {target}, eval loss within 0.5%)")
+    if "padding_free_speedup" in figures:
+        lines.append(f"padding-free vs padded batches (both sparse): {figures['padding_free_speedup']:.2f}x tokens/s")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,13 +1,24 @@
 #!/usr/bin/env python3
-"""Prove and measure the GPU path: LoRA bf16, QLoRA NF4 and padding-free training on a random model with
-the exact Llama-2-7B shape, then merge -> GGUF (F16 + Q4_K_M) -> llama.cpp prompt and decode speed; and
-the output layer at supervised positions only against every position (lora vs lora_dense, i.e.
---no-sparse-logits) on the Llama-2-7B shape (32k vocabulary) and the Qwen2.5-7B shape (152k).
+"""Prove and measure the GPU path on a random model with the exact Qwen2.5-1.5B shape (its 151,936-token
+vocabulary, tied embeddings): every way of training it, then merge -> GGUF (F16 + Q4_K_M) -> llama.cpp
+prompt and decode speed.
 
-Everything runs through the toolkit's own code (ftkit.stages.train.train.run_training, ftkit.stages.export.merge, ftkit.stages.export.gguf) on
-generated data at sequence length --seq-len, with no network: random weights cost the same FLOPs and
-memory as the real ones. For each training mode it prints tokens/s, step time, peak GPU memory, model
-FLOPs utilisation and whether the loss fell, beside published anchors, and writes one JSON.
+Training modes, each through the toolkit's own code (ftkit.stages.train.train.run_training), on generated
+chat data at sequence length --seq-len, with no network (random weights cost the same FLOPs and memory):
+
+  lora               LoRA in bf16 as `make train` runs it: the output layer at supervised positions only
+                     (TRL's fused head; Triton kernels on CUDA)
+  lora_dense         the same with --no-sparse-logits: the full logits at every position (transformers' loss)
+  lora_padding_free  the same as lora with --padding-free (flash attention where installed, else SDPA with a
+                     block-diagonal mask from the position ids)
+  lora_liger         the same as lora with --liger-kernel (Liger's RMSNorm, RoPE and SwiGLU kernels), when
+                     liger-kernel is installed; else reported as skipped
+  qlora, qlora_dense QLoRA NF4 with double quantization, sparse and dense output layer
+
+For each it prints tokens/s, step time, peak GPU memory, model FLOPs utilisation and whether the loss fell,
+beside published anchors, and the ratios that matter (sparse vs dense, padding-free on vs off, Liger on vs
+off); it writes one JSON record (and, on a GPU, appends it to docs/gpu_check.json, from which `make docs`
+makes docs/gpu.md's table with the GPU named).
 
   MFU = 4 * N * tokens/s / peak bf16 FLOP/s     (N: all parameters. LoRA on a frozen base: 2N forward,
                                                  2N for the activation gradients, no weight gradients —
@@ -20,11 +31,11 @@ compares each sharded run's saved adapter with the DDP one: a sharded save that 
 shards, shows here. With one GPU it says so and skips that part; --processes N runs it on N processes anyway
 (on the CPU: gloo, DDP and FSDP).
 
---dry-run uses tiny shapes on the CPU: the same code path, for CI.
+--dry-run uses tiny shapes (the same 151,936-token vocabulary) on the CPU: the same code path, for CI.
 
 examples:
-  python bench/gpu_check.py                      (on a CUDA GPU, about 5-8 minutes)
-  python bench/gpu_check.py --dry-run            (any machine, under a minute)
+  python bench/gpu_check.py                      (on one H100/H200: estimated 4-6 minutes, not yet timed)
+  python bench/gpu_check.py --dry-run            (any machine, a few minutes)
 """
 import argparse
 import gc
@@ -38,14 +49,17 @@ from ftkit.core.cli import UserError, log, run, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-             "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096}
-TINY = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 4, "vocab_size": 3000, "max_position_embeddings": 1024}
-QWEN25_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-             "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768, "tie_word_embeddings": False}
+QWEN25_1_5B = {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+               "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768,
+               "tie_word_embeddings": True}
 TINY_QWEN = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "tie_word_embeddings": False}
+             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "tie_word_embeddings": True}
+MODES = ("lora", "lora_dense", "lora_padding_free", "lora_liger", "qlora", "qlora_dense")
+# (mode, against): the ratios the record reports
+COMPARISONS = (("lora", "lora_dense", "sparse vs dense output layer (LoRA)"),
+               ("qlora", "qlora_dense", "sparse vs dense output layer (QLoRA)"),
+               ("lora_padding_free", "lora", "padding-free vs padded"),
+               ("lora_liger", "lora", "Liger kernels on vs off"))
 # dense bf16 tensor-core peaks (the datasheets' headline figures are with 2:4 sparsity, twice these)
 PEAK_BF16_FLOPS = {
     "H200": (989e12, "https://www.nvidia.com/en-us/data-center/h200/ (H200 SXM, 1,979 TFLOPS sparse)"),
@@ -89,20 +103,22 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps per mode (default: 20, dry run 4)")
     ap.add_argument("--seq-len", type=int, default=None, help="tokens per example (default: 1024, dry run 256)")
     ap.add_argument("--batch-size", type=int, default=None, help="examples per step (default: 4, dry run 2)")
-    ap.add_argument("--modes", default="lora,lora_dense,qlora,padding_free",
-                    help="training modes; lora_dense is lora with the output layer at every position; none: only the "
-                         "multi-process part (default: %(default)s)")
-    ap.add_argument("--skip-qwen", action="store_true", help="skip the Qwen2.5-7B-shape output-layer comparison")
-    ap.add_argument("--skip-gguf", action="store_true", help="skip merge -> GGUF -> llama.cpp (slow for 7B)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="training modes, of " + ", ".join(MODES) + "; none: only the multi-process part "
+                         "(default: all)")
+    ap.add_argument("--skip-gguf", action="store_true", help="skip merge -> GGUF -> llama.cpp")
     ap.add_argument("--processes", type=int, default=None,
                     help="processes for the multi-process part (DDP vs FSDP vs ZeRO-3; default: one per GPU, skipped "
                          "below 2)")
     ap.add_argument("--work-dir", default=None, help="where the random model and outputs go (default: temporary)")
     ap.add_argument("--output", default="reports/gpu_check.json", help="JSON results (default: %(default)s)")
+    ap.add_argument("--runs", default="docs/gpu_check.json",
+                    help="the project's record a GPU run is appended to; `make docs` makes docs/gpu.md's table from it "
+                         "(a dry run is never recorded; 'none': do not record; default: %(default)s)")
     return ap.parse_args(argv)
 
 
-def build_random_model(work: Path, shape: dict, dtype_name: str, family: str = "llama2") -> Path:
+def build_random_model(work: Path, shape: dict, dtype_name: str, family: str = "qwen2.5") -> Path:
     """A random model of the shape with the family's tokenizer, under `work`."""
     import torch
 
@@ -288,13 +304,13 @@ def train_mode(mode: str, model_dir: Path, data: Path, work: Path, steps: int, b
 
     from ftkit.stages.train.train import TrainConfig, run_training
 
-    if mode == "padding_free" and torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is None:
-        return {"mode": mode, "skipped": "no variable-length attention kernel (flash-attn) installed"}
+    if mode == "lora_liger" and importlib.util.find_spec("liger_kernel") is None:
+        return {"mode": mode, "skipped": "liger-kernel is not installed (pip install liger-kernel)"}
     config = TrainConfig(base_model=str(model_dir), train_data=str(data), val_data="none", output_dir=str(work / mode),
                          max_steps=steps, epochs=1, batch_size=batch, max_length=seq_len + 8, learning_rate=2e-4,
-                         lora_r=8, lora_alpha=16, precision=precision, use_quantization=mode == "qlora",
-                         sparse_logits=mode != "lora_dense",
-                         padding_free=mode == "padding_free", group_by_length=False, logging_steps=1,
+                         lora_r=8, lora_alpha=16, precision=precision, use_quantization=mode.startswith("qlora"),
+                         sparse_logits=not mode.endswith("_dense"), padding_free=mode == "lora_padding_free",
+                         liger_kernel=mode == "lora_liger", group_by_length=False, logging_steps=1,
                          warmup_ratio=0.0, lr_scheduler="constant", save_steps=10**6)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -362,6 +378,7 @@ def main():
     from ftkit.core.loading import load_tokenizer
     from ftkit.stages.train.train_outputs import hardware
 
+    started = time.perf_counter()
     stack = check_cuda_stack(args.dry_run)
     if not args.dry_run and not torch.cuda.is_available():
         raise UserError("no CUDA GPU here: run on a GPU machine, or use --dry-run for the CPU check")
@@ -371,21 +388,14 @@ def main():
     batch = args.batch_size or (2 if dry else 4)
     precision = "fp32" if not torch.cuda.is_available() else "bf16"
     modes = [m.strip() for m in args.modes.split(",") if m.strip() and m.strip() != "none"]
+    shape = TINY_QWEN if dry else QWEN25_1_5B
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         work = Path(tmp)
-        model_dir = build_random_model(work, TINY if dry else LLAMA2_7B, precision)
+        model_dir = build_random_model(work, shape, precision)
         params = count_parameters(model_dir)
         tokenizer = load_tokenizer(str(model_dir))
         data = generated_data(work, tokenizer, steps * batch, seq_len)
         results = [train_mode(m, model_dir, data, work, steps, batch, seq_len, precision, params) for m in modes]
-        output_layer = {"llama2-7b" if not dry else "tiny-llama": [r for r in results if r["mode"] in ("lora", "lora_dense")]}
-        if not args.skip_qwen:
-            qwen_dir = build_random_model(work, TINY_QWEN if dry else QWEN25_7B, precision, "qwen2.5")
-            qwen_data = generated_data(work / "qwen-data", load_tokenizer(str(qwen_dir)), steps * batch, seq_len)
-            qwen_params = count_parameters(qwen_dir)
-            output_layer["qwen2.5-7b" if not dry else "tiny-qwen2.5"] = [
-                train_mode(m, qwen_dir, qwen_data, work / "qwen", steps, batch, seq_len, precision, qwen_params)
-                for m in ("lora", "lora_dense")]
         processes = torch.cuda.device_count() if args.processes is None else args.processes
         several = multi_process(work, model_dir, data, processes, steps, batch, seq_len, precision)
         deploy = {}
@@ -394,30 +404,34 @@ def main():
                 deploy = gguf_speed(model_dir, work / modes[0] / "lora_adapter", work, tokenizer)
             except ImportError as err:  # a GPU machine without llama-cpp-python's CUDA build
                 log.warning("gpu-check: GGUF step skipped (%s)", err)
-    document = {"dry_run": dry, "shape": TINY if dry else LLAMA2_7B, "parameters": params, "steps": steps,
-                "seq_len": seq_len, "batch_size": batch, "precision": precision, "hardware": hardware(),
-                "cuda_stack": stack,
+    from datetime import datetime, timezone
+
+    document = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dry_run": dry, "model": "tiny Qwen2.5 shape" if dry else "Qwen2.5-1.5B shape", "shape": shape,
+                "parameters": params, "steps": steps, "seq_len": seq_len, "batch_size": batch, "precision": precision,
+                "hardware": hardware(), "gpu": peak_flops()[1], "cuda_stack": stack,
                 "mfu_formula": MFU_FORMULA, "hfu_formula": HFU_FORMULA, "anchors": ANCHORS,
                 "peak_bf16_flops_sources": {k: v[1] for k, v in PEAK_BF16_FLOPS.items()},
-                "training": results, "output_layer": output_layer, "multi_process": several, "gguf": deploy}
+                "training": results, "comparisons": comparisons(results), "multi_process": several, "gguf": deploy,
+                "wall_s": time.perf_counter() - started}
     write_json_atomic(args.output, document)
-    print(f"\nGPU path check ({'DRY RUN: tiny shapes on the CPU' if dry else 'Llama-2-7B shape, random weights'}), "
-          f"{params / 1e6:,.1f} M parameters, seq {seq_len}, batch {batch}, {steps} steps, {precision}")
-    print(f"{'mode':<14}{'tokens/s':>10}{'step s':>8}{'peak GiB':>10}{'MFU':>7}{'HFU':>7}  loss")
+    if not dry and args.runs != "none":
+        from ftkit.benchmarks import add_run
+
+        log.info("gpu-check: %d run(s) now in %s (make docs writes docs/gpu.md's table)",
+                 len(add_run(args.runs, document, "make gpu-check")), args.runs)
+    print(f"\nGPU path check ({'DRY RUN: tiny shapes on the CPU' if dry else 'Qwen2.5-1.5B shape, random weights'}), "
+          f"{params / 1e6:,.1f} M parameters, seq {seq_len}, batch {batch}, {steps} steps, {precision}, "
+          f"{document['gpu']}, {document['wall_s']:.0f} s in all")
+    print(f"{'mode':<19}{'tokens/s':>10}{'step s':>8}{'peak GiB':>10}{'MFU':>7}{'HFU':>7}  loss")
     for r in results:
         if "skipped" in r:
-            print(f"{r['mode']:<14}  skipped: {r['skipped']}")
+            print(f"{r['mode']:<19}  skipped: {r['skipped']}")
             continue
         mfu, hfu = (f"{100 * r[k]:.1f}%" if r[k] else "-" for k in ("mfu", "hfu"))
-        print(f"{r['mode']:<14}{r['tokens_per_s']:>10,.0f}{r['step_time_s']:>8.2f}{r['peak_memory_gib']:>10.2f}{mfu:>7}{hfu:>7}  "
+        print(f"{r['mode']:<19}{r['tokens_per_s']:>10,.0f}{r['step_time_s']:>8.2f}{r['peak_memory_gib']:>10.2f}{mfu:>7}{hfu:>7}  "
               f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} ({'fell' if r['loss_fell'] else 'DID NOT FALL'})")
-    for shape, runs in output_layer.items():
-        by_mode = {r["mode"]: r for r in runs if "skipped" not in r}
-        if {"lora", "lora_dense"} <= set(by_mode):
-            sparse, dense = by_mode["lora"], by_mode["lora_dense"]
-            print(f"output layer, {shape}: supervised positions only {sparse['tokens_per_s']:,.0f} tokens/s, "
-                  f"{sparse['peak_memory_gib']:.2f} GiB; every position {dense['tokens_per_s']:,.0f} tokens/s, "
-                  f"{dense['peak_memory_gib']:.2f} GiB ({sparse['tokens_per_s'] / dense['tokens_per_s']:.2f}x)")
+    for c in document["comparisons"]:
+        print(f"{c['what']}: {c['speedup']:.2f}x tokens/s, {c['memory_ratio']:.2f}x peak memory")
     print_multi_process(several)
     for quant, d in deploy.items():
         print(f"GGUF {quant:<8} prompt {d['prompt_tokens_per_s']:,.0f} tokens/s, decode {d['decode_tokens_per_s']:,.0f} "
@@ -425,8 +439,7 @@ def main():
     print(f"MFU = {MFU_FORMULA}\nHFU = {HFU_FORMULA}")
     for anchor in ANCHORS:
         print(f"anchor: {anchor['what']} [{anchor['source']}]")
-    every_run = results + [r for runs in output_layer.values() for r in runs]
-    failed = [r["mode"] for r in every_run if "skipped" not in r and not r["loss_fell"]]
+    failed = [r["mode"] for r in results if "skipped" not in r and not r["loss_fell"]]
     if failed:
         log.error("gpu-check: loss did not fall for %s", ", ".join(failed))
     disagree = [name for name, r in several.get("runs", {}).items() if r.get("agrees_with_ddp") is False]
@@ -436,6 +449,15 @@ def main():
     if unsharded and torch.cuda.is_available():
         log.error("gpu-check: %s did not shard on this GPU host", ", ".join(unsharded))
     return 1 if failed or disagree or (unsharded and torch.cuda.is_available()) else 0
+
+
+def comparisons(results: list[dict]) -> list[dict]:
+    """Each mode against the one it changes one thing of: tokens/s and peak memory ratios."""
+    done = {r["mode"]: r for r in results if "skipped" not in r}
+    return [{"what": what, "mode": mode, "against": against,
+             "speedup": done[mode]["tokens_per_s"] / done[against]["tokens_per_s"],
+             "memory_ratio": done[mode]["peak_memory_gib"] / done[against]["peak_memory_gib"]}
+            for mode, against, what in COMPARISONS if mode in done and against in done]
 
 
 def print_multi_process(several: dict) -> None:

@@ -14,25 +14,36 @@ def test_gpu_check_dry_run_trains_every_mode_and_measures_the_gguf(tmp_path):
     output = tmp_path / "gpu_check.json"
     # --processes 2: the part a host with several GPUs runs, here on two CPU processes (gloo)
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry-run", "--steps", "6",
-                             "--processes", "2", "--output", str(output), "--work-dir", str(tmp_path)],
+                             "--processes", "2", "--output", str(output), "--work-dir", str(tmp_path),
+                             "--runs", str(tmp_path / "runs.json")],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["dry_run"] and report["shape"]["hidden_size"] == 256 and report["parameters"] > 3_000_000
+    assert report["shape"]["vocab_size"] == 151936 and report["model"] == "tiny Qwen2.5 shape"
     modes = {r["mode"]: r for r in report["training"]}
-    assert set(modes) == {"lora", "lora_dense", "qlora", "padding_free"}
-    assert set(report["output_layer"]) == {"tiny-llama", "tiny-qwen2.5"}  # 32k and 152k vocabularies
-    qwen = {r["mode"]: r for r in report["output_layer"]["tiny-qwen2.5"]}
-    assert set(qwen) == {"lora", "lora_dense"} and all(r["loss_fell"] for r in qwen.values())
-    assert "output layer, tiny-qwen2.5: supervised positions only" in result.stdout
+    assert set(modes) == {"lora", "lora_dense", "lora_padding_free", "lora_liger", "qlora", "qlora_dense"}
+    assert "liger-kernel is not installed" in modes.pop("lora_liger")["skipped"]  # not on this CPU machine
+    compared = {c["what"]: c for c in report["comparisons"]}
+    assert set(compared) == {"sparse vs dense output layer (LoRA)", "sparse vs dense output layer (QLoRA)",
+                             "padding-free vs padded"}
+    assert all(c["speedup"] > 0 and c["memory_ratio"] > 0 for c in compared.values())
+    assert "sparse vs dense output layer (LoRA):" in result.stdout
     for mode in modes.values():
         assert mode["steps"] == 6 and mode["tokens_per_s"] > 0 and mode["peak_memory_gib"] > 0
         assert mode["loss_fell"], mode
+    assert not (ROOT / "docs" / "gpu_check.json").exists() or "dry_run" not in (ROOT / "docs" / "gpu_check.json").read_text()
     assert set(report["gguf"]) == {"F16", "Q4_K_M"}
     assert all(d["decode_tokens_per_s"] > 0 and d["prompt_tokens_per_s"] > 0 for d in report["gguf"].values())
     assert "MFU = 4 * N_parameters" in result.stdout and "LLaMA-Factory" in result.stdout
     assert report["cuda_stack"]["torch"].startswith("2.13.0") and "torch 2.13.0" in result.stderr
     several = report["multi_process"]
+    assert not (tmp_path / "runs.json").exists()  # a dry run is never recorded as a GPU run
+    from ftkit.benchmarks import render_gpu_table
+
+    table = render_gpu_table([report])  # what docs/gpu.md shows of a recorded run
+    assert f"`make gpu-check` on {report['gpu']}" in table and "| qlora_dense |" in table
+    assert "| sparse vs dense output layer (LoRA) |" in table and "| lora_liger | skipped:" in table
     assert several["processes"] == 2 and set(several["runs"]) == {"ddp", "fsdp", "zero3"}
     assert all(several["runs"][name]["ranks"] == [0, 1] for name in ("ddp", "fsdp"))
     fsdp = several["runs"]["fsdp"]

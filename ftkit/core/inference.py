@@ -18,6 +18,7 @@ from ftkit.core.loading import load_hf, load_tokenizer
 
 CONTEXT_CAP = 4096  # tokens; what Ollama's num_ctx is capped at too
 PREFIX_REUSE_MIN = 16  # tokens a batch must share before its common prefix is computed once
+STATIC_CACHE_MIN_ROWS = 8  # a batch this large decodes into a preallocated cache (see _preallocated_cache)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,10 @@ class HFChatModel:
 
         stops = set(self.stop_ids)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens count from 0
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+        # the prompt's logits at its last position only: the output layer over every prompt position was most of
+        # a batch's prefill (152k columns each with Qwen)
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, cache=self._preallocated_cache(*input_ids.shape, max_new_tokens))
         cache, last = out.cache, positions[:, -1]
         next_ids = out.logits[:, -1].argmax(-1)
         generated: list[list[int]] = [[] for _ in range(len(input_ids))]
@@ -137,6 +141,19 @@ class HFChatModel:
             out = self.model(input_ids=next_ids[:, None], attention_mask=attention, position_ids=last[:, None],
                              cache=cache, use_cache=True)
             cache, next_ids = out.cache, out.logits[:, -1].argmax(-1)
+
+    def _preallocated_cache(self, rows: int, width: int, max_new_tokens: int):
+        """For a batch, a key/value cache allocated once for the whole answer. The default cache grows by
+        concatenation, copying every layer's keys and values at each new token: half the time of 64 answers of 160
+        tokens (measured). For one row the default is faster (1.6x measured: a preallocated cache attends over its
+        whole length at every step). Only where every layer attends to the whole sequence: sliding windows and
+        recurrent states (Gemma, Qwen3.5) keep the default. None: the default cache."""
+        from transformers import StaticCache
+
+        layer_types = set(getattr(self.model.config, "layer_types", None) or ("full_attention",))
+        if rows < STATIC_CACHE_MIN_ROWS or layer_types != {"full_attention"}:
+            return None
+        return StaticCache(config=self.model.config, max_cache_len=width + max_new_tokens)
 
     def answer_losses(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16) -> list[float]:
         """Mean negative log-likelihood of each answer (teacher-forced, answer tokens only)."""

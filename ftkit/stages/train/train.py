@@ -27,7 +27,7 @@ from ftkit.core.loading import (
     save_tokenizer,
     torch_dtype,
 )
-from ftkit.stages.train import distributed
+from ftkit.stages.train import distributed, output_layer
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,13 @@ class TrainConfig:
     precision: str = option("auto", "bf16 where supported, else fp32 (fp16 is never chosen for you)", choices=PRECISIONS)
     group_by_length: bool = option(True, "batch examples of similar length (less padding, faster)")
     packing: bool = option(False, "pack examples into max_length blocks (GPU + flash attention only)")
-    padding_free: bool = option(False, "padding-free batches (GPU + flash attention only)")
+    padding_free: bool = option(False, "padding-free batches: each batch one row, sequences kept apart by their "
+                                       "position ids (off by default: 0.96x on the CPU, measured; see docs/train.md)")
+    liger_kernel: bool = option(False, "Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (CUDA; pip install "
+                                       "liger-kernel)")
     sparse_logits: bool = option(True, "compute the output layer only at supervised positions (--no-sparse-logits: "
-                                       "at every position, as TRL does off CUDA; for comparison)")
+                                       "the full logits at every position, as transformers' own loss does; for "
+                                       "comparison)")
     logging_steps: int = option(1, "log loss every N steps")
     max_steps: int = option(-1, "stop after N optimizer steps (overrides --epochs when > 0)")
     trust_remote_code: bool = option(False, "allow the model repository's own Python code to run")
@@ -217,6 +221,15 @@ def check_4bit_possible() -> None:
                         "train without it, or on a CUDA GPU") from None
 
 
+def check_liger_possible() -> None:
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("liger_kernel") is None or not torch.cuda.is_available():
+        raise UserError("--liger-kernel needs a CUDA GPU and `pip install liger-kernel`; train without it here")
+
+
 def sharding() -> str | None:
     """'fsdp' or 'deepspeed' when `accelerate launch` shards the model, else None (one process, or DDP)."""
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true"):
@@ -277,32 +290,21 @@ def keep_4bit_gradients_on_cpu(model) -> int:
     return len(layers)
 
 
-SUPERVISED_TILE_POSITIONS = 1024
+def full_logits_trainer(trainer_class):
+    """`trainer_class` with the model's own loss: the logits at every position, then torch's cross-entropy,
+    as transformers (and LLaMA-Factory) compute it. The baseline `--no-sparse-logits` measures the sparse
+    output layer against; TRL's token entropy and accuracy are not logged on this path."""
+    from transformers import Trainer
 
+    class FullLogits(trainer_class):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            if self.aux_loss_enabled:
+                inputs["output_router_logits"] = True
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
-def score_supervised_positions_only(enabled: bool = True) -> None:
-    """Run TRL's fused LM head on the supervised positions only, on every device.
-
-    TRL's SFTTrainer projects hidden states through the output layer in tiles, never holding the full
-    logits, and on CUDA/XPU only at positions whose next-token label is supervised. Elsewhere it scores
-    every position, because on some accelerators (Neuron) a varying number of positions recompiles the
-    graph. On the CPU that is pure waste: prompt positions carry label -100, and with Qwen's 151,936-token
-    vocabulary the output layer is most of the work (measured 4x per training step on the tiny Qwen2.5
-    model, same loss). TRL decides this per call with `trl.trainer.utils._use_triton`; its tile kernels
-    look up their own copy, so only the choice of positions changes. Tested for equal loss and gradients.
-
-    The tiles are also cut to SUPERVISED_TILE_POSITIONS positions (TRL: 4,096): a tile is positions x
-    32,768 vocabulary columns in float32, 0.5 GB at 4,096 positions, with the CPU fold's temporaries
-    as large again; at 1,024 a batch never holds more than 0.13 GB of logits at once."""
-    import trl.kernels.chunked_logprob as tiles
-    import trl.trainer.utils as trl_utils
-
-    original = getattr(trl_utils, "_ftkit_original_use_triton", trl_utils._use_triton)
-    trl_utils._ftkit_original_use_triton = original
-    trl_utils._use_triton = (lambda device: True) if enabled else original
-    original_tile = getattr(tiles, "_ftkit_original_token_chunk_size", tiles.TOKEN_CHUNK_SIZE)
-    tiles._ftkit_original_token_chunk_size = original_tile
-    tiles.TOKEN_CHUNK_SIZE = SUPERVISED_TILE_POSITIONS if enabled else original_tile
+    FullLogits.__name__ = f"FullLogits{trainer_class.__name__}"
+    return FullLogits
 
 
 def has_fused_experts(model) -> bool:
@@ -370,6 +372,7 @@ def sft_config(config: TrainConfig, checkpoints: Path, precision: str):
         max_length=None if config.padding_free and not config.packing else config.max_length,
         packing=config.packing,
         padding_free=config.padding_free,
+        use_liger_kernel=config.liger_kernel,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False,
@@ -423,6 +426,8 @@ def _run_training(config: TrainConfig) -> dict:
 
     if config.use_quantization:
         check_4bit_possible()
+    if config.liger_kernel:
+        check_liger_possible()
     precision = choose_precision(config.precision)
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
@@ -445,13 +450,14 @@ def _run_training(config: TrainConfig) -> dict:
     digests = train_outputs.data_digests(config)  # hashed once: the roll call and the manifest
     processes = distributed.roll_call(digests)
     model = load_model(config, precision)
-    score_supervised_positions_only(config.sparse_logits)
+    output_layer.install()
     dropout = lora_dropout(config, model)
     logger = JsonlLogger(out / "train_log.jsonl", resume_step=_checkpoint_step(resume_from))
     callbacks = [logger, EpochSummary(), FaultInjection()]
     if config.early_stopping_patience and val:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = distributed.rank_zero_writes_checkpoints(SFTTrainer)(
+    trainer_class = SFTTrainer if config.sparse_logits else full_logits_trainer(SFTTrainer)
+    trainer = distributed.rank_zero_writes_checkpoints(trainer_class)(
         model=model, args=args, processing_class=tokenizer, peft_config=lora_config(config, dropout),
         train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(val.rows) if val else None, callbacks=callbacks)
@@ -471,6 +477,7 @@ def _run_training(config: TrainConfig) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     runtime = time.time() - started
     final_eval = _final_eval_loss(trainer) if val else None
+    output_layer.release()
     staging = _save_on_every_rank(trainer, out)
     if not trainer.is_world_process_zero():
         distributed.leave(keep=trainer)
