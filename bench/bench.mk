@@ -18,7 +18,7 @@ bench: $(GGUF_MAIN) $(if $(filter models/tiny-%,$(BENCH_LARGE_VOCAB_MODEL)),$(BE
 	  --output $(REPORT_DIR)/bench.json
 
 DRY_RUN ?=
-gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Llama-2-7B (DRY_RUN=1: tiny, on the CPU)
+gpu-check: | $(PY_DEP) ## prove and measure the GPU path on a random Qwen2.5-1.5B: sparse/dense output layer, padding-free, Liger, QLoRA (DRY_RUN=1: tiny, on the CPU)
 	$(RUN_PY) bench/gpu_check.py $(if $(DRY_RUN),--dry-run) --output $(REPORT_DIR)/gpu_check.json
 
 bench-gguf: $(GGUF_MAIN) | $(PY_DEP) ## benchmark GGUF decode (llama.cpp) against the merged HF model in fp32
