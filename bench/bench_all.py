@@ -92,10 +92,10 @@ def main():
         data = bench("data", "bench_data.py", ["--records", str(args.records), "--tokenizer", args.base_model], work)
         train = bench("train", "bench_train.py", ["--base-model", args.base_model, "--variants", "baseline,ftkit",
                                                   "--runs", "none"], work)
-        output_layer = {data: bench(f"train-{data}", "bench_train.py", [
+        output_layer = {split: bench(f"train-{split}", "bench_train.py", [
             "--base-model", args.large_vocab_model, "--variants", "dense,ftkit", "--runs", "none", *extra], work)
-            for data, extra in (("generated", []), ("demo", ["--train-data", args.train_data,
-                                                             "--val-data", args.val_data]))}
+            for split, extra in (("generated", []), ("demo", ["--train-data", args.train_data,
+                                                              "--val-data", args.val_data]))}
         evals = {name: bench(f"eval-{name}", "bench_eval.py", ["--base-model", args.base_model, "--test-data",
                                                                args.test_data, *extra], work)
                  for name, extra in (("test", []), ("long", ["--max-new-tokens", "160"]))}
@@ -107,7 +107,7 @@ def main():
         ("train: useful tokens/s", train["ftkit"]["tokens"] / train["ftkit"]["seconds"],
          train["baseline"]["tokens"] / train["baseline"]["seconds"],
          train["speedup"] >= 1.5 and abs(train["eval_loss_gap"]) <= 0.03, ">= 1.5x, eval loss within 3%"),
-        *(output_layer_row(what, output_layer[data]) for data, what in (
+        *(output_layer_row(what, output_layer[split]) for split, what in (
             ("generated", "answers 20-600 chars"), ("demo", "demo training split"))),
         *(eval_row(what, evals[name]) for name, what in (("test", "demo test split"),
                                                           ("long", "answers up to 160 tokens"))),

@@ -66,7 +66,7 @@ class TrainConfig:
     group_by_length: bool = option(True, "batch examples of similar length (less padding, faster)")
     packing: bool = option(False, "pack examples into max_length blocks (GPU + flash attention only)")
     padding_free: bool = option(False, "padding-free batches: each batch one row, sequences kept apart by their "
-                                       "position ids (off by default: 0.96x on the CPU, measured; see docs/train.md)")
+                                       "position ids (off by default: slower on the CPU, measured in docs/train.md)")
     liger_kernel: bool = option(False, "Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (CUDA; pip install "
                                        "liger-kernel)")
     sparse_logits: bool = option(True, "compute the output layer only at supervised positions (--no-sparse-logits: "
