@@ -149,7 +149,7 @@ def _tile(tiles: Tiles, hidden, weight, target, temperature: float, softcap: flo
     torch.mm(hidden, weight.t(), out=tiles.logits)
     z, chain = _final_logits(tiles, temperature, softcap, logit_scale)
     z_target, z_max = z[everyone, target], z.amax(dim=1)
-    in_place = direction is not None and not isinstance(chain, torch.Tensor)
+    in_place = tiles.probs is None  # (training without soft-capping: see forward)
     p = torch.ops.aten._softmax.out(z, 1, False, out=z if in_place else tiles.probs)
     log_probs = torch.log(p[everyone, target])
     lost = log_probs < UNDERFLOW  # p(target) below float32's normal range: its log from the logits instead
